@@ -1,0 +1,3 @@
+"""Fogline gateway: ingest, durable store, aggregation, inference and cloud relay."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Code shared unchanged by the MicroPython firmware and the CPython gateway."""

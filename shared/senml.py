@@ -1,0 +1,193 @@
+"""SenML (RFC 8428) packs in CBOR with integer labels: encode, decode, resolve.
+
+A record is a tuple (name, unit, value, time) with absolute time in seconds.
+Packs group records by name: the first record of each group sets the base
+name (and base unit), which RFC 8428 applies to all following records until
+changed, so later records carry only time and value.
+"""
+
+from shared import cbor
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+BVER = const(-1)
+BN = const(-2)
+BT = const(-3)
+BU = const(-4)
+BV = const(-5)
+BS = const(-6)
+N = const(0)
+U = const(1)
+V = const(2)
+VS = const(3)
+VB = const(4)
+S = const(5)
+T = const(6)
+UT = const(7)
+VD = const(8)
+
+_STR_LABELS = (BN, BU, N, U, VS)
+_NUM_LABELS = (BT, BV, BS, V, S, T, UT)
+_KNOWN = (BVER, BN, BT, BU, BV, BS, N, U, V, VS, VB, S, T, UT, VD)
+_VALUE_LABELS = (V, VS, VB, VD)
+_NAME_FIRST = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+_NAME_REST = _NAME_FIRST + "-:./_"
+MAX_RECORDS = const(1024)
+
+
+def _num(x):
+    # Integral times travel as CBOR ints (1-3 bytes instead of a float).
+    if isinstance(x, float) and x == int(x) and -4294967296.0 < x < 4294967296.0:
+        return int(x)
+    return x
+
+
+def _value_field(rec, value):
+    if value is True or value is False:
+        rec[VB] = value
+    elif isinstance(value, (int, float)):
+        rec[V] = value
+    elif isinstance(value, str):
+        rec[VS] = value
+    elif isinstance(value, (bytes, bytearray)):
+        rec[VD] = bytes(value)
+    else:
+        raise ValueError("senml: unsupported value type %s" % type(value).__name__)
+
+
+def build_pack(base_name, base_time, records):
+    """Return the SenML pack (a list of label-keyed dicts) for records."""
+    order = []
+    groups = {}
+    for r in records:
+        g = groups.get(r[0])
+        if g is None:
+            g = groups[r[0]] = []
+            order.append(r[0])
+        g.append(r)
+    pack = []
+    for name in order:
+        first = True
+        for (_, unit, value, t) in groups[name]:
+            rec = {}
+            if first:
+                rec[BN] = base_name + name
+                if unit:
+                    rec[BU] = unit
+                first = False
+            if not pack:
+                rec[BT] = _num(base_time)
+            dt = _num(t - base_time)
+            if dt:
+                rec[T] = dt
+            _value_field(rec, value)
+            pack.append(rec)
+    return pack
+
+
+def encode_pack(base_name, base_time, records):
+    """Encode records (name, unit, value, time) as a CBOR SenML pack."""
+    return cbor.dumps(build_pack(base_name, base_time, records))
+
+
+def _check_name(name):
+    if not name:
+        raise ValueError("senml: empty name")
+    if name[0] not in _NAME_FIRST:
+        raise ValueError("senml: bad name %r" % name)
+    for c in name:
+        if c not in _NAME_REST:
+            raise ValueError("senml: bad character in name %r" % name)
+
+
+def _finite(x, label):
+    if x != x or x in (float("inf"), float("-inf")):
+        raise ValueError("senml: non-finite number for label %d" % label)
+
+
+def _check_field(k, x):
+    if k in _STR_LABELS:
+        if not isinstance(x, str):
+            raise ValueError("senml: label %d must be text" % k)
+    elif k in _NUM_LABELS:
+        if x is True or x is False or not isinstance(x, (int, float)):
+            raise ValueError("senml: label %d must be a number" % k)
+        _finite(x, k)
+    elif k == VB:
+        if x is not True and x is not False:
+            raise ValueError("senml: vb must be a boolean")
+    elif k == VD:
+        if not isinstance(x, bytes):
+            raise ValueError("senml: vd must be bytes")
+    elif k == BVER:
+        if not isinstance(x, int) or x is True or x is False or x < 1 or x > 10:
+            raise ValueError("senml: unsupported version")
+
+
+def resolve(pack, strict=True):
+    """Resolve a decoded pack into records (name, unit, value, time); ValueError if invalid."""
+    if not isinstance(pack, list):
+        raise ValueError("senml: pack must be an array")
+    if not pack:
+        raise ValueError("senml: empty pack")
+    if len(pack) > MAX_RECORDS:
+        raise ValueError("senml: more than %d records" % MAX_RECORDS)
+    bn = ""
+    bt = 0
+    bu = None
+    bv = 0
+    out = []
+    for rec in pack:
+        if not isinstance(rec, dict):
+            raise ValueError("senml: record must be a map")
+        for k in rec:
+            if not isinstance(k, int) or isinstance(k, bool):
+                if isinstance(k, str) and not k.endswith("_"):
+                    continue  # RFC 8428: unknown text labels are ignored
+                raise ValueError("senml: unsupported label %r" % (k,))
+            if k not in _KNOWN:
+                if strict:
+                    raise ValueError("senml: unknown label %d" % k)
+                continue
+            _check_field(k, rec[k])
+        if BN in rec:
+            bn = rec[BN]
+        if BT in rec:
+            bt = rec[BT]
+        if BU in rec:
+            bu = rec[BU]
+        if BV in rec:
+            bv = rec[BV]
+        nvals = 0
+        for k in _VALUE_LABELS:
+            if k in rec:
+                nvals += 1
+        if nvals > 1:
+            raise ValueError("senml: more than one value field")
+        if V in rec:
+            value = bv + rec[V]
+        elif VS in rec:
+            value = rec[VS]
+        elif VB in rec:
+            value = rec[VB]
+        elif VD in rec:
+            value = rec[VD]
+        elif S in rec:
+            value = rec[S]
+        elif BV in rec:
+            value = bv
+        else:
+            raise ValueError("senml: record without a value")
+        name = bn + rec.get(N, "")
+        _check_name(name)
+        out.append((name, rec.get(U, bu), value, bt + rec.get(T, 0)))
+    return out
+
+
+def decode_pack(data, strict=True):
+    """Decode CBOR bytes of a SenML pack into resolved records."""
+    return resolve(cbor.loads(data), strict)

@@ -1,0 +1,135 @@
+"""Pytest plugin: tests/shared run on CPython and MicroPython, tests/firmware on MicroPython only.
+
+A MicroPython test is a top-level `test_*` function run by tests/mp_runner.py in
+its own `micropython` process (the real unix port, simulated HAL first on the
+path). Its id ends in `[micropython]`, so a failure names the runtime.
+A module can set `MP_HEAPSIZE = "64K"` and `MP_TIMEOUT = 300` (literals),
+and a first-lines comment `# cpython-only` keeps a tests/shared module off MicroPython.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tools import hostemu
+
+TESTS = Path(__file__).resolve().parent
+RUNNER = TESTS / "mp_runner.py"
+_MARK = "FOGLINE-RESULT"
+
+
+def _mp_plan(path: Path) -> tuple[list[str], dict[str, object]]:
+    src = path.read_text()
+    if "# cpython-only" in "\n".join(src.splitlines()[:5]):
+        return [], {}
+    tree = ast.parse(src)
+    names: list[str] = []
+    consts: dict[str, object] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+            names.append(node.name)
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id in ("MP_HEAPSIZE", "MP_TIMEOUT"):
+                consts[node.targets[0].id] = ast.literal_eval(node.value)
+    return names, consts
+
+
+class MicroPythonFailure(Exception):
+    """A test function failed (or crashed the interpreter) on MicroPython."""
+
+
+class MicroPythonItem(pytest.Item):
+    def __init__(self, *, fname: str, consts: dict[str, object], **kw):
+        super().__init__(**kw)
+        self.fname = fname
+        self.consts = consts
+        self.add_marker("micropython")
+
+    def runtest(self) -> None:
+        timeout = float(self.consts.get("MP_TIMEOUT", 120))  # type: ignore[arg-type]
+        heap = self.consts.get("MP_HEAPSIZE")
+        try:
+            proc = hostemu.run_mp(RUNNER, str(self.path), self.fname, heapsize=heap,  # type: ignore[arg-type]
+                                  timeout=timeout, cwd=str(hostemu.REPO))
+        except subprocess.TimeoutExpired as e:
+            raise MicroPythonFailure(f"timed out after {timeout:.0f} s on MicroPython\n{e.stdout or ''}")
+        if f"{_MARK} {self.fname} ok" not in proc.stdout:
+            raise MicroPythonFailure(
+                f"failed on MicroPython (exit {proc.returncode})\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, MicroPythonFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, None, f"{self.name} (MicroPython unix port)"
+
+
+def _mp_items(parent, path: Path):
+    names, consts = _mp_plan(path)
+    for n in names:
+        yield MicroPythonItem.from_parent(parent, name=f"{n}[micropython]", fname=n, consts=consts)
+
+
+class MicroPythonModule(pytest.File):
+    def collect(self):
+        yield from _mp_items(self, self.path)
+
+
+class DualRuntimeModule(pytest.Module):
+    def collect(self):
+        yield from super().collect()
+        yield from _mp_items(self, self.path)
+
+
+def pytest_pycollect_makemodule(module_path: Path, parent):
+    try:
+        top = module_path.resolve().relative_to(TESTS).parts[0]
+    except ValueError:
+        return None
+    if top == "firmware":
+        return MicroPythonModule.from_parent(parent, path=module_path)
+    if top == "shared":
+        return DualRuntimeModule.from_parent(parent, path=module_path)
+    return None
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "micropython: runs on the MicroPython unix port")
+    config.addinivalue_line("markers", "slow: long-running (soak) tests, off unless --soak")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--soak", action="store_true", default=False, help="run long soak variants")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--soak"):
+        return
+    skip = pytest.mark.skip(reason="soak test: run with --soak")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter):
+    counts: dict[str, dict[str, int]] = {"cpython": {}, "micropython": {}}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for rep in terminalreporter.stats.get(outcome, []):
+            if getattr(rep, "when", "call") not in ("call", "setup"):
+                continue
+            if outcome == "passed" and rep.when != "call":
+                continue
+            rt = "micropython" if "[micropython]" in rep.nodeid else "cpython"
+            counts[rt][outcome] = counts[rt].get(outcome, 0) + 1
+    parts = []
+    for rt, c in counts.items():
+        if c:
+            parts.append(rt + ": " + ", ".join(f"{v} {k}" for k, v in sorted(c.items())))
+    if parts:
+        terminalreporter.write_line("runtimes -> " + " | ".join(parts))

@@ -1,0 +1,1 @@
+"""Developer and operator tools: host emulation, deploy, model building, benchmarks."""
