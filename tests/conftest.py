@@ -133,3 +133,30 @@ def pytest_terminal_summary(terminalreporter):
             parts.append(rt + ": " + ", ".join(f"{v} {k}" for k, v in sorted(c.items())))
     if parts:
         terminalreporter.write_line("runtimes -> " + " | ".join(parts))
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    """A real mosquitto on a free 127.0.0.1 port, stopped after the test."""
+    from tools.broker import Mosquitto
+
+    b = Mosquitto(tmp_path / "mosquitto").start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path):
+    """Start more brokers (own ports, optional extra config); all stopped after the test."""
+    from tools.broker import Mosquitto
+
+    made: list[Mosquitto] = []
+
+    def make(name: str = "broker", **kw) -> Mosquitto:
+        b = Mosquitto(tmp_path / name, **kw).start()
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.stop()
