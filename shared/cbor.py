@@ -8,6 +8,7 @@ truncated, too deep or outside the subset raises ValueError.
 """
 
 import struct
+import sys
 
 try:
     from micropython import const
@@ -252,10 +253,53 @@ class _Reader:
 
 
 def _text(b):
+    b = bytes(b)
+    if _LAX_UTF8 and not _utf8_ok(b):
+        raise ValueError("cbor: invalid UTF-8 in text string")
     try:
-        return str(bytes(b), "utf-8")
+        return str(b, "utf-8")
     except (UnicodeError, ValueError):
         raise ValueError("cbor: invalid UTF-8 in text string")
+
+
+# MicroPython's str() accepts overlong forms and surrogates; CPython's does not. Check by hand there
+# so both runtimes accept exactly the same inputs (RFC 3629 well-formed UTF-8 only).
+_LAX_UTF8 = sys.implementation.name != "cpython"
+
+
+def _utf8_ok(b):
+    i = 0
+    n = len(b)
+    while i < n:
+        c = b[i]
+        if c < 0x80:
+            i += 1
+            continue
+        if 0xC2 <= c <= 0xDF:
+            need, lo, hi = 1, 0x80, 0xBF
+        elif c == 0xE0:
+            need, lo, hi = 2, 0xA0, 0xBF
+        elif c == 0xED:
+            need, lo, hi = 2, 0x80, 0x9F
+        elif 0xE1 <= c <= 0xEF:
+            need, lo, hi = 2, 0x80, 0xBF
+        elif c == 0xF0:
+            need, lo, hi = 3, 0x90, 0xBF
+        elif 0xF1 <= c <= 0xF3:
+            need, lo, hi = 3, 0x80, 0xBF
+        elif c == 0xF4:
+            need, lo, hi = 3, 0x80, 0x8F
+        else:
+            return False
+        if i + need >= n:
+            return False
+        if not lo <= b[i + 1] <= hi:
+            return False
+        for j in range(i + 2, i + need + 1):
+            if not 0x80 <= b[j] <= 0xBF:
+                return False
+        i += need + 1
+    return True
 
 
 def _half(b):

@@ -69,6 +69,8 @@ def build_pack(base_name, base_time, records):
             g = groups[r[0]] = []
             order.append(r[0])
         g.append(r)
+    # Unit-less groups go first: a base unit, once set, would apply to them too.
+    order = [n for n in order if not groups[n][0][1]] + [n for n in order if groups[n][0][1]]
     pack = []
     for name in order:
         first = True

@@ -1,0 +1,95 @@
+# SenML packs: golden bytes, resolution rules of RFC 8428, validation; runs on CPython and MicroPython.
+import struct
+from binascii import hexlify
+
+from shared import cbor, senml
+
+
+def _f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def test_pack_golden_bytes_and_base_fields_set_once_per_group():
+    recs = [("temp", "Cel", 21.5, 1700000000), ("temp", "Cel", 21.75, 1700000001),
+            ("hum", "%RH", 40.0, 1700000000)]
+    b = senml.encode_pack("n1/", 1700000000, recs)
+    # [{-2:"n1/temp", -3:1700000000, -4:"Cel", 2:21.5}, {6:1, 2:21.75}, {-2:"n1/hum", -4:"%RH", 2:40.0}]
+    want = ("83"
+            "a4" "02f94d60" "21676e312f74656d70" "221a6553f100" "236343656c"
+            "a2" "02f94d70" "0601"
+            "a3" "02f95100" "21666e312f68756d" "2363255248")
+    assert hexlify(b).decode() == want, hexlify(b)
+
+
+def test_roundtrip_resolves_names_units_times():
+    recs = [("temp", "Cel", _f32(21.37), 1700000000 + i) for i in range(5)]
+    recs += [("door", None, True, 1700000002.5), ("fw", None, "1.2.3", 1700000003)]
+    out = senml.decode_pack(senml.encode_pack("node7/", 1700000000, recs))
+    assert len(out) == 7
+    temps = [r for r in out if r[0] == "node7/temp"]
+    assert temps[0] == ("node7/temp", "Cel", _f32(21.37), 1700000000)
+    assert temps[4] == ("node7/temp", "Cel", _f32(21.37), 1700000004)
+    assert ("node7/door", None, True, 1700000002.5) in out
+    assert ("node7/fw", None, "1.2.3", 1700000003) in out
+
+
+def test_base_value_and_sum_and_names_resolve_per_rfc8428():
+    pack = [{senml.BN: "dev/", senml.BT: 100, senml.BV: 10, senml.BU: "W", senml.N: "a", senml.V: 1.5},
+            {senml.N: "b", senml.T: -2, senml.V: 2},
+            {senml.N: "c", senml.U: "J", senml.S: 7}]
+    assert senml.resolve(pack) == [("dev/a", "W", 11.5, 100), ("dev/b", "W", 12, 98), ("dev/c", "J", 7, 100)]
+
+
+def test_float32_pack_is_compact():
+    recs = []
+    for i in range(25):
+        recs.append(("t", "Cel", _f32(20.0 + i * 0.01), 1700000000 + i))
+        recs.append(("h", "%RH", _f32(50.0 + i * 0.01), 1700000000 + i))
+    b = senml.encode_pack("node01/", 1700000000, recs)
+    assert len(b) <= 10 * 50, len(b)
+    assert [r[2] for r in senml.decode_pack(b)][:2] == [recs[0][2], recs[2][2]]
+
+
+BAD_PACKS = [
+    ({}, "array"), ([], "empty"), ([1], "map"), ([{senml.N: "x"}], "without a value"),
+    ([{senml.N: 5, senml.V: 1}], "text"), ([{senml.N: "x", senml.V: "1"}], "number"),
+    ([{senml.N: "x", senml.V: True}], "number"), ([{senml.N: "x", senml.V: float("nan")}], "non-finite"),
+    ([{senml.N: "x", senml.V: float("inf")}], "non-finite"), ([{senml.N: "x", senml.V: 1, senml.VS: "a"}], "more than one"),
+    ([{senml.N: "", senml.V: 1}], "empty name"), ([{senml.N: "-x", senml.V: 1}], "bad name"),
+    ([{senml.N: "a b", senml.V: 1}], "bad character"), ([{senml.N: "x", 99: 1, senml.V: 1}], "unknown label"),
+    ([{senml.N: "x", senml.VB: 1}], "boolean"), ([{senml.N: "x", senml.VD: "s"}], "bytes"),
+    ([{senml.N: "x", senml.V: 1, "must_": 1}], "unsupported label"), ([{senml.N: "x", senml.T: "1", senml.V: 1}], "number"),
+    ([{senml.BVER: 99, senml.N: "x", senml.V: 1}], "version"),
+]
+
+
+def test_invalid_packs_raise_value_error_naming_the_problem():
+    for pack, why in BAD_PACKS:
+        try:
+            senml.resolve(pack)
+        except ValueError as e:
+            if why not in str(e):
+                raise AssertionError("%r: reason %r lacks %r" % (pack, str(e), why))
+            continue
+        raise AssertionError("accepted %r" % (pack,))
+
+
+def test_unknown_text_labels_are_ignored_and_oversized_packs_refused():
+    assert senml.resolve([{senml.N: "x", senml.V: 1, "note": "hi"}]) == [("x", None, 1, 0)]
+    big = [{senml.N: "x", senml.V: 1}] * (senml.MAX_RECORDS + 1)
+    try:
+        senml.resolve(big)
+        raise AssertionError("oversized pack accepted")
+    except ValueError as e:
+        assert "records" in str(e)
+
+
+def test_decode_pack_rejects_malformed_cbor_with_value_error():
+    b = senml.encode_pack("n/", 0, [("t", None, 1.0, 0)])
+    for cut in range(len(b)):
+        try:
+            senml.decode_pack(b[:cut])
+            raise AssertionError("truncated pack accepted at %d" % cut)
+        except ValueError:
+            pass
+    assert cbor.loads(b)[0][senml.BN] == "n/t"

@@ -1,0 +1,37 @@
+# Topic names of DESIGN.md; runs on CPython and MicroPython.
+from shared import topics
+
+
+def test_build_and_parse_node_topics():
+    for kind in ("up", "alert", "ack", "config", "state"):
+        t = topics.node("site-1", "node_07", kind)
+        assert t == "fogline/site-1/node_07/" + kind
+        assert topics.parse_node(t) == ("site-1", "node_07", kind)
+    assert topics.node_filter("s", "up") == "fogline/s/+/up"
+
+
+def test_cloud_topics():
+    for kind in ("summary", "anomaly", "alert", "raw"):
+        assert topics.parse_cloud(topics.cloud("s", kind)) == ("s", kind)
+
+
+def test_bad_topics_and_ids_raise_value_error():
+    bad_topics = ["fogline/s/n", "fogline/s/n/up/x", "other/s/n/up", "fogline/s/n/nope", "fogline//n/up",
+                  "fogline/s/+/up", "fogline/s/#/up", "fogline/s/n\x00/up", "fogline/s/" + "n" * 65 + "/up"]
+    for t in bad_topics:
+        try:
+            topics.parse_node(t)
+        except ValueError:
+            continue
+        raise AssertionError("parsed " + t)
+    for bad_id in ("", "a/b", "a+b", "a#", "a b", "x" * 65, None, 5):
+        try:
+            topics.node("s", bad_id, "up")
+        except ValueError:
+            continue
+        raise AssertionError("accepted id %r" % (bad_id,))
+    try:
+        topics.node("s", "n", "upp")
+        raise AssertionError("accepted kind")
+    except ValueError:
+        pass
