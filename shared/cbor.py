@@ -7,6 +7,7 @@ Decoding accepts definite and indefinite lengths; anything malformed,
 truncated, too deep or outside the subset raises ValueError.
 """
 
+import math
 import struct
 import sys
 
@@ -19,11 +20,32 @@ except ImportError:  # CPython
 MAX_DEPTH = const(16)
 _U64 = const(0xFFFFFFFFFFFFFFFF)
 
-_F16 = "e"
-try:
-    struct.pack(">e", 1.0)
-except (ValueError, TypeError):  # a port built without half floats
-    _F16 = None
+
+
+def _half_bits(v):
+    """IEEE half bits of v if v is exactly a half (v finite, not NaN), else None."""
+    # By hand: MicroPython's struct "e" mis-rounds subnormal halves, and some ports lack it.
+    if v == 0.0:
+        return 0x8000 if str(v)[0] == "-" else 0
+    sign = 0
+    if v < 0:
+        sign = 0x8000
+        v = -v
+    if v == float("inf"):
+        return sign | 0x7C00
+    m, e = math.frexp(v)  # v = m * 2**e, 0.5 <= m < 1
+    exp = e - 1
+    if exp > 15:
+        return None
+    if exp >= -14:
+        mant = v * 2.0 ** (10 - exp)
+        if mant != int(mant):
+            return None
+        return sign | ((exp + 15) << 10) | (int(mant) - 1024)
+    mant = v * 16777216.0  # 2**24: subnormal step
+    if mant != int(mant) or mant >= 1024:
+        return None
+    return sign | int(mant)
 
 
 def _head(out, major, n):
@@ -48,15 +70,12 @@ def _float(out, v):
     if v != v:  # NaN: canonical quiet NaN, as cbor2 canonical does
         out.extend(b"\xf9\x7e\x00")
         return
-    if _F16:
-        try:
-            b = struct.pack(">e", v)
-            if struct.unpack(">e", b)[0] == v:
-                out.append(0xF9)
-                out.extend(b)
-                return
-        except (OverflowError, ValueError):
-            pass
+    h = _half_bits(v)
+    if h is not None:
+        out.append(0xF9)
+        out.append(h >> 8)
+        out.append(h & 0xFF)
+        return
     try:
         b = struct.pack(">f", v)
         if struct.unpack(">f", b)[0] == v:
@@ -210,9 +229,7 @@ class _Reader:
         if info == 22:
             return None
         if info == 25:
-            if _F16 is None:
-                return _half(self.take(2))
-            return struct.unpack(">e", self.take(2))[0]
+            return _half(self.take(2))
         if info == 26:
             return struct.unpack(">f", self.take(4))[0]
         if info == 27:
