@@ -19,6 +19,7 @@ SUBCOMMANDS = [
     ("deploy", "gateway.commands.deploy"),
     ("provision", "gateway.commands.provision"),
     ("model", "gateway.commands.model"),
+    ("federate", "gateway.commands.federate"),
 ]
 
 

@@ -1,0 +1,1 @@
+"""Fogline node firmware (MicroPython)."""

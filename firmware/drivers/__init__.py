@@ -1,0 +1,1 @@
+"""Sensor drivers: the bus is passed into each constructor."""

@@ -1,0 +1,4 @@
+"""Board entry point."""
+from firmware import app
+
+app.main()

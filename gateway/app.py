@@ -1,0 +1,524 @@
+"""The gateway service: wires MQTT/BLE ingest -> validate -> durable group commit -> ack -> aggregate -> hooks.
+
+Other components attach through hooks (all called on the event loop after the data
+is durable; a hook may be sync or `async def`; exceptions are logged and counted,
+never propagated into ingest):
+
+    gw = Gateway(config.load("gateway.toml"))
+    gw.on_window(cb)        # cb(Window) for every closed window (inference, relay)
+    q = gw.window_queue()   # ...or an asyncio.Queue[Window]
+    gw.on_alert(cb)         # cb(Reading) for each new durable alert-lane reading
+    gw.on_readings(cb)      # cb(list[Reading]) new durable readings of each batch
+    gw.on_state(cb)         # cb(node, state_dict, Device) for each node state message
+    gw.add_validator(fn)    # fn(Message) before queueing; raise validate.Rejected to refuse
+    gw.add_component(obj)   # await obj.start(gw) after the core started; await obj.stop() after
+                            # the final commit/windows, while the broker connection is still up
+    await gw.start(); ...; await gw.stop()
+
+`await gw.publish(topic, payload, qos=1, retain=False)` publishes on the site broker
+(twin config push, discovery); `gw.mark_relayed(node, metric, upto_t)` tells the
+tiers what reached the cloud (retention prunes only that). Windows open at a stop or
+crash are rebuilt from the stored readings at the next start (delivered once; a crash
+between delivery and the next commit can deliver a window again, same node/metric/start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import cbor2
+
+from gateway import config as config_mod
+from gateway.aggregate import Aggregator, Window
+from gateway.devices import Device, DeviceRegistry
+from gateway.metrics import Metrics
+from gateway.store import DeadLetter, Store
+from gateway.tiers import HotTier, maintain
+from gateway.validate import Message, Policy, Reading, Rejected, decode_state, decode_uplink, parse_topic
+from shared import topics
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[..., Any]
+
+
+class Gateway:
+    """One gateway process: start(), stop(), hooks. Construct with a `gateway.config.Config`."""
+
+    def __init__(self, cfg: config_mod.Config | None = None, *, ble_backend: Any = None,
+                 metrics: Metrics | None = None, clock: Callable[[], float] = time.time):
+        self.config = cfg or config_mod.load(None)
+        self.site = self.config.site.id
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.data_dir = Path(self.config.site.data_dir)
+        self.policy = Policy.from_config(self.config)
+        ing = self.config.ingest
+        self.registry = DeviceRegistry(ing.known_devices, ing.unknown_devices, ing.max_devices)
+        agg = self.config.aggregate
+        self.aggregator = Aggregator(agg.windows_s, agg.watermark_s, self._emit_window, agg.idle_close_s)
+        self.hot = HotTier(self.config.tiers.hot_points)
+        self.verifier: Any = None  # gateway.packauth.PackVerifier when [ingest] auth_keys_file is set
+        self.store: Store | None = None
+        self.mqtt: Any = None
+        self.ble: Any = None
+        self._ble_backend = ble_backend
+        self._exec = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fogline-store")
+        self._hooks: dict[str, list[Hook]] = {"window": [], "alert": [], "readings": [], "state": []}
+        self._queues: list[asyncio.Queue[Window]] = []
+        self._validators: list[Callable[[Message], None]] = []
+        self._topics: dict[str, tuple[str, str]] = {}
+        self._readings_in: dict[str, int] = {}
+        self._batch_max = self.config.store.batch_max
+        self._devs_saved = 0.0
+        self._force_devs = False
+        self._components: list[Any] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._msgs: list[Message] = []
+        self._n_readings = 0
+        self._dead: list[DeadLetter] = []
+        self._windows: list[Window] = []
+        self._work = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._running = False
+        self._committer: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.started_at = 0.0
+
+    # ------------------------------------------------------------------ hooks
+    def on_window(self, cb: Hook) -> None:
+        """cb(Window) for each closed window."""
+        self._hooks["window"].append(cb)
+
+    def window_queue(self, maxsize: int = 10000) -> "asyncio.Queue[Window]":
+        """A queue receiving every closed window (oldest dropped and counted when full)."""
+        q: asyncio.Queue[Window] = asyncio.Queue(maxsize)
+        self._queues.append(q)
+        return q
+
+    def on_alert(self, cb: Hook) -> None:
+        """cb(Reading) for each new durable alert-lane reading."""
+        self._hooks["alert"].append(cb)
+
+    def on_readings(self, cb: Hook) -> None:
+        """cb(list[Reading]) with the new durable readings of each committed batch."""
+        self._hooks["readings"].append(cb)
+
+    def on_state(self, cb: Hook) -> None:
+        """cb(node, state_dict, Device) for each valid node state message."""
+        self._hooks["state"].append(cb)
+
+    def add_validator(self, fn: Callable[[Message], None]) -> None:
+        """fn(msg) runs on every decoded up/alert message before it is queued; raise Rejected to refuse it."""
+        self._validators.append(fn)
+
+    def add_component(self, comp: Any) -> None:
+        """Attach a component with `async start(gw)` and `async stop()` (started after the core)."""
+        self._components.append(comp)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Open the store, connect to the broker (in the background), start BLE and components."""
+        self.loop = asyncio.get_running_loop()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        sc = self.config.store
+        db = self.data_dir / sc.db_file
+        self.store = await self._run(Store, db, sc.synchronous, self.config.ingest.gap_skip_s)
+        self.registry.load(await self._run(self.store.load_devices))
+        ing = self.config.ingest
+        if ing.auth_keys_file:
+            from gateway.packauth import PackVerifier
+            verifier = PackVerifier.from_file(ing.auth_keys_file, ing.require_auth)
+            self.verifier = verifier
+            self.add_validator(lambda msg: verifier.check(msg.node, msg.lane, msg.raw) and None)
+        self._running = True
+        self.started_at = self.clock()
+        if self.config.mqtt.worker_process:
+            from gateway.mqtt_worker import MqttWorkerIngest as Ingest
+        else:
+            from gateway.mqtt_ingest import MqttIngest as Ingest  # type: ignore[assignment]
+        self.mqtt = Ingest(self.config, self.loop, self._on_mqtt, self.metrics, self.config.ingest.queue_max)
+        self.mqtt.start()
+        if self.config.ble.enabled or self._ble_backend is not None:
+            from gateway.ble import BleIngest
+            self.ble = BleIngest(self.config.ble, self, self._ble_backend)
+            await self.ble.start()
+        for c in self._components:
+            await c.start(self)
+        # components' hooks are in place: rebuild open windows, then start committing (messages that
+        # arrived meanwhile wait in the queue, so nothing is aggregated before the replay)
+        await self._replay_windows()
+        self._committer = asyncio.create_task(self._commit_loop(), name="fogline-commit")
+        self._ticker = asyncio.create_task(self._tick_loop(), name="fogline-tick")
+        self._work.set()
+        log.info("event=gateway_started site=%s data_dir=%s db=%s", self.site, self.data_dir, db)
+
+    async def _replay_windows(self) -> None:
+        """Rebuild the windows that were open at the last stop/crash from the stored readings."""
+        from gateway.tiers import replay_rows
+        done, rows = await self._run(replay_rows, self.store, self.aggregator.lengths)
+        agg = self.aggregator
+        agg.suppress = done
+        wall = self.clock()
+        for node, metric, unit, v, t in rows:
+            agg.add(node, metric, unit, v, t, wall)
+        agg.late_readings = 0
+        if rows:
+            log.info("event=windows_replayed readings=%d open_windows=%d", len(rows), agg.open_count())
+
+    async def wait_connected(self, timeout: float = 10.0) -> bool:
+        """True once the site broker connection is up (subscriptions sent)."""
+        assert self.mqtt is not None
+        return await asyncio.to_thread(self.mqtt.connected.wait, timeout)
+
+    async def stop(self) -> None:
+        """Clean stop: BLE, commit everything received, final windows, components, acks out, disconnect."""
+        if not self._running:
+            return
+        if self.ble is not None:
+            await self.ble.stop()
+        await self.flush()
+        if self.config.aggregate.flush_on_stop:
+            self.aggregator.flush()  # partial windows reach the components before they stop
+        await self.flush()
+        for c in reversed(self._components):
+            try:
+                await c.stop()
+            except Exception:
+                log.exception("event=component_stop_failed component=%r", c)
+        if self.mqtt is not None:
+            await self.mqtt.stop()
+        self._running = False
+        self._work.set()
+        if self._committer:
+            try:
+                await asyncio.wait_for(self._committer, 30)
+            except asyncio.TimeoutError:
+                log.error("event=committer_stop_timeout")
+        if self._ticker:
+            self._ticker.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._write_metrics()
+        if self.store is not None:
+            await self._run(self.store.close)
+        self._exec.shutdown(wait=True)
+        log.info("event=gateway_stopped")
+
+    async def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything received so far is committed and acked (False on timeout)."""
+        try:
+            await asyncio.wait_for(self._flush(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            log.error("event=flush_timeout pending_messages=%d", len(self._msgs))
+            return False
+
+    async def _flush(self) -> None:
+        while self._msgs or self._dead or self._windows or self.registry.dirty or \
+                (self.mqtt is not None and self.mqtt.pending()):
+            if self.mqtt is not None:
+                self.mqtt._drain()
+            self._idle.clear()
+            self._force_devs = True
+            self._work.set()
+            await self._idle.wait()
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._exec, fn, *args)
+
+    async def run_store(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run fn(store, *args) on the store thread (the only thread that touches SQLite)."""
+        return await self._run(fn, self.store, *args)
+
+    # ------------------------------------------------------------------ ingest
+    def _on_mqtt(self, items: list[tuple[str, bytes, float]]) -> None:
+        self.metrics.inc("messages_in", len(items), link="mqtt")
+        one = self._ingest_one
+        for topic, payload, rx in items:
+            one(topic, payload, rx, "mqtt")
+
+    def ingest(self, topic: str, payload: bytes, rx: float | None = None, link: str = "mqtt") -> None:
+        """Validate one node message and queue it for commit; refusals go to dead-letter."""
+        self.metrics.inc("messages_in", link=link)
+        self._ingest_one(topic, payload, self.clock() if rx is None else rx, link)
+
+    def _ingest_one(self, topic: str, payload: bytes, rx: float, link: str) -> None:
+        node = ""
+        try:
+            nk = self._topics.get(topic)
+            if nk is None:
+                nk = parse_topic(topic, self.site)
+                if len(self._topics) > 100000:  # bounded: thousands of bogus node ids must not grow it
+                    self._topics.clear()
+                self._topics[topic] = nk
+            node, kind = nk
+            if kind in ("up", "alert"):
+                msg = decode_uplink(node, kind, payload, self.policy, rx)
+                for v in self._validators:
+                    v(msg)
+                self.accept(msg)
+            elif kind == "state":
+                st = decode_state(payload, self.policy)
+                self._state(node, st, rx)
+            else:
+                raise Rejected("topic", f"gateway does not ingest kind {kind!r}")
+        except Rejected as e:
+            self.reject(e.reason, e.detail, topic=topic, source=node, link=link, payload=payload, rx=rx)
+        except Exception as e:  # a bug must not stop ingest: dead-letter it and go on
+            log.exception("event=ingest_bug topic=%s", topic)
+            self.reject("internal", f"{type(e).__name__}: {e}", topic=topic, source=node, link=link,
+                        payload=payload, rx=rx)
+
+    def accept(self, msg: Message) -> None:
+        """Queue a validated message (MQTT or BLE) for durable commit."""
+        if not self.registry.admit(msg.node, msg.link, msg.rx):
+            raise Rejected("unknown_device", f"node {msg.node!r} is not registered "
+                                             f"(policy {self.registry.policy}, {len(self.registry.devices)} devices)")
+        n = len(msg.readings)
+        self.registry.touch(msg.node, msg.link, msg.rx, n)
+        self._msgs.append(msg)
+        self._n_readings += n
+        self._readings_in[msg.lane] = self._readings_in.get(msg.lane, 0) + n
+        if len(self._msgs) == 1 or self._n_readings >= self._batch_max:
+            self._work.set()
+
+    def reject(self, reason: str, detail: str, *, topic: str = "", source: str = "", link: str = "mqtt",
+               payload: bytes = b"", rx: float | None = None) -> None:
+        """Record a refused message in the dead-letter table (with the next batch) and count it."""
+        self.metrics.inc("dead_letters", reason=reason)
+        log.info("event=dead_letter reason=%s source=%s topic=%s detail=%s", reason, source, topic, detail[:200])
+        self._dead.append(DeadLetter(reason, detail, topic, source, link, payload[:4096],
+                                     self.clock() if rx is None else rx))
+        self._work.set()
+
+    def _state(self, node: str, st: dict[str, Any], now: float) -> None:
+        if not self.registry.admit(node, "mqtt", now):
+            raise Rejected("unknown_device", f"node {node!r} is not registered (policy quarantine)")
+        dev = self.registry.update_state(node, st, now)
+        self.metrics.inc("state_messages")
+        if isinstance(dev.backlog, dict):
+            for lane, n in dev.backlog.items():
+                if isinstance(n, (int, float)):
+                    self.metrics.set("node_backlog", n, node=node, lane=lane)
+        if dev.oldest and self.store is not None:
+            for lane, seq in dev.oldest.items():
+                if isinstance(seq, int):
+                    self._spawn(self._note_oldest(node, lane, seq))
+        for cb in self._hooks["state"]:
+            self._call(cb, node, st, dev)
+        self._work.set()
+
+    async def _note_oldest(self, node: str, lane: str, seq: int) -> None:
+        assert self.store is not None
+        gap = await self._run(self.store.note_oldest, node, lane, seq)
+        if gap:
+            self.metrics.inc("seq_gaps_skipped", lane=lane)
+            log.warning("event=seq_gap_skipped node=%s lane=%s lo=%d hi=%d why=node_oldest", node, lane, *gap)
+            self._publish_ack(node, self.store.ack_state(node))
+
+    # ------------------------------------------------------------------ commit
+    async def _commit_loop(self) -> None:
+        while True:
+            try:
+                if await self._commit_once():
+                    return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let the committer die: flush() and stop() wait on it
+                self.metrics.inc("commit_loop_errors")
+                log.exception("event=commit_loop_error")
+                self._idle.set()
+                await asyncio.sleep(0.1)
+
+    async def _commit_once(self) -> bool:
+        """One group commit; True when stopped and drained."""
+        sc = self.config.store
+        await self._work.wait()
+        if self._n_readings < sc.batch_max and self._running and sc.batch_ms > 0:
+            await asyncio.sleep(sc.batch_ms / 1000.0)  # group commit: let the batch fill
+        self._work.clear()
+        if self.mqtt is not None:
+            self.mqtt._drain()
+        msgs, self._msgs = self._msgs, []
+        dead, self._dead = self._dead, []
+        wins, self._windows = self._windows, []
+        self._n_readings = 0
+        devs = {}
+        now_m = time.monotonic()
+        if self.registry.dirty and (now_m - self._devs_saved >= 1.0 or not self._running or self._force_devs):
+            devs = self.registry.take_dirty()  # device rows: at most once a second (or on flush)
+            self._devs_saved = now_m
+            self._force_devs = False
+        if msgs or dead or wins or devs:
+            await self._commit(msgs, dead, wins, devs)
+        if not (self._msgs or self._dead or self._windows):
+            self._idle.set()
+            if not self._running:
+                return True
+        return False
+
+    async def _commit(self, msgs: list[Message], dead: list[DeadLetter], wins: list[Window],
+                      devs: dict[str, dict[str, Any]]) -> None:
+        assert self.store is not None
+        try:
+            res = await self._run(self.store.commit_batch, msgs, dead, wins, devs, self.clock())
+        except Exception:
+            # Nothing of this batch is acked: the nodes re-send. Dead letters/windows are retried.
+            self.metrics.inc("commit_errors")
+            log.exception("event=commit_failed messages=%d", len(msgs))
+            self._dead[:0] = dead
+            self._windows[:0] = wins
+            await asyncio.sleep(0.5)
+            return
+        m = self.metrics
+        m.inc("commits")
+        rin, self._readings_in = self._readings_in, {}
+        for lane, n in rin.items():
+            m.inc("readings_in", n, lane=lane)
+        m.set("commit_seconds_last", res.commit_s)
+        new_all: list[Reading] = []
+        wall = self.clock()
+        for msg, r in zip(msgs, res.results):
+            if r.status == "replayed":
+                self.reject("replayed_seq", r.detail, topic=topics.node(self.site, msg.node, msg.lane),
+                            source=msg.node, link=msg.link, payload=msg.raw, rx=msg.rx)
+                continue
+            if r.status == "duplicate":  # counted in readings, like partial overlaps
+                m.inc("duplicates", len(msg.readings), lane=msg.lane)
+                m.inc("duplicate_messages", lane=msg.lane)
+            elif r.status == "partial":
+                m.inc("duplicates", len(msg.readings) - len(r.new), lane=msg.lane)
+            if r.new:
+                new_all.extend(r.new)
+        for node, lane, lo, hi, why in res.gaps:
+            m.inc("seq_gaps_skipped", lane=lane)
+            log.warning("event=seq_gap_skipped node=%s lane=%s lo=%d hi=%d why=%s", node, lane, lo, hi, why)
+        m.inc("readings_stored", len(new_all))
+        mqtt_nodes = {x.node for x in msgs if x.link == "mqtt"}
+        for node, ack in res.acks.items():
+            if ack and node in mqtt_nodes:
+                self._publish_ack(node, ack)
+        if new_all:
+            agg = self.aggregator
+            hot = self.hot
+            alerts = []
+            for rd in new_all:
+                hot.add(rd)
+                agg.add(rd.node, rd.metric, rd.unit, rd.value, rd.t, wall)
+                if rd.lane == "alert":
+                    alerts.append(rd)
+            for cb in self._hooks["readings"]:
+                self._call(cb, new_all)
+            for rd in alerts:
+                m.inc("alerts_in")
+                for cb in self._hooks["alert"]:
+                    self._call(cb, rd)
+
+    def _publish_ack(self, node: str, ack: dict[str, int]) -> None:
+        if self.mqtt is None or not ack:
+            return
+        try:
+            self.mqtt.publish(topics.node(self.site, node, "ack"), cbor2.dumps(ack), qos=1, retain=False)
+            self.metrics.inc("acks_sent")
+        except Exception:
+            self.metrics.inc("ack_publish_errors")
+            log.exception("event=ack_publish_failed node=%s", node)
+
+    # ------------------------------------------------------------------ windows and hooks
+    def _emit_window(self, w: Window) -> None:
+        self._windows.append(w)
+        self._work.set()  # OPS: wake the committer, else flush()/stop() wait on _idle until timeout
+        self.metrics.inc("windows_closed")
+        for q in self._queues:
+            if q.full():
+                try:
+                    q.get_nowait()
+                    self.metrics.inc("window_queue_overflow")
+                except asyncio.QueueEmpty:
+                    pass
+            q.put_nowait(w)
+        for cb in self._hooks["window"]:
+            self._call(cb, w)
+
+    def _call(self, cb: Hook, *args: Any) -> None:
+        try:
+            r = cb(*args)
+            if inspect.isawaitable(r):
+                self._spawn(r)
+        except Exception:
+            self.metrics.inc("hook_errors")
+            log.exception("event=hook_failed hook=%r", cb)
+
+    def _spawn(self, aw: Awaitable[Any]) -> None:
+        async def guarded() -> None:
+            try:
+                await aw
+            except Exception:
+                self.metrics.inc("hook_errors")
+                log.exception("event=async_hook_failed")
+        t = asyncio.ensure_future(guarded())
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ periodic work
+    async def _tick_loop(self) -> None:
+        last_maint = last_snap = 0.0
+        while self._running:
+            await asyncio.sleep(1.0)
+            try:
+                n = self.aggregator.close_idle(self.clock())
+                if n:
+                    self._work.set()
+                self.metrics.set("open_windows", self.aggregator.open_count())
+                self.metrics.set("late_readings", self.aggregator.late_readings)
+                self.metrics.set("devices", len(self.registry.devices))
+                self.metrics.set("uptime_s", self.clock() - self.started_at)
+                now = time.monotonic()
+                if now - last_maint >= self.config.tiers.maintenance_s:
+                    last_maint = now
+                    stats = await self._run(maintain, self.store, self.config.tiers, self.config.ingest, self.clock())
+                    for k, v in stats.items():
+                        if v:
+                            self.metrics.inc("tiers_" + k, v)
+                self.metrics.set("hot_tier_bytes", self.hot.memory_bytes())
+                if now - last_snap >= self.config.metrics.snapshot_s:
+                    last_snap = now
+                    await self._write_metrics()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("event=tick_failed")
+
+    async def _write_metrics(self) -> None:
+        try:
+            await asyncio.to_thread(self.metrics.write_snapshot, self.data_dir / "metrics.json")
+        except OSError:
+            log.warning("event=metrics_snapshot_failed")
+
+    # ------------------------------------------------------------------ services for components
+    async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        """Publish on the site broker (e.g. retained node config)."""
+        assert self.mqtt is not None, "gateway not started"
+        self.mqtt.publish(topic, payload, qos=qos, retain=retain)
+
+    async def mark_relayed(self, node: str, metric: str, upto_t: float) -> None:
+        """Data of node/metric up to upto_t is safely in the cloud (retention may prune it)."""
+        from gateway.tiers import mark_relayed
+        await self._run(mark_relayed, self.store, node, metric, upto_t)
+
+    def query_hot(self, node: str, metric: str, since: float = float("-inf"),
+                  until: float = float("inf")) -> list[tuple[float, float]]:
+        """Recent raw readings (t, value) of one series from memory."""
+        return self.hot.query(node, metric, since, until)
+
+    def device(self, node: str) -> Device | None:
+        return self.registry.devices.get(node)

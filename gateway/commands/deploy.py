@@ -1,0 +1,22 @@
+"""`fogline deploy`: precompile the firmware with mpy-cross, copy it to a board with mpremote, verify, reset."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Register `fogline deploy`."""
+    from tools import deploy
+
+    p = sub.add_parser("deploy", help="flash the node firmware to a board (or a virtual board) with mpremote",
+                       description=deploy.__doc__)
+    deploy.add_arguments(p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Deploy and print a JSON report."""
+    from tools import deploy
+
+    return deploy.run(args)

@@ -1,0 +1,89 @@
+"""`fogline model`: build, inspect, verify and install the gateway's anomaly model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gateway.model_registry import BUNDLED_DIR, ModelError, ModelRegistry, fetch, load_model, read_manifest, sha256_bytes
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register `fogline model {build,info,verify,install}`."""
+    p = sub.add_parser("model", help="build, inspect, verify or install the anomaly model")
+    msub = p.add_subparsers(dest="model_cmd", metavar="ACTION")
+    b = msub.add_parser("build", help="train + export + measure variants (tools/build_model.py)")
+    b.add_argument("--quick", action="store_true")
+    b.add_argument("--seed", type=int, default=7)
+    b.add_argument("--version", type=int, default=1)
+    b.add_argument("--out", default=str(BUNDLED_DIR))
+    i = msub.add_parser("info", help="show a model dir's manifest summary")
+    i.add_argument("dir", nargs="?", default=None, help="model dir (default: registry CURRENT, else bundled)")
+    i.add_argument("--data-dir", default="./fogline-data")
+    i.add_argument("--json", action="store_true")
+    v = msub.add_parser("verify", help="check hashes and load the model with onnxruntime")
+    v.add_argument("dir", nargs="?", default=str(BUNDLED_DIR))
+    n = msub.add_parser("install", help="verify and install a model (dir, manifest path or URL) as CURRENT")
+    n.add_argument("source")
+    n.add_argument("--data-dir", default="./fogline-data")
+    return p
+
+
+def _pick_dir(args: argparse.Namespace) -> Path:
+    if args.dir:
+        return Path(args.dir)
+    cur = ModelRegistry(Path(args.data_dir) / "models").current_dir()
+    return cur or BUNDLED_DIR
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch the model action; 0 ok, 1 refused/failed, 2 usage."""
+    cmd = getattr(args, "model_cmd", None)
+    try:
+        if cmd == "build":
+            from tools import build_model
+            argv = ["--seed", str(args.seed), "--version", str(args.version), "--out", args.out]
+            return build_model.main(argv + (["--quick"] if args.quick else []))
+        if cmd == "info":
+            d = _pick_dir(args)
+            man = read_manifest(d)
+            if args.json:
+                print(json.dumps(man, indent=1))
+                return 0
+            ev = man.get("eval", {})
+            print(f"dir        {d}")
+            print(f"model      {man['name']}@v{man['version']} ({man.get('variant')}) file {man['file']}")
+            print(f"sha256     {man['sha256']}")
+            print(f"input      {man['input']['name']} [N, {len(man['input']['features'])}] float32; "
+                  f"metrics {', '.join(man['features']['metrics'])}; window {man['features'].get('window_s')} s")
+            print(f"threshold  {man['threshold']}  confidence_min {man.get('confidence_min')}")
+            if ev:
+                print(f"test       {json.dumps(ev.get('test'))}")
+                print(f"latency_us {json.dumps(ev.get('latency_us'))}")
+            return 0
+        if cmd == "verify":
+            d = Path(args.dir)
+            m = load_model(d)
+            bad = 0
+            for alt in m.manifest.get("alternates", []):
+                f = d / alt["file"]
+                ok = f.is_file() and sha256_bytes(f.read_bytes()) == alt["sha256"]
+                bad += not ok
+                print(f"alternate {alt['file']}: {'ok' if ok else 'HASH MISMATCH OR MISSING'}")
+            print(f"ok: {m.ident} {m.manifest['file']} sha256 {m.manifest['sha256'][:16]}.. "
+                  f"{m.n_features} features" if not bad else "alternates failed")
+            return 1 if bad else 0
+        if cmd == "install":
+            reg = ModelRegistry(Path(args.data_dir) / "models")
+            man, data = fetch(args.source)
+            d = reg.install(man, data)
+            reg.activate(d)
+            print(f"installed {man['name']}@v{man['version']} -> {d} (CURRENT)")
+            return 0
+    except ModelError as e:
+        print(f"model refused: {e}", file=sys.stderr)
+        return 1
+    print("usage: fogline model {build,info,verify,install} ...", file=sys.stderr)
+    return 2

@@ -1,0 +1,123 @@
+"""`fogline status`: gateway health from the data dir (metrics snapshot, store counts, dead letters)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import sys
+import time
+
+from gateway import config as config_mod
+from gateway.commands.devices import db_path
+from gateway.metrics import read_snapshot
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("status", help="gateway status from its data dir (running?, rates, dead letters)")
+    p.add_argument("--config", "-c", default=None)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--json", action="store_true")
+    return p
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def collect(db, snapshot_path) -> dict:
+    """Status dict: process, counters, store row counts, dead letters by reason."""
+    snap = read_snapshot(snapshot_path) or {}
+    out: dict = {"data_dir": str(db.parent), "snapshot_age_s": None, "running": False, "counters": {},
+                 "gauges": {}}
+    if snap:
+        out["snapshot_age_s"] = round(time.time() - snap.get("time", 0), 1)
+        out["running"] = _alive(snap.get("pid")) and out["snapshot_age_s"] < 60
+        out["pid"] = snap.get("pid")
+        for kind in ("counters", "gauges"):
+            for name, rows in snap.get(kind, {}).items():
+                out[kind][name] = sum(r["value"] for r in rows) if kind == "counters" else \
+                    {",".join(f"{k}={v}" for k, v in r["labels"].items()) or "": r["value"] for r in rows}
+    if db.exists():
+        from gateway.store import connect
+        con = connect(db, readonly=True)
+        try:
+            q = lambda s: con.execute(s).fetchone()[0]  # noqa: E731
+            out["store"] = {"readings_raw": q("SELECT COUNT(*) FROM readings"),
+                            "blocks": q("SELECT COUNT(*) FROM blocks"),
+                            "readings_compressed": q("SELECT IFNULL(SUM(n),0) FROM blocks"),
+                            "windows": q("SELECT COUNT(*) FROM windows"),
+                            "nodes": q("SELECT COUNT(*) FROM nodes"),
+                            "db_bytes": sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))}
+            out["dead_letters"] = dict(con.execute(
+                "SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason").fetchall())
+            out["gaps_skipped"] = q("SELECT COUNT(*) FROM gaps")
+        finally:
+            con.close()
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        db = db_path(args)
+    except config_mod.ConfigError as e:
+        print(f"fogline status: {e}", file=sys.stderr)
+        return 2
+    try:
+        st = collect(db, db.parent / "metrics.json")
+    except sqlite3.Error as e:
+        print(f"fogline status: cannot read {db}: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(st, indent=1, default=str))
+        return 0
+    print(f"gateway: {'running (pid %s)' % st.get('pid') if st['running'] else 'not running'}; "
+          f"data dir {st['data_dir']}; metrics snapshot age {st['snapshot_age_s']} s")
+    c = st["counters"]
+    for k in ("messages_in", "readings_in", "readings_stored", "duplicates", "acks_sent", "windows_closed",
+              "dead_letters", "commit_errors", "mqtt_disconnects", "ble_adverts", "ble_refused"):
+        if k in c:
+            print(f"  {k:18} {c[k]:g}")
+    if "store" in st:
+        print("  store: " + ", ".join(f"{k}={v}" for k, v in st["store"].items()))
+    if st.get("dead_letters"):
+        print("  dead letters: " + ", ".join(f"{k}={v}" for k, v in sorted(st["dead_letters"].items())))
+    _print_relay(st, db.parent)  # G-RELAY
+    return 0 if st["running"] or not st.get("pid") else 0
+
+
+def _print_relay(st: dict, data_dir) -> None:
+    """Cloud link, breaker, bandwidth mode, outbox depth and twin status (G-RELAY gauges + twin report)."""
+    g = st.get("gauges", {})
+    one = lambda name: next(iter(g.get(name, {}).values()), None)  # noqa: E731
+    if "cloud_breaker_state" in g:
+        breaker = {0: "closed", 1: "half-open", 2: "open"}.get(int(one("cloud_breaker_state") or 0))
+        mode = {0: "low", 1: "middle", 2: "high"}.get(int(one("cloud_mode") or 0))
+        rows = {k.split("=", 1)[-1]: int(v) for k, v in g.get("outbox_rows", {}).items()}
+        print(f"  cloud: connected={int(one('cloud_connected') or 0)} breaker={breaker} mode={mode} "
+              f"kbps={one('cloud_kbps')} outbox rows {rows}")
+        dropped = {k: int(v) for name in ("outbox_rejected_full", "outbox_overwritten", "outbox_expired")
+                   for k, v in g.get(name, {}).items() if v}
+        if dropped:
+            print(f"  outbox dropped by policy: {dropped}")
+    rep = data_dir / "twin_report.json"
+    if rep.exists():
+        try:
+            r = json.loads(rep.read_text())
+        except ValueError:
+            return
+        bad = [n for n in r.get("nodes", []) if n.get("status") != "in_sync"]
+        print(f"  twin: {len(r.get('nodes', [])) - len(bad)} in sync, {len(bad)} not"
+              + (f"; file error: {r['file_error']}" if r.get("file_error") else ""))
+        for n in bad:
+            print(f"    {n['node']}: {n['status']} desired={n['desired']} reported={n['reported']}"
+                  + (f" ({n['reason']})" if n.get("reason") else ""))

@@ -1,0 +1,69 @@
+"""Decisions of the local model and where they go: summary, anomaly (high priority) or raw lane."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+ACTIONS = ("summary", "anomaly", "raw")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Result for one node window set: score, label, confidence and what goes upstream."""
+    node: str
+    start: float
+    end: float
+    score: float
+    label: str            # "anomaly" | "normal"
+    confidence: float     # 0 at the threshold .. 1 at score 0 or 1
+    action: str           # "summary" (confident normal) | "anomaly" (confident anomaly) | "raw" (unsure)
+    model: str            # name@vVERSION that scored it
+    windows: tuple[Any, ...] = ()
+    readings: dict[str, list[tuple[float, float]]] | None = None  # raw (t, value) per metric, "raw" only
+    reasons: tuple[str, ...] = ()  # up to 3 most unusual features as "name=z" (|z| >= 3), not for summaries
+
+    @property
+    def lane(self) -> str:
+        """Outbox lane: anomaly (high priority), summary, or raw."""
+        return self.action
+
+    def as_dict(self) -> dict[str, Any]:
+        """Compact plain form for the outbox (CBOR): window stats per metric."""
+        return {"node": self.node, "start": self.start, "end": self.end, "score": round(self.score, 5),
+                "label": self.label, "confidence": round(self.confidence, 4), "action": self.action,
+                "model": self.model, **({"reasons": list(self.reasons)} if self.reasons else {}),
+                "windows": {w.metric: {"count": w.count, "min": w.min, "max": w.max, "mean": w.mean,
+                                       "last": w.last, "stddev": w.stddev, "unit": getattr(w, "unit", None)}
+                            for w in self.windows},
+                **({"readings": {m: [list(p) for p in pts] for m, pts in self.readings.items()}}
+                   if self.readings is not None else {})}
+
+
+def confidence(score: float, thr: float) -> float:
+    """Distance of a score from the threshold, scaled to 0..1 on each side."""
+    if score >= thr:
+        return min(1.0, (score - thr) / max(1.0 - thr, 1e-9))
+    return min(1.0, (thr - score) / max(thr, 1e-9))
+
+
+def relay_sink(relay: Any) -> Callable[[list[Decision]], Any]:
+    """Sink that puts decisions into G-RELAY's outbox (one transaction per batch)."""
+    def sink(decisions: list[Decision]) -> Any:
+        return relay.submit_many([(d.lane, d.as_dict(), False) for d in decisions])
+    return sink
+
+
+def model_topic(site: str) -> str:
+    """Cloud topic the gateway takes new models from: fogline/<site>/model."""
+    from shared import topics
+    return f"{topics.ROOT}/{topics.check_id(site, 'site')}/model"
+
+
+def outbox_sink(outbox: Any) -> Callable[[list[Decision]], Any]:
+    """Sink that writes decisions (CBOR maps) straight into a gateway.outbox.Outbox, one transaction per batch."""
+    import cbor2
+
+    def sink(decisions: list[Decision]) -> Any:
+        return outbox.put_many([(d.lane, cbor2.dumps(d.as_dict()), False) for d in decisions])
+    return sink

@@ -1,0 +1,230 @@
+"""Demo observers: what the dashboard shows, measured on the wire (site broker) and at the cloud end.
+
+SiteMonitor listens on the site broker (up/alert/state/ack) like a passive tap; CloudSink is the
+demo's "cloud": it subscribes to the cloud broker, de-duplicates by idempotency key and writes every
+row to SQLite. Both run paho's network thread and only touch their own state under a lock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import paho.mqtt.client as mqtt
+
+from shared import senml, topics
+
+log = logging.getLogger(__name__)
+MQTT_OVERHEAD = 5  # fixed header + packet id of a QoS 1 PUBLISH
+
+
+def naive_json_bytes(site: str, node: str, name: str, unit: Any, value: Any, t: Any) -> int:
+    """Bytes of the naive design: one JSON message per reading on its own topic."""
+    metric = name.split("/", 1)[-1]
+    topic = f"{site}/{node}/{metric}"
+    body = json.dumps({"node": node, "metric": metric, "value": value, "unit": unit, "time": t})
+    return len(topic) + len(body) + MQTT_OVERHEAD
+
+
+@dataclass
+class NodeView:
+    """Latest state of one node as seen on the site broker."""
+    node: str
+    last_seen: float = 0.0
+    values: dict[str, deque] = field(default_factory=dict)  # metric -> recent values
+    units: dict[str, str] = field(default_factory=dict)
+    readings: int = 0
+    seqs: dict[str, int] = field(default_factory=lambda: {"up": 0, "alert": 0})
+    acked: dict[str, int] = field(default_factory=lambda: {"up": 0, "alert": 0})
+    alerts: int = 0
+    state: dict[str, Any] = field(default_factory=dict)
+    link: str = "mqtt"
+
+
+def _client(client_id: str) -> mqtt.Client:
+    return mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+
+
+class SiteMonitor:
+    """Passive subscriber on the site broker: per-node values, seqs, acks, alerts, wire bytes."""
+
+    def __init__(self, host: str, port: int, site: str, history: int = 40):
+        self.host, self.port, self.site = host, port, site
+        self.history = history
+        self.nodes: dict[str, NodeView] = {}
+        self.events: deque[str] = deque(maxlen=12)
+        self.lock = threading.Lock()
+        self.counters = {"up_msgs": 0, "up_bytes": 0, "readings": 0, "alert_msgs": 0, "alert_readings": 0,
+                         "naive_bytes": 0, "bad": 0, "acks": 0, "states": 0}
+        self._c = _client(f"fogline-demo-monitor-{int(time.time() * 1000) % 100000}")
+        self._c.on_connect = self._on_connect
+        self._c.on_message = self._on_message
+
+    def start(self) -> None:
+        self._c.connect_async(self.host, self.port, keepalive=30)
+        self._c.loop_start()
+
+    def stop(self) -> None:
+        self._c.disconnect()
+        self._c.loop_stop()
+
+    def _on_connect(self, c, _u, _f, rc, _p=None) -> None:
+        if not rc.is_failure:
+            for kind in ("up", "alert", "state", "ack"):
+                c.subscribe(topics.node_filter(self.site, kind), qos=1)
+
+    def view(self, node: str) -> NodeView:
+        v = self.nodes.get(node)
+        if v is None:
+            v = self.nodes[node] = NodeView(node)
+        return v
+
+    def _on_message(self, _c, _u, msg) -> None:
+        try:
+            _site, node, kind = topics.parse_node(msg.topic)
+            with self.lock:
+                self._handle(node, kind, msg.payload, len(msg.topic))
+        except (ValueError, TypeError, KeyError, IndexError, cbor2.CBORDecodeError) as e:
+            with self.lock:
+                self.counters["bad"] += 1
+            log.debug("monitor.bad topic=%s error=%s", msg.topic, e)
+
+    def _handle(self, node: str, kind: str, payload: bytes, topic_len: int) -> None:
+        v = self.view(node)
+        now = time.time()
+        if kind == "ack":
+            m = cbor2.loads(payload)
+            for lane in ("up", "alert"):
+                if isinstance(m, dict) and isinstance(m.get(lane), int):
+                    v.acked[lane] = max(v.acked[lane], m[lane])
+            self.counters["acks"] += 1
+            return
+        if kind == "state":
+            m = cbor2.loads(payload)
+            if isinstance(m, dict):
+                v.state = m
+                self.counters["states"] += 1
+            return
+        v.last_seen = now
+        msg = cbor2.loads(payload)
+        first, pack = msg[0], msg[1]
+        recs = senml.resolve(pack, strict=False)
+        last = first + len(recs) - 1
+        self.counters[f"{kind}_msgs"] += 1
+        self.counters["up_bytes"] += len(payload) + topic_len + MQTT_OVERHEAD
+        if last <= v.seqs[kind]:
+            return  # a resend: the wire saw it before
+        fresh = recs[max(0, v.seqs[kind] - first + 1):]
+        v.seqs[kind] = last
+        for rec in fresh:
+            name, unit, value, t = rec[0], rec[1], rec[2], rec[3]
+            metric = name.split("/", 1)[-1]
+            if kind == "alert":
+                v.alerts += 1
+                self.counters["alert_readings"] += 1
+                self.events.appendleft(f"{time.strftime('%H:%M:%S')} ALERT {node} {metric}={_fmt(value)}")
+                continue
+            v.readings += 1
+            self.counters["readings"] += 1
+            self.counters["naive_bytes"] += naive_json_bytes(self.site, node, name, unit, value, t)
+            if isinstance(value, (int, float)):
+                dq = v.values.get(metric)
+                if dq is None:
+                    dq = v.values[metric] = deque(maxlen=self.history)
+                dq.append(float(value))
+                if unit:
+                    v.units[metric] = unit
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.2f}" if isinstance(x, float) else str(x)
+
+
+class CloudSink:
+    """The demo's cloud: every message on fogline/<site>/# of the cloud broker, de-duplicated, in SQLite."""
+
+    def __init__(self, host: str, port: int, site: str, db_path: Path):
+        self.host, self.port, self.site = host, port, site
+        self.lock = threading.Lock()
+        self.db = sqlite3.connect(str(db_path), check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS rows (k TEXT PRIMARY KEY, lane TEXT, received REAL, body BLOB)")
+        self.counters = {"messages": 0, "bytes": 0, "rows": 0, "duplicates": 0, "undecodable": 0}
+        self.lanes: dict[str, int] = {}
+        self.events: deque[str] = deque(maxlen=12)
+        self.connected = False
+        self._c = _client(f"fogline-demo-cloud-{int(time.time() * 1000) % 100000}")
+        self._c.on_connect = self._on_connect
+        self._c.on_disconnect = lambda *a: setattr(self, "connected", False)
+        self._c.on_message = self._on_message
+
+    def start(self) -> None:
+        self._c.connect_async(self.host, self.port, keepalive=30)
+        self._c.loop_start()
+
+    def stop(self) -> None:
+        self._c.disconnect()
+        self._c.loop_stop()
+        with self.lock:
+            self.db.commit()
+            self.db.close()
+
+    def _on_connect(self, c, _u, _f, rc, _p=None) -> None:
+        if not rc.is_failure:
+            self.connected = True
+            c.subscribe(f"{topics.ROOT}/{self.site}/#", qos=1)
+
+    def _on_message(self, _c, _u, msg) -> None:
+        try:
+            from gateway.cloud import decode_cloud_message
+            envs = decode_cloud_message(msg.payload)
+        except (ImportError, ValueError):
+            envs = None
+        kind = msg.topic.rsplit("/", 1)[-1]
+        with self.lock:
+            self.counters["messages"] += 1
+            self.counters["bytes"] += len(msg.payload) + len(msg.topic) + MQTT_OVERHEAD
+            if envs is None:
+                self.counters["undecodable"] += 1
+                return
+            for env in envs:
+                self._store(kind, env)
+            self.db.commit()
+
+    def _store(self, kind: str, env: dict[str, Any]) -> None:
+        key = str(env.get("k"))
+        lane = str(env.get("lane", kind))
+        body = env.get("body")
+        cur = self.db.execute("INSERT OR IGNORE INTO rows VALUES (?,?,?,?)",
+                              (key, lane, time.time(), cbor2.dumps(body)))
+        if cur.rowcount == 0:
+            self.counters["duplicates"] += 1
+            return
+        self.counters["rows"] += 1
+        self.lanes[lane] = self.lanes.get(lane, 0) + 1
+        if lane in ("alert", "anomaly"):
+            self.events.appendleft(f"{time.strftime('%H:%M:%S')} cloud got {lane.upper()} {_describe(body)}")
+
+    def count(self, lane: str) -> int:
+        with self.lock:
+            return self.lanes.get(lane, 0)
+
+
+def _describe(body: Any) -> str:
+    """Short text of an alert/anomaly body for the event list (shape-tolerant)."""
+    if isinstance(body, dict):
+        node = body.get("node", "?")
+        what = body.get("metric") or body.get("label") or ""
+        score = body.get("score")
+        return f"{node} {what}" + (f" score={score:.2f}" if isinstance(score, float) else "")
+    if isinstance(body, list) and body:
+        return str(body[0])[:40]
+    return str(body)[:40]

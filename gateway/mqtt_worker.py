@@ -1,0 +1,217 @@
+"""MQTT ingest in a child process ([mqtt] worker_process = true): paho's per-message cost on another core.
+
+Same interface as `gateway.mqtt_ingest.MqttIngest`. The child runs the paho-mqtt 2.x
+client (VERSION2 callbacks); received messages travel to the gateway in batches over a
+pipe, acks and other publishes travel back over a second pipe. Nothing about durability
+changes: paho PUBACKs a message when the child has it, and the node keeps every reading
+until the gateway's own `ack` (sent only after the SQLite commit). If the gateway process
+dies (even kill -9) the child sees the pipe close and exits at once, so it never keeps
+the session (and messages) away from the next gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing as mp
+import os
+import ssl
+import threading
+import time
+from typing import Any, Callable
+
+from shared import topics
+
+log = logging.getLogger(__name__)
+
+Item = tuple[str, bytes, float]
+
+
+def _child(mcfg: Any, client_id: str, filters: list[str], out: Any, inp: Any, queue_max: int) -> None:
+    """Child process: paho client; batches messages to `out`, executes commands from `inp`."""
+    import paho.mqtt.client as mqtt
+
+    buf: list[Item] = []
+    lock = threading.Condition()
+    stopping = threading.Event()
+    send_lock = threading.Lock()
+
+    def send(obj: Any) -> None:
+        try:
+            with send_lock:
+                out.send(obj)
+        except (BrokenPipeError, OSError, EOFError):
+            os._exit(0)  # the gateway is gone: never hold its session
+
+    def on_connect(c: Any, u: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            send(("event", "connect_failed", str(reason)))
+            return
+        c.subscribe([(f, 1) for f in filters])
+        send(("event", "connected", bool(getattr(flags, "session_present", False))))
+
+    def on_disconnect(c: Any, u: Any, flags: Any, reason: Any, props: Any) -> None:
+        send(("event", "disconnected", str(reason)))
+
+    def on_message(c: Any, u: Any, m: Any) -> None:
+        with lock:
+            if len(buf) > queue_max:
+                deadline = time.monotonic() + 2.0
+                while len(buf) > queue_max and time.monotonic() < deadline:
+                    lock.wait(0.01)
+            buf.append((m.topic, m.payload, time.time()))
+            if len(buf) == 1:
+                lock.notify_all()
+
+    def pump() -> None:
+        while True:
+            with lock:
+                while not buf and not stopping.is_set():
+                    lock.wait(0.05)
+                batch = buf[:]
+                buf.clear()
+                lock.notify_all()
+            if batch:
+                send(("msgs", batch))
+            elif stopping.is_set():
+                return
+            time.sleep(0.0005)  # let a few more arrive: fewer, larger pipe writes
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=mcfg.clean_session,
+                    protocol=mqtt.MQTTv311)
+    if mcfg.username:
+        c.username_pw_set(mcfg.username, mcfg.password)
+    if mcfg.tls:
+        c.tls_set(ca_certs=mcfg.ca_file, certfile=mcfg.certfile, keyfile=mcfg.keyfile, cert_reqs=ssl.CERT_REQUIRED)
+    c.reconnect_delay_set(mcfg.reconnect_min_s, mcfg.reconnect_max_s)
+    c.max_queued_messages_set(0)
+    c.max_inflight_messages_set(1000)
+    c.on_connect, c.on_disconnect, c.on_message = on_connect, on_disconnect, on_message
+    c.connect_async(mcfg.host, mcfg.port, keepalive=mcfg.keepalive)
+    c.loop_start()
+    th = threading.Thread(target=pump, daemon=True)
+    th.start()
+    while True:
+        try:
+            cmd = inp.recv()
+        except (EOFError, OSError):
+            os._exit(0)
+        if cmd[0] == "pub":
+            c.publish(cmd[1], cmd[2], qos=cmd[3], retain=cmd[4])
+        elif cmd[0] == "stop":
+            deadline = time.monotonic() + cmd[1]
+            while c.is_connected() and getattr(c, "_out_messages", None) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            c.disconnect()
+            c.loop_stop()
+            stopping.set()
+            th.join(5)
+            send(("stopped",))
+            return
+
+
+class MqttWorkerIngest:
+    """Drop-in for MqttIngest with the paho client in a child process."""
+
+    KINDS = ("up", "alert", "state")
+
+    def __init__(self, cfg: Any, loop: asyncio.AbstractEventLoop, deliver: Callable[[list[Item]], None],
+                 metrics: Any, queue_max: int = 100000):
+        self.cfg = cfg
+        self.loop = loop
+        self.deliver = deliver
+        self.metrics = metrics
+        self.queue_max = queue_max
+        self.filters = [topics.node_filter(cfg.site.id, k) for k in self.KINDS]
+        self.connected = threading.Event()
+        self._stopped = threading.Event()
+        self._stopping = False
+        self._received = 0   # written by the reader thread only
+        self._delivered = 0  # written by the loop thread only
+        self._publish_lock = threading.Lock()
+        self.proc: Any = None
+
+    def start(self) -> None:
+        ctx = mp.get_context("spawn")
+        self._rx, child_out = ctx.Pipe(duplex=False)
+        child_in, self._tx = ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(target=_child, name="fogline-mqtt",
+                                args=(self.cfg.mqtt, self.cfg.mqtt_client_id(), self.filters, child_out, child_in,
+                                      self.queue_max), daemon=True)
+        self.proc.start()
+        child_out.close()   # only the child holds these ends: its exit (or ours) closes the pipes
+        child_in.close()
+        self._reader = threading.Thread(target=self._read, name="fogline-mqtt-reader", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                obj = self._rx.recv()
+            except (EOFError, OSError):
+                self.connected.clear()
+                self._stopped.set()
+                return
+            kind = obj[0]
+            if kind == "msgs":
+                self._received += len(obj[1])
+                try:
+                    self.loop.call_soon_threadsafe(self._deliver, obj[1])
+                except RuntimeError:
+                    return
+            elif kind == "event":
+                self._event(obj[1], obj[2])
+            elif kind == "stopped":
+                self._stopped.set()
+                return
+
+    def _deliver(self, items: list[Item]) -> None:
+        self._delivered += len(items)
+        self.deliver(items)
+
+    def _event(self, what: str, data: Any) -> None:
+        if what == "connected":
+            self.connected.set()
+            self.metrics.inc("mqtt_connects")
+            self.metrics.set("mqtt_connected", 1)
+            log.info("event=mqtt_connected host=%s port=%s session_present=%s worker_pid=%s", self.cfg.mqtt.host,
+                     self.cfg.mqtt.port, data, self.proc.pid)
+        elif what == "disconnected":
+            self.connected.clear()
+            self.metrics.set("mqtt_connected", 0)
+            if not self._stopping:
+                self.metrics.inc("mqtt_disconnects")
+                log.warning("event=mqtt_disconnected reason=%s (worker reconnects with backoff)", data)
+        else:
+            self.metrics.inc("mqtt_connect_failures")
+            log.warning("event=mqtt_connect_failed reason=%s", data)
+
+    def pending(self) -> int:
+        return self._received - self._delivered
+
+    def _drain(self) -> None:
+        """Messages are delivered by the reader thread's callbacks; nothing is buffered here."""
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        try:
+            with self._publish_lock:
+                self._tx.send(("pub", topic, payload, qos, retain))
+        except (BrokenPipeError, OSError):
+            self.metrics.inc("ack_publish_errors")
+
+    async def stop(self, flush_timeout: float = 3.0) -> None:
+        """Child flushes our outgoing messages, disconnects and hands over what it still had."""
+        self._stopping = True
+        try:
+            with self._publish_lock:
+                self._tx.send(("stop", flush_timeout))
+        except (BrokenPipeError, OSError):
+            pass
+        await asyncio.to_thread(self._stopped.wait, flush_timeout + 10)
+        await asyncio.to_thread(self._reader.join, 5)
+        await asyncio.sleep(0)  # run the deliveries the reader scheduled
+        await asyncio.to_thread(self.proc.join, 5)
+        if self.proc.is_alive():
+            self.proc.kill()
+        self._tx.close()
+        self._rx.close()

@@ -1,0 +1,377 @@
+"""Durable store: SQLite in WAL mode, group commit, de-duplication by (node, lane, seq), ack cursors.
+
+A `Store` is used from ONE thread (the app runs it on a single-thread executor).
+`commit_batch` writes readings, dead letters, windows and device rows of one batch
+in one transaction; only after it returns are acks computed from `contig` (the
+highest seq per node and lane below which every seq is stored or was explicitly
+skipped as a gap the node itself no longer has).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from gateway.aggregate import Window
+from gateway.validate import Message, Reading
+
+log = logging.getLogger(__name__)
+
+LANE_ID = {"up": 0, "alert": 1, "ble": 2}  # "ble": gateway-assigned seqs, never acked
+LANE_NAME = {0: "up", 1: "alert", 2: "ble"}
+ACK_LANES = ("up", "alert")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS nodes(nid INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);
+CREATE TABLE IF NOT EXISTS series(sid INTEGER PRIMARY KEY, nid INT NOT NULL, metric TEXT NOT NULL,
+  unit TEXT, UNIQUE(nid, metric));
+CREATE TABLE IF NOT EXISTS readings(nid INT NOT NULL, lane INT NOT NULL, seq INT NOT NULL, sid INT NOT NULL,
+  t REAL NOT NULL, v REAL NOT NULL, rx REAL NOT NULL, PRIMARY KEY(nid, lane, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS readings_series ON readings(sid, t);
+CREATE TABLE IF NOT EXISTS lanes(nid INT NOT NULL, lane INT NOT NULL, contig INT NOT NULL,
+  floor INT NOT NULL DEFAULT 0, PRIMARY KEY(nid, lane));
+CREATE TABLE IF NOT EXISTS gaps(nid INT, lane INT, lo INT, hi INT, at REAL, why TEXT);
+CREATE TABLE IF NOT EXISTS dead_letters(id INTEGER PRIMARY KEY, rx REAL, link TEXT, source TEXT,
+  topic TEXT, reason TEXT, detail TEXT, payload BLOB);
+CREATE INDEX IF NOT EXISTS dead_letters_reason ON dead_letters(reason);
+CREATE TABLE IF NOT EXISTS windows(sid INT NOT NULL, length REAL NOT NULL, start REAL NOT NULL,
+  "end" REAL, count INT, min REAL, max REAL, mean REAL, last REAL, stddev REAL,
+  PRIMARY KEY(sid, length, start)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blocks(sid INT NOT NULL, t0 REAL NOT NULL, t1 REAL NOT NULL, n INT NOT NULL,
+  data BLOB NOT NULL, PRIMARY KEY(sid, t0));
+CREATE TABLE IF NOT EXISTS cold(sid INT PRIMARY KEY, upto REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS relayed(sid INT PRIMARY KEY, upto REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS devices(node TEXT PRIMARY KEY, data TEXT NOT NULL);
+"""
+
+
+@dataclass
+class DeadLetter:
+    """A refused message, kept for inspection (payload truncated to 4 KiB)."""
+    reason: str
+    detail: str
+    topic: str = ""
+    source: str = ""
+    link: str = "mqtt"
+    payload: bytes = b""
+    rx: float = 0.0
+
+
+@dataclass
+class LaneState:
+    contig: int = 0
+    floor: int = 0                         # seqs <= floor were pruned: a resend is a replay
+    above: set[int] = field(default_factory=set)  # stored seqs > contig
+    gap_since: float | None = None         # when a hole below `above` was first seen
+    oldest_hint: int = 0                   # node-reported oldest pending seq (state "oldest")
+
+    def copy(self) -> "LaneState":
+        return LaneState(self.contig, self.floor, set(self.above), self.gap_since, self.oldest_hint)
+
+
+@dataclass
+class MsgResult:
+    status: str                 # "stored" | "duplicate" | "partial" | "replayed"
+    new: list[Reading]
+    detail: str = ""
+
+
+@dataclass
+class BatchResult:
+    results: list[MsgResult]
+    acks: dict[str, dict[str, int]]        # node -> {"up": n, "alert": m} after this batch
+    gaps: list[tuple[str, str, int, int, str]]
+    commit_s: float = 0.0
+
+
+def connect(path: Path, synchronous: str = "FULL", readonly: bool = False) -> sqlite3.Connection:
+    """Open the ingest database (WAL) with the schema in place."""
+    if readonly:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        con.execute("PRAGMA query_only=1")
+        return con
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute(f"PRAGMA synchronous={synchronous.upper()}")
+    con.execute("PRAGMA busy_timeout=10000")
+    con.executescript(SCHEMA)
+    return con
+
+
+class _Pending:
+    """Rows of the batch being built, looked up by (nid, lane, seq) only on the rare duplicate path."""
+
+    def __init__(self, rows: list[tuple[int, int, int, int, float, float, float]]):
+        self.rows = rows
+        self.index: dict[tuple[int, int, int], tuple[int, float, float]] = {}
+        self.upto = 0
+
+    def get(self, key: tuple[int, int, int]) -> tuple[int, float, float] | None:
+        rows, idx = self.rows, self.index
+        for i in range(self.upto, len(rows)):
+            r = rows[i]
+            idx[(r[0], r[1], r[2])] = (r[3], r[4], r[5])
+        self.upto = len(rows)
+        return idx.get(key)
+
+
+class Store:
+    """Single-writer SQLite store with in-memory ack cursors."""
+
+    def __init__(self, path: Path, synchronous: str = "FULL", gap_skip_s: float = 120.0):
+        self.path = Path(path)
+        self.con = connect(self.path, synchronous)
+        self.gap_skip_s = gap_skip_s
+        self.nids: dict[str, int] = {}
+        self.names: dict[int, str] = {}
+        self.sids: dict[tuple[int, str], int] = {}
+        self.lanes: dict[tuple[int, int], LaneState] = {}
+        self._load()
+
+    def _load(self) -> None:
+        c = self.con
+        for nid, name in c.execute("SELECT nid, name FROM nodes"):
+            self.nids[name] = nid
+            self.names[nid] = name
+        for sid, nid, metric in c.execute("SELECT sid, nid, metric FROM series"):
+            self.sids[(nid, metric)] = sid
+        for nid, lane, contig, floor in c.execute("SELECT nid, lane, contig, floor FROM lanes"):
+            self.lanes[(nid, lane)] = LaneState(contig, floor)
+        # stored seqs above each cursor (a crash can leave none: cursor and rows share a transaction)
+        for nid, lane, seq in c.execute(
+                "SELECT r.nid, r.lane, r.seq FROM readings r LEFT JOIN lanes l ON l.nid=r.nid AND l.lane=r.lane "
+                "WHERE r.seq > IFNULL(l.contig, 0)"):
+            self.lanes.setdefault((nid, lane), LaneState()).above.add(seq)
+        for st in self.lanes.values():
+            self._advance(st)
+
+    def close(self) -> None:
+        self.con.close()
+
+    # ---- ids
+    def _nid(self, name: str) -> int:
+        nid = self.nids.get(name)
+        if nid is None:
+            cur = self.con.execute("INSERT INTO nodes(name) VALUES (?)", (name,))
+            nid = int(cur.lastrowid)  # type: ignore[arg-type]
+            self.nids[name] = nid
+            self.names[nid] = name
+        return nid
+
+    def _sid(self, nid: int, metric: str, unit: str | None) -> int:
+        sid = self.sids.get((nid, metric))
+        if sid is None:
+            cur = self.con.execute("INSERT INTO series(nid, metric, unit) VALUES (?,?,?)", (nid, metric, unit))
+            sid = int(cur.lastrowid)  # type: ignore[arg-type]
+            self.sids[(nid, metric)] = sid
+        return sid
+
+    # ---- cursors
+    @staticmethod
+    def _advance(st: LaneState) -> None:
+        above = st.above
+        c = st.contig
+        while (c + 1) in above:
+            c += 1
+            above.discard(c)
+        st.contig = c
+        if not above:
+            st.gap_since = None
+
+    def ack_state(self, node: str) -> dict[str, int]:
+        """{"up": n, "alert": m} for lanes with something durable (contig > 0)."""
+        nid = self.nids.get(node)
+        out: dict[str, int] = {}
+        if nid is None:
+            return out
+        for lane in ACK_LANES:
+            st = self.lanes.get((nid, LANE_ID[lane]))
+            if st is not None and st.contig > 0:
+                out[lane] = st.contig
+        return out
+
+    def note_oldest(self, node: str, lane: str, oldest: int) -> tuple[int, int] | None:
+        """Node says its oldest pending seq in lane is `oldest`: skip a gap below it. Returns the skipped range."""
+        nid = self.nids.get(node)
+        li = LANE_ID.get(lane)
+        if nid is None or li is None or oldest < 1:
+            return None
+        st = self.lanes.get((nid, li))
+        if st is None or oldest <= st.contig + 1:
+            return None
+        lo, hi = st.contig + 1, oldest - 1
+        self.con.execute("BEGIN IMMEDIATE")
+        try:
+            self._skip(nid, li, st, hi, "node reported oldest pending seq %d" % oldest)
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        return lo, hi
+
+    def _skip(self, nid: int, li: int, st: LaneState, upto: int, why: str) -> None:
+        self.con.execute("INSERT INTO gaps(nid, lane, lo, hi, at, why) VALUES (?,?,?,?,?,?)",
+                         (nid, li, st.contig + 1, upto, time.time(), why))
+        st.contig = upto
+        st.above = {s for s in st.above if s > upto}
+        self._advance(st)
+        self.con.execute("INSERT INTO lanes(nid, lane, contig, floor) VALUES (?,?,?,?) "
+                         "ON CONFLICT(nid, lane) DO UPDATE SET contig=excluded.contig",
+                         (nid, li, st.contig, st.floor))
+
+    # ---- the batch
+    def commit_batch(self, msgs: list[Message], dead: Iterable[DeadLetter] = (),
+                     windows: Iterable[Window] = (), devices: dict[str, dict[str, Any]] | None = None,
+                     now: float | None = None) -> BatchResult:
+        """Store a batch in one transaction; returns per-message outcome and the new acks."""
+        now = time.time() if now is None else now
+        t0 = time.perf_counter()
+        con = self.con
+        work: dict[tuple[int, int], LaneState] = {}
+        rows: list[tuple[int, int, int, int, float, float, float]] = []
+        pend = _Pending(rows)
+        results: list[MsgResult] = []
+        gaps: list[tuple[str, str, int, int, str]] = []
+        touched: set[str] = set()
+        saved_nids = dict(self.nids), dict(self.names), dict(self.sids)
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            for m in msgs:
+                nid = self._nid(m.node)
+                li = LANE_ID[m.lane]
+                key = (nid, li)
+                st = work.get(key)
+                if st is None:
+                    base = self.lanes.get(key)
+                    st = work[key] = base.copy() if base is not None else LaneState()
+                touched.add(m.node)
+                if m.lane == "ble":  # no seqs on air: number them after what is stored
+                    m.first_seq = st.contig + 1
+                    for i, r in enumerate(m.readings):
+                        r.seq = m.first_seq + i
+                res = self._classify(m, nid, li, st, pend, now)
+                results.append(res)
+                if res.status == "replayed":
+                    continue
+                new = res.new
+                if not new:
+                    pass
+                elif new[0].seq == st.contig + 1 and not st.above and new[-1].seq == new[0].seq + len(new) - 1:
+                    # in order, no holes: the common case, no per-seq set work
+                    sids = self.sids
+                    for r in new:
+                        sid = sids.get((nid, r.metric)) or self._sid(nid, r.metric, r.unit)
+                        rows.append((nid, li, r.seq, sid, r.t, r.value, now))
+                    st.contig = new[-1].seq
+                else:
+                    for r in new:
+                        sid = self._sid(nid, r.metric, r.unit)
+                        rows.append((nid, li, r.seq, sid, r.t, r.value, now))
+                        if r.seq > st.contig:
+                            st.above.add(r.seq)
+                    if st.above:
+                        self._advance(st)
+                if res.status == "duplicate" and st.above and m.first_seq > st.contig + 1:
+                    # The node re-sends above a hole: if that has lasted gap_skip_s, the node no
+                    # longer has the hole's readings (dropped by its own policy).
+                    if st.gap_since is None:
+                        st.gap_since = now
+                    elif self.gap_skip_s > 0 and now - st.gap_since >= self.gap_skip_s:
+                        lo = st.contig + 1
+                        self._skip(nid, li, st, m.first_seq - 1, "node re-sent above the hole for %.0f s"
+                                   % (now - st.gap_since))
+                        gaps.append((m.node, m.lane, lo, m.first_seq - 1, "resend-above-gap"))
+                elif st.above and st.gap_since is None:
+                    st.gap_since = now
+            if rows:
+                con.executemany("INSERT OR IGNORE INTO readings(nid, lane, seq, sid, t, v, rx) VALUES (?,?,?,?,?,?,?)",
+                                rows)
+            if work:
+                con.executemany("INSERT INTO lanes(nid, lane, contig, floor) VALUES (?,?,?,?) "
+                                "ON CONFLICT(nid, lane) DO UPDATE SET contig=excluded.contig",
+                                [(k[0], k[1], s.contig, s.floor) for k, s in work.items()])
+            dl = [(d.rx or now, d.link, d.source, d.topic, d.reason, d.detail[:500], bytes(d.payload[:4096]))
+                  for d in dead]
+            if dl:
+                con.executemany("INSERT INTO dead_letters(rx, link, source, topic, reason, detail, payload) "
+                                "VALUES (?,?,?,?,?,?,?)", dl)
+            self._windows(windows)
+            if devices:
+                con.executemany("INSERT INTO devices(node, data) VALUES (?, ?) "
+                                "ON CONFLICT(node) DO UPDATE SET data=excluded.data",
+                                [(n, json.dumps(d, default=str)) for n, d in devices.items()])
+            con.execute("COMMIT")
+        except BaseException:
+            try:
+                con.execute("ROLLBACK")
+            finally:
+                self.nids, self.names, self.sids = saved_nids
+            raise
+        self.lanes.update(work)
+        acks = {n: self.ack_state(n) for n in touched}
+        return BatchResult(results, acks, gaps, time.perf_counter() - t0)
+
+    def _classify(self, m: Message, nid: int, li: int, st: LaneState,
+                  pend: "_Pending", now: float) -> MsgResult:
+        rs = m.readings
+        if not rs:
+            return MsgResult("stored", [])
+        last = rs[-1].seq
+        # fast path: everything above the cursor and nothing of it seen yet
+        if m.first_seq > st.contig and (not st.above or not any(r.seq in st.above for r in rs)):
+            return MsgResult("stored", rs)
+        if m.first_seq <= st.floor:
+            return MsgResult("replayed", [], f"seq {m.first_seq} <= pruned floor {st.floor}")
+        stored: dict[int, tuple[int, float, float]] = {}
+        for seq, sid, t, v in self.con.execute(
+                "SELECT seq, sid, t, v FROM readings WHERE nid=? AND lane=? AND seq BETWEEN ? AND ?",
+                (nid, li, m.first_seq, last)):
+            stored[seq] = (sid, t, v)
+        new: list[Reading] = []
+        for r in rs:
+            old = stored.get(r.seq) or pend.get((nid, li, r.seq))
+            if old is None:
+                new.append(r)
+                continue
+            sid = self.sids.get((nid, r.metric))
+            if old[0] != sid or old[1] != r.t or old[2] != r.value:
+                return MsgResult("replayed", [], f"seq {r.seq} differs from the stored reading")
+        if not new:
+            return MsgResult("duplicate", [])
+        return MsgResult("partial" if len(new) < len(rs) else "stored", new)
+
+    def _windows(self, windows: Iterable[Window]) -> None:
+        rows = []
+        for w in windows:
+            nid = self._nid(w.node)
+            sid = self._sid(nid, w.metric, w.unit)
+            rows.append((sid, w.length, w.start, w.end, w.count, w.min, w.max, w.mean, w.last, w.stddev))
+        if rows:
+            self.con.executemany(
+                'INSERT OR REPLACE INTO windows(sid, length, start, "end", count, min, max, mean, last, stddev) '
+                "VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+
+    # ---- small helpers used by the app and tiers
+    def dead_letter_counts(self) -> dict[str, int]:
+        return dict(self.con.execute("SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason").fetchall())
+
+    def prune_dead_letters(self, keep: int) -> int:
+        """Keep only the newest `keep` dead letters."""
+        cur = self.con.execute("DELETE FROM dead_letters WHERE id <= (SELECT MAX(id) FROM dead_letters) - ?",
+                               (keep,))
+        return cur.rowcount
+
+    def load_devices(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for node, data in self.con.execute("SELECT node, data FROM devices"):
+            try:
+                out[node] = json.loads(data)
+            except ValueError:
+                continue
+        return out

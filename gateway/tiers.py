@@ -1,0 +1,219 @@
+"""Data tiers: hot (bounded ring per series in memory), warm (SQLite raw rows, zlib blocks, windows), cold.
+
+Cold means: relayed to the cloud and pruned here by retention. `maintain()` (run on the
+store thread) packs acknowledged raw rows older than `compress_after_s` into zlib
+blocks and prunes blocks/windows older than `retention_s` once the relay has marked
+them as delivered (`mark_relayed`); pruned ranges are remembered in table `cold` so a
+query can say which part of the asked range only the cloud has.
+"""
+
+from __future__ import annotations
+
+import array
+import sqlite3
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.validate import Reading
+
+BLOCK_MAX = 4096  # readings per compressed block
+
+
+class _Ring:
+    """Fixed-size ring of (t, value) in two float arrays: 16 bytes per point, no per-point objects."""
+
+    __slots__ = ("t", "v", "n", "i")
+
+    def __init__(self, size: int):
+        self.t = array.array("d", bytes(8 * size))
+        self.v = array.array("d", bytes(8 * size))
+        self.n = 0
+        self.i = 0
+
+    def append(self, t: float, v: float) -> None:
+        i = self.i
+        self.t[i] = t
+        self.v[i] = v
+        self.i = (i + 1) % len(self.t)
+        if self.n < len(self.t):
+            self.n += 1
+
+    def points(self) -> list[tuple[float, float]]:
+        size = len(self.t)
+        start = (self.i - self.n) % size
+        return [(self.t[(start + k) % size], self.v[(start + k) % size]) for k in range(self.n)]
+
+
+class HotTier:
+    """Recent raw readings per (node, metric) in bounded rings (memory per series is fixed)."""
+
+    def __init__(self, points: int):
+        self.points = points
+        self.series: dict[tuple[str, str], _Ring] = {}
+
+    def add(self, r: Reading) -> None:
+        key = (r.node, r.metric)
+        d = self.series.get(key)
+        if d is None:
+            d = self.series[key] = _Ring(self.points)
+        d.append(r.t, r.value)
+
+    def query(self, node: str, metric: str, since: float, until: float) -> list[tuple[float, float]]:
+        d = self.series.get((node, metric))
+        if not d:
+            return []
+        return sorted(p for p in d.points() if since <= p[0] < until)
+
+    def oldest(self, node: str, metric: str) -> float | None:
+        d = self.series.get((node, metric))
+        return min(p[0] for p in d.points()) if d and d.n else None
+
+    def memory_bytes(self) -> int:
+        return sum(16 * len(r.t) for r in self.series.values())
+
+
+def _pack(points: list[tuple[float, float, int, int]]) -> bytes:
+    a = array.array("d")
+    s = array.array("q")
+    for t, v, lane, seq in points:
+        a.append(t)
+        a.append(v)
+        s.append(lane)
+        s.append(seq)
+    return zlib.compress(len(points).to_bytes(4, "little") + a.tobytes() + s.tobytes(), 6)
+
+
+def unpack_block(data: bytes) -> list[tuple[float, float]]:
+    """(t, value) points of a compressed block."""
+    raw = zlib.decompress(data)
+    n = int.from_bytes(raw[:4], "little")
+    a = array.array("d")
+    a.frombytes(raw[4:4 + 16 * n])
+    return [(a[2 * i], a[2 * i + 1]) for i in range(n)]
+
+
+def maintain(store: Any, tiers: Any, ingest: Any, now: float) -> dict[str, int]:
+    """Compress old acked raw rows into blocks, prune relayed data past retention, cap dead letters."""
+    con: sqlite3.Connection = store.con
+    stats = {"compressed_rows": 0, "pruned_blocks": 0, "pruned_windows": 0, "pruned_dead_letters": 0}
+    cutoff = now - tiers.compress_after_s
+    # only rows at or below each lane's ack cursor: the cursor logic never needs them again
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        sids = [r[0] for r in con.execute("SELECT DISTINCT sid FROM readings WHERE t < ?", (cutoff,))]
+        floors: dict[tuple[int, int], int] = {}
+        for sid in sids:
+            rows = con.execute(
+                "SELECT r.t, r.v, r.lane, r.seq, r.nid FROM readings r JOIN lanes l ON l.nid=r.nid AND l.lane=r.lane "
+                "WHERE r.sid=? AND r.t < ? AND r.seq <= l.contig ORDER BY r.t", (sid, cutoff)).fetchall()
+            for i in range(0, len(rows), BLOCK_MAX):
+                chunk = rows[i:i + BLOCK_MAX]
+                con.execute("INSERT OR REPLACE INTO blocks(sid, t0, t1, n, data) VALUES (?,?,?,?,?)",
+                            (sid, chunk[0][0], chunk[-1][0], len(chunk), _pack([r[:4] for r in chunk])))
+                con.executemany("DELETE FROM readings WHERE nid=? AND lane=? AND seq=?",
+                                [(r[4], r[2], r[3]) for r in chunk])
+                for r in chunk:
+                    k = (r[4], r[2])
+                    if r[3] > floors.get(k, 0):
+                        floors[k] = r[3]
+                stats["compressed_rows"] += len(chunk)
+        for (nid, lane), fl in floors.items():
+            con.execute("UPDATE lanes SET floor=MAX(floor, ?) WHERE nid=? AND lane=?", (fl, nid, lane))
+            st = store.lanes.get((nid, lane))
+            if st is not None and fl > st.floor:
+                st.floor = fl
+        horizon = now - tiers.retention_s
+        for sid, upto in con.execute("SELECT sid, upto FROM relayed").fetchall():
+            lim = min(horizon, upto)
+            cur = con.execute("DELETE FROM blocks WHERE sid=? AND t1 < ?", (sid, lim))
+            stats["pruned_blocks"] += cur.rowcount
+            cur = con.execute('DELETE FROM windows WHERE sid=? AND "end" <= ?', (sid, lim))
+            stats["pruned_windows"] += cur.rowcount
+            if cur.rowcount or stats["pruned_blocks"]:
+                con.execute("INSERT INTO cold(sid, upto) VALUES (?, ?) ON CONFLICT(sid) DO UPDATE SET "
+                            "upto=MAX(upto, excluded.upto)", (sid, lim))
+        cur = con.execute("DELETE FROM dead_letters WHERE id <= (SELECT MAX(id) FROM dead_letters) - ?",
+                          (ingest.dead_letter_max_rows,))
+        stats["pruned_dead_letters"] = max(cur.rowcount, 0)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return stats
+
+
+def mark_relayed(store: Any, node: str, metric: str, upto: float) -> None:
+    """Record that node/metric data up to `upto` is in the cloud (store thread)."""
+    nid = store.nids.get(node)
+    sid = store.sids.get((nid, metric)) if nid is not None else None
+    if sid is None:
+        return
+    store.con.execute("INSERT INTO relayed(sid, upto) VALUES (?, ?) ON CONFLICT(sid) DO UPDATE SET "
+                      "upto=MAX(upto, excluded.upto)", (sid, upto))
+
+
+@dataclass
+class QueryResult:
+    """Points (t, value) of a series in [since, until) and where they came from."""
+    node: str
+    metric: str
+    unit: str | None
+    points: list[tuple[float, float]] = field(default_factory=list)
+    sources: dict[str, int] = field(default_factory=dict)   # raw / compressed counts
+    cloud_only: list[tuple[float, float]] = field(default_factory=list)  # ranges pruned locally
+    windows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def query(con: sqlite3.Connection, node: str, metric: str, since: float, until: float,
+          with_windows: bool = False) -> QueryResult | None:
+    """Read a series across raw rows and compressed blocks; report cloud-only ranges. None if unknown."""
+    row = con.execute("SELECT s.sid, s.unit FROM series s JOIN nodes n ON n.nid=s.nid "
+                      "WHERE n.name=? AND s.metric=?", (node, metric)).fetchone()
+    if row is None:
+        return None
+    sid, unit = row
+    res = QueryResult(node, metric, unit)
+    pts: list[tuple[float, float]] = []
+    for t0, t1, data in con.execute("SELECT t0, t1, data FROM blocks WHERE sid=? AND t1 >= ? AND t0 < ?",
+                                    (sid, since, until)):
+        got = [p for p in unpack_block(data) if since <= p[0] < until]
+        res.sources["compressed"] = res.sources.get("compressed", 0) + len(got)
+        pts.extend(got)
+    raw = con.execute("SELECT t, v FROM readings WHERE sid=? AND t >= ? AND t < ?", (sid, since, until)).fetchall()
+    res.sources["raw"] = len(raw)
+    pts.extend(raw)
+    pts.sort()
+    res.points = pts
+    c = con.execute("SELECT upto FROM cold WHERE sid=?", (sid,)).fetchone()
+    if c is not None and since < c[0]:
+        res.cloud_only.append((since, min(until, c[0])))
+    if with_windows:
+        for w in con.execute('SELECT length, start, "end", count, min, max, mean, last, stddev FROM windows '
+                             "WHERE sid=? AND start >= ? AND start < ? ORDER BY length, start", (sid, since, until)):
+            res.windows.append(dict(zip(("length", "start", "end", "count", "min", "max", "mean", "last",
+                                         "stddev"), w)))
+    return res
+
+
+def replay_rows(store: Any, lengths: list[float], limit: int = 200000) -> tuple[dict, list[tuple]]:
+    """Rows to re-aggregate after a restart: per series, readings since its newest delivered longest window.
+
+    Returns ({(node, metric, length): newest delivered end}, [(node, metric, unit, value, t), ...] in time order).
+    """
+    con: sqlite3.Connection = store.con
+    longest = max(lengths)
+    done: dict[tuple[str, str, float], float] = {}
+    for node, metric, length, end in con.execute(
+            'SELECT n.name, s.metric, w.length, MAX(w."end") FROM windows w JOIN series s ON s.sid=w.sid '
+            "JOIN nodes n ON n.nid=s.nid GROUP BY w.sid, w.length"):
+        done[(node, metric, float(length))] = end
+    rows: list[tuple] = []
+    for sid, node, metric, unit in con.execute(
+            "SELECT s.sid, n.name, s.metric, s.unit FROM series s JOIN nodes n ON n.nid=s.nid").fetchall():
+        since = done.get((node, metric, longest), float("-inf"))
+        for t, v in con.execute("SELECT t, v FROM readings WHERE sid=? AND t >= ? ORDER BY t DESC LIMIT ?",
+                                (sid, since if since != float("-inf") else -1e18, limit)):
+            rows.append((node, metric, unit, v, t))
+    rows.sort(key=lambda r: r[4])
+    return done, rows

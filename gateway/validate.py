@@ -1,0 +1,178 @@
+"""Decode and validate node messages (cbor2 + shared.senml.resolve): every refusal is a `Rejected` with a reason code.
+
+Reason codes (stable; used in the dead-letter table and the `dead_letters{reason=...}` counter):
+topic, too_large, cbor, structure, seq, senml, name, type, unit, non_finite, time,
+unknown_device, replayed_seq, state, auth, ble_decrypt, ble_plaintext, ble_decode.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import cbor2
+
+from shared import senml, topics
+
+LANES = ("up", "alert")
+MAX_SEQ = (1 << 63) - 1
+
+
+class Rejected(Exception):
+    """A message refused by validation: reason code + human detail."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class Reading:
+    """One resolved reading of a node (value is a float; t is epoch seconds)."""
+    node: str
+    lane: str
+    seq: int
+    metric: str
+    unit: str | None
+    value: float
+    t: float
+
+
+@dataclass(slots=True)
+class Message:
+    """A validated up/alert message: readings carry seqs first_seq..first_seq+n-1."""
+    node: str
+    lane: str
+    first_seq: int
+    readings: list[Reading]
+    link: str = "mqtt"
+    size: int = 0
+    auth: bytes | None = None
+    raw: bytes = b""
+    rx: float = 0.0
+
+
+@dataclass
+class Policy:
+    """What validation accepts (built from [ingest] config)."""
+    site: str = "site1"
+    max_payload_bytes: int = 16384
+    max_records: int = 1024
+    max_depth: int = 8
+    max_future_s: float = 300.0
+    max_age_s: float = 30 * 86400.0
+    numeric_only: bool = True
+    units: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "Policy":
+        ing = cfg.ingest
+        return cls(site=cfg.site.id, max_payload_bytes=ing.max_payload_bytes, max_records=ing.max_records,
+                   max_depth=ing.max_depth, max_future_s=ing.max_future_s, max_age_s=ing.max_age_s,
+                   numeric_only=ing.numeric_only, units=frozenset(ing.units) | frozenset(ing.extra_units))
+
+
+def parse_topic(topic: str, site: str) -> tuple[str, str]:
+    """(node, kind) of a topic under fogline/<site>/; Rejected('topic') for any other shape."""
+    try:
+        s, node, kind = topics.parse_node(topic)
+    except ValueError as e:
+        raise Rejected("topic", str(e)) from None
+    if s != site:
+        raise Rejected("topic", f"site {s!r} is not this gateway's site {site!r}")
+    return node, kind
+
+
+def _cbor(payload: bytes, pol: Policy) -> Any:
+    if len(payload) > pol.max_payload_bytes:
+        raise Rejected("too_large", f"{len(payload)} bytes > {pol.max_payload_bytes}")
+    try:
+        return cbor2.loads(payload, max_depth=pol.max_depth, allow_duplicate_keys=False)
+    except cbor2.CBORDecodeError as e:
+        raise Rejected("cbor", str(e)[:200]) from None
+    except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as e:
+        raise Rejected("cbor", f"{type(e).__name__}: {str(e)[:200]}") from None
+
+
+def _senml_reason(msg: str) -> str:
+    if "non-finite" in msg:
+        return "non_finite"
+    if "label" in msg and ("unknown" in msg or "unsupported" in msg):
+        return "senml"
+    if "name" in msg:
+        return "name"
+    if "must be" in msg:
+        return "type"
+    return "senml"
+
+
+def decode_uplink(node: str, lane: str, payload: bytes, pol: Policy, now: float) -> Message:
+    """Decode an up/alert payload `[first_seq, pack(, auth)]` into a Message or raise Rejected."""
+    obj = _cbor(payload, pol)
+    if not isinstance(obj, list) or len(obj) not in (2, 3):
+        raise Rejected("structure", "payload must be [first_seq, senml_pack(, auth)]")
+    first, pack = obj[0], obj[1]
+    auth = obj[2] if len(obj) == 3 else None
+    if auth is not None and not isinstance(auth, bytes):
+        raise Rejected("structure", "authenticator must be bytes")
+    if isinstance(first, bool) or not isinstance(first, int) or not 1 <= first <= MAX_SEQ:
+        raise Rejected("seq", f"first_seq must be an integer >= 1, got {first!r}"[:200])
+    if not isinstance(pack, list):
+        raise Rejected("structure", "senml pack must be an array")
+    if len(pack) > pol.max_records:
+        raise Rejected("too_large", f"{len(pack)} records > {pol.max_records}")
+    try:
+        recs = senml.resolve(pack, True)
+    except ValueError as e:
+        m = str(e)
+        raise Rejected(_senml_reason(m), m[:200]) from None
+    except (TypeError, OverflowError, RecursionError) as e:  # defensive: never escape
+        raise Rejected("senml", f"{type(e).__name__}: {str(e)[:200]}") from None
+    if first + len(recs) - 1 > MAX_SEQ:
+        raise Rejected("seq", "seq overflows 63 bits")
+    prefix = node + "/"
+    plen = len(prefix)
+    out: list[Reading] = []
+    append = out.append
+    lo = now - pol.max_age_s
+    hi = now + pol.max_future_s
+    units = pol.units
+    isfinite = math.isfinite
+    seq = first
+    last_name = last_metric = None
+    for name, unit, value, t in recs:
+        if name is not last_name:  # records of one group share the base name object
+            if not name.startswith(prefix) or len(name) == plen:
+                raise Rejected("name", f"record name {name!r} is not under {prefix!r}")
+            last_name, last_metric = name, name[plen:]
+        metric = last_metric
+        tv = type(value)
+        if tv is float:
+            v = value
+        elif tv is int:
+            v = float(value)
+        else:
+            if pol.numeric_only:
+                raise Rejected("type", f"{metric}: value must be a number, got {tv.__name__}")
+            seq += 1
+            continue
+        if not isfinite(v):
+            raise Rejected("non_finite", f"{metric}: value {v}")
+        if unit is not None and unit not in units:
+            raise Rejected("unit", f"{metric}: unit {unit!r} not accepted")
+        tf = float(t)
+        if not lo <= tf <= hi:  # NaN and inf fail this too
+            raise Rejected("time", f"{metric}: time {t} outside [{lo:.0f}, {hi:.0f}] (gateway clock {now:.0f})")
+        append(Reading(node, lane, seq, metric, unit, v, tf))
+        seq += 1
+    return Message(node, lane, first, out, "mqtt", len(payload), auth, payload, now)
+
+
+def decode_state(payload: bytes, pol: Policy) -> dict[str, Any]:
+    """Decode a node `state` map (CBOR); Rejected('state'|'cbor'|'too_large') if malformed."""
+    obj = _cbor(payload, pol)
+    if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
+        raise Rejected("state", "state must be a CBOR map with text keys")
+    return obj

@@ -1,0 +1,243 @@
+"""HMAC-SHA256 authenticators for packs and config pushes; pure, runs on MicroPython and CPython.
+
+API (keys are bytes; a site config carries them as hex, see key_from_hex):
+
+  hmac_sha256(key, msg) -> 32 bytes                  RFC 2104 over hashlib.sha256 (no `hmac` on MicroPython)
+  TAG_LEN = 16                                       tags are HMAC-SHA256 truncated to 16 bytes
+  sign_pack(key, node_id, lane, first_seq, pack_bytes) -> 16-byte tag
+      MAC input = canonical CBOR of [node_id, lane, first_seq, pack_bytes] (pack_bytes as a byte string),
+      i.e. the tag binds node id (take it from the topic, never from the payload), lane ("up"/"alert"),
+      first seq and the exact pack bytes.
+  verify_pack(key, node_id, lane, first_seq, pack_bytes, tag) -> bool   (constant-time compare)
+  sign_config(key, cfg_bytes) -> 16-byte tag         MAC input = canonical CBOR of ["fogline-config", cfg_bytes]
+  verify_config(key, cfg_bytes, tag) -> bool
+
+Wire placement (what F-LINK sends and G-INGEST / G-RELAY check):
+
+  up / alert payload = CBOR array [first_seq, senml_pack, tag]; the 3rd element is the 16-byte tag
+      (CBOR byte string) over the pack's exact encoded bytes as they sit in the payload, so nobody
+      re-encodes anything (float32 boards would not reproduce a double-encoded pack).
+      seal_pack(key, node_id, lane, first_seq, pack_bytes) -> payload   (key None -> 2-element array, no tag)
+      split_pack(payload) -> (first_seq, pack_bytes, tag or None)        (no verification; ValueError if malformed)
+      open_pack(key, node_id, lane, payload) -> (first_seq, pack_bytes)  (ValueError "auth: ..." when the tag
+          is missing, not 16 bytes or wrong; key None = unauthenticated node allowed, tag ignored).
+      Replays: a replayed pack verifies (same bytes) and must be refused by seq at the gateway
+      (seq at or below the stored/acked high-water mark of that node and lane = duplicate, never re-stored).
+
+  config payload (retained, on fogline/<site>/<node>/config) = CBOR map {"cfg": cfg_bytes, "tag": tag}
+      where cfg_bytes is the CBOR encoding of the config map (signed with the target node's auth key).
+      seal_config(key, cfg) -> payload              (cfg: a dict, encoded with shared.cbor, or CBOR bytes)
+      open_config(key, payload, current_version=None) -> cfg dict; ValueError "auth: ..." when unsigned,
+          badly signed, without an int "version", or version < current_version (stale). An equal version
+          is returned (retained re-delivery); the caller treats it as already applied.
+          key None (node without auth_key) also accepts a plain, unwrapped config map.
+
+  key_from_hex(s) -> bytes or None (None/"" -> None; ValueError on bad hex or fewer than 16 bytes).
+"""
+
+import hashlib
+
+from shared import cbor
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+TAG_LEN = const(16)
+_BLOCK = const(64)  # SHA-256 block size
+_CONFIG_CTX = "fogline-config"
+_LANES = ("up", "alert")
+_HEX = "0123456789abcdefABCDEF"
+
+
+def _key_block(key):
+    if isinstance(key, str):
+        key = key.encode()
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    return bytes(key) + bytes(_BLOCK - len(key))
+
+
+def _pads(key):
+    k = _key_block(key)
+    return bytes(b ^ 0x36 for b in k), bytes(b ^ 0x5C for b in k)
+
+
+def _hmac_parts(key, parts):
+    # Stream the parts so a large pack is never copied into one MAC buffer (small heaps).
+    ipad, opad = _pads(key)
+    inner = hashlib.sha256(ipad)
+    for p in parts:
+        inner.update(p)
+    outer = hashlib.sha256(opad)
+    outer.update(inner.digest())
+    return outer.digest()
+
+
+def hmac_sha256(key, msg):
+    """HMAC-SHA256 of msg under key (RFC 2104), 32 bytes."""
+    return _hmac_parts(key, (msg,))
+
+
+def _bstr_head(n):
+    out = bytearray()
+    cbor._head(out, 2, n)
+    return bytes(out)
+
+
+def _check_key(key):
+    if not isinstance(key, (bytes, bytearray)) or not len(key):
+        raise ValueError("auth: key must be non-empty bytes")
+
+
+def sign_pack(key, node_id, lane, first_seq, pack_bytes):
+    """16-byte tag over canonical CBOR [node_id, lane, first_seq, pack_bytes]."""
+    _check_key(key)
+    if lane not in _LANES:
+        raise ValueError("auth: unknown lane %s" % lane)
+    if not isinstance(first_seq, int) or first_seq < 0:
+        raise ValueError("auth: first_seq must be an int >= 0")
+    head = bytearray(b"\x84")
+    cbor.encode_into(head, node_id)
+    cbor.encode_into(head, lane)
+    cbor.encode_into(head, first_seq)
+    cbor._head(head, 2, len(pack_bytes))
+    return _hmac_parts(key, (bytes(head), pack_bytes))[:TAG_LEN]
+
+
+def equal(a, b):
+    """Constant-time comparison of two byte strings (time depends only on length)."""
+    if not isinstance(a, (bytes, bytearray)) or not isinstance(b, (bytes, bytearray)):
+        return False
+    if len(a) != len(b):
+        return False
+    acc = 0
+    for i in range(len(a)):
+        acc |= a[i] ^ b[i]
+    return acc == 0
+
+
+def verify_pack(key, node_id, lane, first_seq, pack_bytes, tag):
+    """True if tag authenticates this pack for node_id/lane/first_seq."""
+    try:
+        want = sign_pack(key, node_id, lane, first_seq, pack_bytes)
+    except ValueError:
+        return False
+    return equal(want, tag)
+
+
+def sign_config(key, cfg_bytes):
+    """16-byte tag over canonical CBOR ["fogline-config", cfg_bytes]."""
+    _check_key(key)
+    head = bytearray(b"\x82")
+    cbor.encode_into(head, _CONFIG_CTX)
+    cbor._head(head, 2, len(cfg_bytes))
+    return _hmac_parts(key, (bytes(head), cfg_bytes))[:TAG_LEN]
+
+
+def verify_config(key, cfg_bytes, tag):
+    """True if tag authenticates cfg_bytes."""
+    try:
+        want = sign_config(key, cfg_bytes)
+    except ValueError:
+        return False
+    return equal(want, tag)
+
+
+def seal_pack(key, node_id, lane, first_seq, pack_bytes):
+    """up/alert payload [first_seq, pack, tag] built around the already-encoded pack (no tag if key is None)."""
+    out = bytearray(b"\x82" if key is None else b"\x83")
+    cbor.encode_into(out, first_seq)
+    out.extend(pack_bytes)
+    if key is not None:
+        cbor.encode_into(out, sign_pack(key, node_id, lane, first_seq, pack_bytes))
+    return bytes(out)
+
+
+def split_pack(payload):
+    """(first_seq, pack_bytes, tag or None) of an up/alert payload, without verifying; ValueError if malformed."""
+    if not isinstance(payload, (bytes, bytearray, memoryview)) or len(payload) < 3:
+        raise ValueError("auth: payload too short")
+    n = payload[0]
+    if n not in (0x82, 0x83):
+        raise ValueError("auth: payload must be a definite 2- or 3-element array")
+    r = cbor._Reader(payload)
+    r.i = 1
+    try:
+        first_seq = r.item(0)
+        start = r.i
+        r.item(0)
+        end = r.i
+        tag = r.item(0) if n == 0x83 else None
+    except (IndexError, TypeError, KeyError, OverflowError, MemoryError, RuntimeError):
+        raise ValueError("auth: malformed payload")
+    if r.i != r.n:
+        raise ValueError("auth: %d trailing bytes" % (r.n - r.i))
+    if not isinstance(first_seq, int) or isinstance(first_seq, bool) or first_seq < 0:
+        raise ValueError("auth: first_seq must be an int >= 0")
+    if tag is not None and not isinstance(tag, bytes):
+        raise ValueError("auth: tag must be a byte string")
+    return first_seq, bytes(payload[start:end]), tag
+
+
+def open_pack(key, node_id, lane, payload):
+    """(first_seq, pack_bytes) after checking the tag; ValueError("auth: ...") if refused."""
+    first_seq, pack_bytes, tag = split_pack(payload)
+    if key is None:
+        return first_seq, pack_bytes
+    if tag is None:
+        raise ValueError("auth: missing tag")
+    if len(tag) != TAG_LEN:
+        raise ValueError("auth: tag must be %d bytes" % TAG_LEN)
+    if not verify_pack(key, node_id, lane, first_seq, pack_bytes, tag):
+        raise ValueError("auth: bad tag")
+    return first_seq, pack_bytes
+
+
+def seal_config(key, cfg):
+    """Config payload {"cfg": cfg_bytes, "tag": tag}; cfg is a dict or its CBOR bytes."""
+    cfg_bytes = cfg if isinstance(cfg, (bytes, bytearray)) else cbor.dumps(cfg)
+    return cbor.dumps({"cfg": bytes(cfg_bytes), "tag": sign_config(key, cfg_bytes)})
+
+
+def open_config(key, payload, current_version=None):
+    """Verified config dict of a config payload; ValueError("auth: ...") if unsigned, forged or stale."""
+    obj = cbor.loads(payload)
+    if not isinstance(obj, dict):
+        raise ValueError("auth: config payload must be a map")
+    if "cfg" in obj and "tag" in obj and len(obj) == 2:
+        cfg_bytes, tag = obj["cfg"], obj["tag"]
+        if not isinstance(cfg_bytes, bytes):
+            raise ValueError("auth: cfg must be a byte string")
+        if key is not None and not verify_config(key, cfg_bytes, tag):
+            raise ValueError("auth: bad config tag")
+        cfg = cbor.loads(cfg_bytes)
+    elif key is None:
+        cfg = obj
+    else:
+        raise ValueError("auth: unsigned config")
+    if not isinstance(cfg, dict):
+        raise ValueError("auth: config must be a map")
+    ver = cfg.get("version")
+    if not isinstance(ver, int) or isinstance(ver, bool):
+        raise ValueError("auth: config has no int version")
+    if current_version is not None and ver < current_version:
+        raise ValueError("auth: stale config version %d < %d" % (ver, current_version))
+    return cfg
+
+
+def key_from_hex(s):
+    """Key bytes from a hex string; None for None/empty; ValueError on bad hex or < 16 bytes."""
+    if s is None or s == "":
+        return None
+    if not isinstance(s, str) or len(s) % 2:
+        raise ValueError("auth: key must be an even-length hex string")
+    for c in s:
+        if c not in _HEX:
+            raise ValueError("auth: key is not hex")
+    k = bytes(int(s[i:i + 2], 16) for i in range(0, len(s), 2))
+    if len(k) < 16:
+        raise ValueError("auth: key shorter than 16 bytes")
+    return k

@@ -1,0 +1,73 @@
+# SNTP time sync against a local UDP responder (MicroPython unix port): never blocks sampling.
+import _thread
+import asyncio
+import socket
+import struct
+import time
+
+from firmware.app import Clock
+from firmware.timesync import TimeSync
+
+_NTP_DELTA = 2208988800
+EPOCH = 1767225600  # 2026-01-01 00:00:00 UTC
+
+
+def _server(sock, replies):
+    # Answers each request once with EPOCH + 0.5 s; the first reply has a wrong origin (spoof).
+    n = 0
+    while n < replies:
+        data, addr = sock.recvfrom(48)
+        out = bytearray(48)
+        out[0] = 0x24  # version 4, mode 4 (server)
+        out[1] = 2  # stratum
+        out[24:32] = data[40:48] if n else b"\x00" * 8
+        struct.pack_into("!II", out, 40, EPOCH + _NTP_DELTA, 0x80000000)
+        if n == 0:
+            sock.sendto(out, addr)  # spoofed: ignored, the real answer follows
+            out[24:32] = data[40:48]
+        sock.sendto(out, addr)
+        n += 1
+
+
+def test_sntp_sets_clock_and_sampling_keeps_running():
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(socket.getaddrinfo("127.0.0.1", 0)[0][-1])
+    port = srv.getsockname()[1] if hasattr(srv, "getsockname") else None
+    if port is None:  # the unix port may lack getsockname: pick a fixed port instead
+        srv.close()
+        port = 45123
+        srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        srv.bind(socket.getaddrinfo("127.0.0.1", port)[0][-1])
+    _thread.start_new_thread(_server, (srv, 1))
+    clock = Clock()
+    ts = TimeSync(clock, "127.0.0.1", port, interval_s=3600)
+    ticks = [0]
+
+    async def sampler():
+        while not ts.synced:
+            ticks[0] += 1
+            await asyncio.sleep_ms(1)
+
+    async def main():
+        t = asyncio.create_task(ts.run())
+        await asyncio.wait_for_ms(sampler(), 3000)
+        t.cancel()
+
+    asyncio.run(main())
+    assert ts.stats["syncs"] == 1 and ts.stats["bad_replies"] == 1, ts.stats
+    now = clock.now_ms()
+    assert clock.epoch_s(now) in (EPOCH, EPOCH + 1), clock.epoch_s(now)
+    assert abs(clock.epoch_s(now, False) - (EPOCH + 0.5)) < 0.2
+    assert ticks[0] >= 1  # the sampler ran while waiting for the answer
+    srv.close()
+
+
+def test_sntp_timeout_counted():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(socket.getaddrinfo("127.0.0.1", 45124)[0][-1])  # bound, never answers
+    ts = TimeSync(Clock(), "127.0.0.1", 45124, timeout_ms=200)
+    t0 = time.ticks_ms()
+    assert asyncio.run(ts.query()) is None
+    assert ts.stats["errors"] == 1 and "no answer" in ts.last_error
+    assert time.ticks_diff(time.ticks_ms(), t0) < 1000
+    sock.close()

@@ -1,0 +1,189 @@
+"""Config loading, window statistics and watermark, store cursors (no broker needed)."""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from dataclasses import dataclass
+
+import pytest
+
+from gateway import config
+from gateway.aggregate import Aggregator, Window
+from gateway.store import Store
+from gateway.validate import Message, Reading
+
+
+# --- config -------------------------------------------------------------------------------------
+
+def test_defaults_and_documented_example_round_trip(tmp_path):
+    cfg = config.load(None)
+    assert cfg.site.data_dir == "./fogline-data" and cfg.mqtt.port == 1883
+    assert cfg.aggregate.windows_s == [10.0, 60.0, 900.0]
+    p = tmp_path / "g.toml"
+    p.write_text(config.example_toml())
+    again = config.load(p)
+    assert again.store.batch_max == cfg.store.batch_max and again.ingest.units == cfg.ingest.units
+
+
+def test_errors_name_the_field(tmp_path):
+    p = tmp_path / "g.toml"
+    for text, field in (("[mqtt]\nport = 'x'\n", "mqtt.port"), ("[store]\nbatch_mx = 3\n", "store.batch_mx"),
+                        ("[site]\nid = 'a/b'\n", "site.id"), ("[ingest]\nunknown_devices = 'maybe'\n",
+                                                               "ingest.unknown_devices"),
+                        ("[ble]\nbind_keys = {'AA' = 'zz'}\n", "ble.bind_keys.AA"),
+                        ("[aggregate]\nwindows_s = []\n", "aggregate.windows_s")):
+        p.write_text(text)
+        with pytest.raises(config.ConfigError, match=field.replace(".", r"\.")):
+            config.load(p)
+    p.write_text("[mqtt\n")
+    with pytest.raises(config.ConfigError):
+        config.load(p)
+
+
+def test_other_components_register_their_section(tmp_path):
+    @dataclass
+    class FooConfig:
+        enabled: bool = False
+        rate: float = 1.5
+
+    config.register_section("foo_test", FooConfig)
+    try:
+        p = tmp_path / "g.toml"
+        p.write_text("[foo_test]\nenabled = true\nrate = 3\n[unregistered]\nx = 1\n")
+        cfg = config.load(p)
+        assert cfg.foo_test == FooConfig(True, 3.0) and cfg.section("unregistered") == {"x": 1}
+        assert isinstance(config.load(None).foo_test, FooConfig)
+    finally:
+        config.SECTIONS.pop("foo_test")
+
+
+# --- aggregation --------------------------------------------------------------------------------
+
+def test_window_statistics_match_statistics_module():
+    out: list[Window] = []
+    agg = Aggregator([10.0], 0.0, out.append)
+    rnd = random.Random(3)
+    vals = [rnd.gauss(20, 3) for _ in range(100)]
+    for i, v in enumerate(vals):
+        agg.add("n", "temp", "Cel", v, 1000.0 + i * 0.5, 0)
+    agg.flush()
+    assert len(out) == 5
+    for k, w in enumerate(out):
+        chunk = vals[20 * k:20 * (k + 1)]
+        assert (w.start, w.end, w.count) == (1000.0 + 10 * k, 1010.0 + 10 * k, 20)
+        assert w.min == min(chunk) and w.max == max(chunk) and w.last == chunk[-1]
+        assert math.isclose(w.mean, statistics.fmean(chunk), rel_tol=1e-12)
+        assert math.isclose(w.stddev, statistics.pstdev(chunk), rel_tol=1e-9)
+        assert w.unit == "Cel" and w.length == 10.0
+
+
+def test_watermark_late_data_and_several_lengths():
+    out: list[Window] = []
+    agg = Aggregator([10.0, 60.0], 5.0, out.append)
+    for t in range(0, 14):
+        agg.add("n", "m", None, float(t), 1000.0 + t, 0)
+    assert out == []                       # newest 1013, watermark 1008 < window end 1010
+    agg.add("n", "m", None, 99.0, 1003.0, 0)  # out of order but within the watermark: counted
+    agg.add("n", "m", None, 15.0, 1015.0, 0)  # watermark 1010: closes [1000, 1010)
+    assert [(w.start, w.count, w.max) for w in out] == [(1000.0, 11, 99.0)]
+    agg.add("n", "m", None, 5.0, 1004.0, 0)   # window already closed: late
+    assert agg.late_readings == 1
+    agg.add("other", "m", None, 1.0, 1001.0, 0)  # other nodes have their own watermark
+    assert agg.late_readings == 1
+    agg.add("n", "m", None, 1.0, 1070.0, 0)
+    assert [(w.start, w.length) for w in out[1:]] == [(1010.0, 10.0), (960.0, 60.0)]  # epoch-aligned
+
+
+def test_idle_nodes_windows_closed_by_wall_clock():
+    out: list[Window] = []
+    agg = Aggregator([60.0], 5.0, out.append, idle_close_s=30.0)
+    agg.add("n", "m", None, 1.0, 1000.0, wall=5000.0)
+    assert agg.close_idle(5010.0) == 0 and out == []
+    assert agg.close_idle(5031.0) == 1 and out[0].count == 1
+    agg.add("n", "m", None, 2.0, 1001.0, wall=5040.0)  # after closing, that window's data is late
+    assert agg.late_readings == 1
+
+
+# --- store cursors ------------------------------------------------------------------------------
+
+def _msg(node, first, n, t0=1000.0, lane="up", v=None):
+    return Message(node, lane, first, [Reading(node, lane, first + i, "m", None, float(v if v is not None else
+                                                                                         first + i), t0 + first + i)
+                                       for i in range(n)])
+
+
+def test_store_contiguous_ack_holes_resends_and_restart(tmp_path):
+    db = tmp_path / "s.sqlite"
+    s = Store(db)
+    r = s.commit_batch([_msg("a", 1, 5), _msg("a", 11, 5)])
+    assert r.acks == {"a": {"up": 5}}                 # 6..10 missing: the ack stops at 5
+    r = s.commit_batch([_msg("a", 6, 5), _msg("a", 1, 5)])
+    assert [x.status for x in r.results] == ["stored", "duplicate"] and r.acks == {"a": {"up": 15}}
+    r = s.commit_batch([_msg("a", 14, 4)])            # overlaps 14,15; 16,17 new
+    assert r.results[0].status == "partial" and [x.seq for x in r.results[0].new] == [16, 17]
+    r = s.commit_batch([_msg("a", 3, 1, v=-1.0)])     # same seq, other value
+    assert r.results[0].status == "replayed"
+    s.commit_batch([_msg("a", 30, 2)])
+    s.close()
+    s = Store(db)                                     # restart: cursor and the stored seqs above it
+    assert s.ack_state("a") == {"up": 17}
+    r = s.commit_batch([_msg("a", 18, 12)])
+    assert r.acks == {"a": {"up": 31}}
+    s.close()
+
+
+def test_store_failed_commit_changes_nothing(tmp_path):
+    s = Store(tmp_path / "s.sqlite")
+    s.commit_batch([_msg("a", 1, 3)])
+    bad = _msg("a", 4, 2)
+    s.con.execute("CREATE TRIGGER boom BEFORE INSERT ON readings WHEN NEW.seq = 5 BEGIN "
+                  "SELECT RAISE(ABORT, 'disk on fire'); END")
+    with pytest.raises(Exception):
+        s.commit_batch([bad])
+    assert s.ack_state("a") == {"up": 3}
+    s.con.execute("DROP TRIGGER boom")
+    assert s.commit_batch([_msg("a", 4, 2)]).acks == {"a": {"up": 5}}
+
+
+def test_longer_windows_merged_from_short_ones_equal_direct_computation():
+    rnd = random.Random(7)
+    readings = []
+    t = 10_000.0
+    for _ in range(3000):
+        t += rnd.choice([0.5, 1.0, 2.0, 7.0])
+        readings.append((rnd.choice(["a", "b"]), rnd.uniform(-5, 40), t + rnd.uniform(-2.0, 0.0)))
+    merged: list[Window] = []
+    agg = Aggregator([10.0, 60.0, 900.0], 3.0, merged.append)
+    direct = {ln: [] for ln in (10.0, 60.0, 900.0)}
+    singles = {ln: Aggregator([ln], 3.0, direct[ln].append) for ln in direct}
+    for metric, v, ts in readings:
+        agg.add("n", metric, None, v, ts, 0)
+        for a in singles.values():
+            a.add("n", metric, None, v, ts, 0)
+    agg.flush()
+    for a in singles.values():
+        a.flush()
+    for ln, want in direct.items():
+        got = sorted((w for w in merged if w.length == ln), key=lambda w: (w.metric, w.start))
+        want = sorted(want, key=lambda w: (w.metric, w.start))
+        assert [(w.metric, w.start, w.count, w.min, w.max, w.last) for w in got] == \
+               [(w.metric, w.start, w.count, w.min, w.max, w.last) for w in want]
+        for g, w in zip(got, want):
+            assert math.isclose(g.mean, w.mean, rel_tol=1e-9, abs_tol=1e-9)
+            assert math.isclose(g.stddev, w.stddev, rel_tol=1e-7, abs_tol=1e-9)
+
+
+def test_a_hole_the_node_keeps_resending_above_is_skipped_only_after_gap_skip_s(tmp_path):
+    s = Store(tmp_path / "s.sqlite", gap_skip_s=60.0)
+    s.commit_batch([_msg("a", 1, 3)], now=0.0)
+    above = _msg("a", 10, 2)                         # 4..9 never arrive (dropped on the node)
+    assert s.commit_batch([above], now=1.0).acks == {"a": {"up": 3}}
+    r = s.commit_batch([_msg("a", 10, 2)], now=30.0)  # a resend above the hole: not yet
+    assert r.acks == {"a": {"up": 3}} and r.gaps == []
+    r = s.commit_batch([_msg("a", 10, 2)], now=62.0)  # still re-sending above it a minute later
+    assert r.gaps == [("a", "up", 4, 9, "resend-above-gap")] and r.acks == {"a": {"up": 11}}
+    r = s.commit_batch([_msg("a", 5, 1)], now=63.0)   # a late straggler from the hole is still stored
+    assert r.results[0].status == "stored"
+    assert s.con.execute("SELECT lo, hi FROM gaps").fetchall() == [(4, 9)]

@@ -1,0 +1,97 @@
+"""Uplink throughput and wire cost: firmware FlashLog + Uplink + MQTT client -> mosquitto -> acking gateway.
+
+Runs tests/node/uplink_node.py (the real firmware modules on the MicroPython unix port, LittleFS on
+a file-backed sim flash) producing N readings as fast as it can, with a paho gateway that acks the
+contiguous prefix (broker with `set_tcp_nodelay true`, plus one run on mosquitto's default). Reports end-to-end readings/s and messages/s until every reading is acked, bytes
+per reading in payload and on the wire (all MQTT bytes the node sent), and BTHome advert sizes.
+Last line: one JSON object.
+
+usage: python tools/bench/uplink.py [--quick] [--readings N] [--max-pack N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.node.gateway_stub import AckingGateway  # noqa: E402
+from tools import hostemu  # noqa: E402
+from tools.broker import Mosquitto  # noqa: E402
+
+ADVERTS = r"""
+import bluetooth
+from firmware import bthome
+ble = bluetooth.BLE()
+v = {"temperature": 21.37, "humidity": 45.5, "pressure": 1013.25, "battery": 97}
+print(len(bthome.Advertiser(ble).update(v)), len(bthome.Advertiser(ble, bind_key=bytes(range(16))).update(v)),
+      len(bthome.Advertiser(ble, name="node1").update(v)))
+"""
+
+
+def run(n: int, max_pack: int, work: Path, nodelay: bool = True) -> dict:
+    # mosquitto's default leaves Nagle on: its small acks to the node then wait for delayed ACKs
+    broker = Mosquitto(work / "mq", extra_conf="set_tcp_nodelay true" if nodelay else "").start()
+    gw = AckingGateway(broker.port)
+    ctl = work / "ctl"
+    ctl.write_text("wifi 1")
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run(
+            hostemu.mp_command(hostemu.REPO / "tests" / "node" / "uplink_node.py", str(broker.port), str(n), "0",
+                               str(ctl), f"max_pack={max_pack}", "min_pack=10", "window=4", "sync_every=32",
+                               "capacity=900000"),
+            env=hostemu.mp_env(), cwd=str(hostemu.REPO), capture_output=True, text=True, timeout=600)
+        elapsed = time.monotonic() - t0
+    finally:
+        gw.stop()
+        broker.stop()
+    done = [ln for ln in proc.stdout.splitlines() if ln.startswith("DONE ")]
+    if proc.returncode or not done:
+        raise SystemExit(f"node failed: {proc.stderr[-2000:]}")
+    d = json.loads(done[-1][5:])
+    up, mq = d["uplink"], d["mqtt"]
+    return {"readings": n, "max_pack": max_pack, "broker_nodelay": nodelay, "seconds": round(elapsed, 2),
+            "readings_per_s": round(n / elapsed), "msgs": up["msgs"], "msgs_per_s": round(up["msgs"] / elapsed),
+            "records_sent": up["records"], "resent_records": up["resent_records"],
+            "payload_bytes_per_reading": round(up["bytes"] / up["records"], 2),
+            "wire_bytes_per_reading": round(mq["tx_bytes"] / n, 2),
+            "gateway_received": gw.records, "peak_flash_bytes": d["peak_bytes"], "final_flash_bytes": d["bytes_used"]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--readings", type=int)
+    ap.add_argument("--max-pack", type=int)
+    a = ap.parse_args()
+    n = a.readings or (1000 if a.quick else 5000)
+    packs = [a.max_pack] if a.max_pack else ([50] if a.quick else [10, 50])
+    rows = []
+    with tempfile.TemporaryDirectory() as td:
+        for p in packs:
+            rows.append(run(n, p, Path(td) / f"p{p}"))
+        rows.append(run(n, packs[-1], Path(td) / "nagle", nodelay=False))
+        script = Path(td) / "adv.py"
+        script.write_text(ADVERTS)
+        out = hostemu.run_mp(script, cwd=str(hostemu.REPO), timeout=60)
+        plain, enc, named = (int(x) for x in out.stdout.split())
+    print(f"{'max_pack':>8} {'nodelay':>7} {'readings':>8} {'s':>6} {'rd/s':>7} {'msg/s':>6} {'B/rd payload':>12} "
+          f"{'B/rd wire':>9} {'resent':>6}")
+    for r in rows:
+        print(f"{r['max_pack']:>8} {str(r['broker_nodelay']):>7} {r['readings']:>8} {r['seconds']:>6} {r['readings_per_s']:>7} {r['msgs_per_s']:>6} "
+              f"{r['payload_bytes_per_reading']:>12} {r['wire_bytes_per_reading']:>9} {r['resent_records']:>6}")
+    print(f"BTHome advert bytes: plain {plain}, encrypted {enc}, plain+name(5) {named} (legacy limit 31)")
+    print(json.dumps({"runs": rows, "advert_bytes": {"plain": plain, "encrypted": enc, "plain_named": named}}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+# One virtual node of `fogline demo`: the real firmware app (firmware.app) on the unix port.
+# usage: micropython tools/demo_node.py SPEC.json     (tools/sim first on MICROPYPATH)
+# SPEC: {"node", "config" (site JSON path), "boards_dir", "scenario" (preset) or "scenario_spec"
+#        (Scenario.from_spec dict), "seed", "time_scale",
+#        "flash", "blocks", "control", "ble_only", "mac", "drain_ms"}
+# The control file (polled every 200 ms) may hold "stop": sampling stops, the log is flushed, the
+# uplink drains the backlog (up to drain_ms), then "FINAL {json}" is printed and the process exits.
+# The node also stops when the process parent_pid (the demo) is gone.
+# "STAT {json}" is printed about once a second. Scenario time may run time_scale x faster than the
+# wall clock (the demo instead places its events in the first seconds, at scale 1).
+import os
+import sys
+import json
+import gc
+import asyncio
+
+import machine
+import network
+import flashdev
+import scenario as scen_mod
+from firmware import app as fw
+
+spec = json.load(open(sys.argv[1]))
+NODE = spec["node"]
+
+
+class Scaled:
+    """A scenario seen through a faster clock (same signals, same ground truth)."""
+
+    def __init__(self, sc, k):
+        self.sc = sc
+        self.k = k
+        self.series = sc.series
+        self.wifi_outages = [(a / k, b / k) for a, b in sc.wifi_outages]
+        h = getattr(sc, "hang_at_s", None)
+        self.hang_at_s = None if h is None else h / k
+
+    def __getattr__(self, name):
+        return getattr(self.sc, name)
+
+    def read(self, name, t_s):
+        return self.sc.read(name, t_s * self.k)
+
+
+def own_links(app, cfg, ble_only):
+    """Uplink from the link modules when firmware.links (the app's link builder) is absent."""
+    links = []
+    wlan = network.WLAN(network.STA_IF)
+    wlan.active(True)
+    wlan.connect(cfg["wifi"]["ssid"] or "demo")
+    if ble_only:
+        import bluetooth
+        from firmware.bthome import Advertiser
+        ble = bluetooth.BLE()
+        adv = Advertiser(ble, interval_ms=cfg["ble"]["interval_ms"])
+
+        class BleLink:
+            async def run(self):
+                while True:
+                    units = {}
+                    for s in cfg["sensors"]:
+                        units[s["name"]] = s.get("unit")
+                    vals = {k: (units.get(k), v) for k, v in app.node.latest.items() if v is not None}
+                    if vals:
+                        adv.update_readings(vals)
+                    await asyncio.sleep_ms(cfg["ble"]["interval_ms"])
+        return [BleLink()]
+    from firmware.mqtt import MQTTClient
+    from firmware.uplink import Uplink
+    from shared import cbor, topics
+    m = cfg["mqtt"]
+    client = MQTTClient(NODE, m["host"], m["port"], keepalive_s=m["keepalive"], backoff_min_ms=200,
+                        backoff_max_ms=2000, connect_timeout_ms=2000, retry_ms=2000, link_up=wlan.isconnected)
+    up = Uplink(client, app.store, cfg["node"]["site"], NODE, min_pack=5, max_pack=50, linger_ms=1000,
+                ack_timeout_ms=3000)
+    app.on_alert(up.kick)
+
+    class StateLink:
+        async def run(self):
+            t = topics.node(cfg["node"]["site"], NODE, "state")
+            while True:
+                await asyncio.sleep_ms(2000)
+                st = app.status()
+                st["version"] = cfg["version"]
+                st["config_rejected"] = None
+                try:
+                    if client.connected:
+                        await client.publish(t, cbor.dumps(st), qos=0, retain=True)
+                except Exception as e:
+                    app.last_error = "state: " + repr(e)
+
+    class Run:
+        def __init__(self, coro_fn):
+            self.run = coro_fn
+    return [Run(client.run), Run(up.run), StateLink()]
+
+
+def backlog(app):
+    s = app.store
+    return {"up": s.depth("up"), "alert": s.depth("alert")} if s else {"up": 0, "alert": 0}
+
+
+def stats(app, links_note):
+    d = {"node": NODE, "sensing": dict(app.node.stats), "latest": app.node.latest, "backlog": backlog(app),
+         "heap_free": gc.mem_free(), "links": links_note, "wifi": network.link_up(),
+         "last_error": app.node.last_error or app.last_error}
+    if app.store is not None:
+        s = app.store.stats()
+        d["store"] = {k: s[k] for k in s if isinstance(s[k], (int, float))}
+        d["acked"] = {"up": app.store.acked("up"), "alert": app.store.acked("alert")}
+    return d
+
+
+def parent_alive():
+    """False once the demo that started this node is gone (no orphans after a kill -9 of the demo)."""
+    pid = spec.get("parent_pid")
+    if not pid:
+        return True
+    try:
+        os.stat("/proc/%d" % pid)
+        return True
+    except OSError:
+        return False
+
+
+def control_lines():
+    try:
+        with open(spec["control"]) as f:
+            return f.read().split("\n")
+    except OSError:
+        return []
+
+
+async def main():
+    cfg = fw.load_config(spec["config"], spec["boards_dir"], spec.get("board"))
+    clock = fw.Clock()
+    machine.set_clock(clock.now_ms)
+    if spec.get("scenario_spec"):
+        sc = scen_mod.Scenario.from_spec(spec["scenario_spec"])
+    else:
+        sc = scen_mod.preset(spec.get("scenario", "normal"), spec.get("seed", 1))
+    fw.sim_attach(cfg, Scaled(sc, spec.get("time_scale", 1.0)), clock)
+    dev = flashdev.FlashDev(spec.get("blocks", 212), path=spec["flash"])
+    try:
+        flashdev.mount(dev, "/flash")
+    except OSError:
+        flashdev.mount(dev, "/flash", format=True)
+    store = fw.make_store(cfg, "/flash/log")
+    app = fw.App(cfg, store, clock=clock, wdt=False)
+    ble_only = spec.get("ble_only", False)
+    if ble_only:
+        import bluetooth
+        bluetooth.BLE().config(mac=bytes.fromhex(spec.get("mac", "a4c138000001")))
+    try:
+        app.uplinks = fw.build_links(app, spec["config"], not ble_only, ble_only)
+        note = "firmware.links"
+    except ImportError:
+        app.uplinks = own_links(app, cfg, ble_only)
+        note = "link modules (firmware.links absent)"
+    tasks = [asyncio.create_task(u.run()) for u in app.uplinks]
+    sampler = asyncio.create_task(app.sampler())
+    n = 0
+    while True:
+        await asyncio.sleep_ms(200)
+        n += 1
+        lines = control_lines()
+        if "stop" in lines or not parent_alive():
+            break
+        network.set_link("wifi 0" not in lines)  # scheduled scenario outages apply on top
+        if n % 5 == 0:
+            print("STAT", json.dumps(stats(app, note)))
+    sampler.cancel()
+    if store is not None:
+        store.flush(clock.now_ms())
+    t0 = clock.now_ms()
+    while not ble_only and clock.now_ms() - t0 < spec.get("drain_ms", 4000):
+        b = backlog(app)
+        if b["up"] == 0 and b["alert"] == 0:
+            break
+        await asyncio.sleep_ms(100)
+    print("FINAL", json.dumps(stats(app, note)))
+    for t in tasks:
+        t.cancel()
+
+
+try:
+    asyncio.run(main())
+except Exception as e:
+    sys.print_exception(e)
+    print("FATAL", json.dumps({"node": NODE, "error": repr(e)}))
+    sys.exit(1)
