@@ -19,22 +19,11 @@ class MQTTClient:
                  password=None, will=None, max_packet=3072, max_inflight=8, retry_ms=5000,
                  backoff_min_ms=250, backoff_max_ms=30000, connect_timeout_ms=5000,
                  link_up=None, on_message=None, on_connect=None):
-        self.client_id = client_id
-        self.host = host
-        self.port = port
-        self.keepalive_s = keepalive_s
-        self.clean = clean
-        self.user = user
-        self.password = password
-        self.will = will
-        self.max_inflight = max_inflight
-        self.retry_ms = retry_ms
-        self.backoff_min_ms = backoff_min_ms
-        self.backoff_max_ms = backoff_max_ms
-        self.connect_timeout_ms = connect_timeout_ms
-        self.link_up = link_up
-        self.on_message = on_message
-        self.on_connect = on_connect
+        self.client_id, self.host, self.port, self.keepalive_s = client_id, host, port, keepalive_s
+        self.clean, self.user, self.password, self.will = clean, user, password, will
+        self.max_inflight, self.retry_ms, self.connect_timeout_ms = max_inflight, retry_ms, connect_timeout_ms
+        self.backoff_min_ms, self.backoff_max_ms = backoff_min_ms, backoff_max_ms
+        self.link_up, self.on_message, self.on_connect = link_up, on_message, on_connect
         self.rx = PacketReader(max_packet)
         self.subs = {}
         self.inflight = {}  # pid -> [topic, payload, retain, sent_ms]
@@ -54,6 +43,7 @@ class MQTTClient:
 
     @property
     def oversized(self):
+        """Incoming packets dropped for exceeding max_packet."""
         return self.rx.oversized
 
     def _next_pid(self):

@@ -20,11 +20,14 @@ def decode_body(body):
     return r[1], r[2], r[3], r[0]
 
 
+def _base_time(records):
+    t0 = records[0][3]
+    return int(t0) if isinstance(t0, (int, float)) else 0
+
+
 def build_payload(node_id, lane, first_seq, records, key=None):
     """CBOR [first_seq, pack(, tag)] for records (name, unit, value, t) with seqs first_seq.."""
-    t0 = records[0][3]
-    bt = int(t0) if isinstance(t0, (int, float)) else 0
-    pack = cbor.dumps(senml.build_pack(node_id + "/", bt, records))
+    pack = cbor.dumps(senml.build_pack(node_id + "/", _base_time(records), records))
     return auth.seal_pack(key, node_id, lane, first_seq, pack)
 
 
@@ -127,6 +130,9 @@ class Uplink:
             recs.append(rec)
             if len(recs) >= limit:
                 break
+        if recs:
+            # The gateway maps records to seqs by time order: end the pack where that would break.
+            del recs[senml.seq_prefix(recs, _base_time(recs)):]
         return first, recs
 
     async def _send_lane(self, lane):

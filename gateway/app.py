@@ -388,15 +388,15 @@ class Gateway:
         new_all: list[Reading] = []
         wall = self.clock()
         for msg, r in zip(msgs, res.results):
-            if r.status == "replayed":
+            if r.refused:
+                m.inc("readings_refused", r.refused, lane=msg.lane)
                 self.reject("replayed_seq", r.detail, topic=topics.node(self.site, msg.node, msg.lane),
                             source=msg.node, link=msg.link, payload=msg.raw, rx=msg.rx)
-                continue
             if r.status == "duplicate":  # counted in readings, like partial overlaps
                 m.inc("duplicates", len(msg.readings), lane=msg.lane)
                 m.inc("duplicate_messages", lane=msg.lane)
-            elif r.status == "partial":
-                m.inc("duplicates", len(msg.readings) - len(r.new), lane=msg.lane)
+            elif r.status == "partial" and len(msg.readings) - len(r.new) - r.refused:
+                m.inc("duplicates", len(msg.readings) - len(r.new) - r.refused, lane=msg.lane)
             if r.new:
                 new_all.extend(r.new)
         for node, lane, lo, hi, why in res.gaps:

@@ -58,7 +58,8 @@ class MqttConfig:
     ca_file: str | None = None
     certfile: str | None = None
     keyfile: str | None = None
-    worker_process: bool = False      # run the paho client in a child process (uses a second core)
+    worker_process: bool = True       # paho client in a child process: its per-message cost runs on
+                                      # another core (false: a paho thread in the gateway process)
 
 
 @dataclass

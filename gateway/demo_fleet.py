@@ -175,7 +175,7 @@ class Fleet:
                     "scenario": v.scenario, "scenario_spec": scenario_spec(v.scenario, self.seed * 100 + i),
                     "seed": self.seed * 100 + i, "time_scale": self.time_scale,
                     "flash": str(v.dir / "flash.img"), "blocks": 212, "control": str(v.control),
-                    "ble_only": v.ble_only, "mac": v.mac, "drain_ms": 4000, "parent_pid": os.getpid()}
+                    "ble_only": v.ble_only, "mac": v.mac, "drain_ms": 6000, "parent_pid": os.getpid()}
             (v.dir / "spec.json").write_text(json.dumps(spec))
             cmd = [mp] + (["-X", f"heapsize={heap}"] if heap else []) + [str(RUNNER), str(v.dir / "spec.json")]
             env = hostemu.mp_env(FOGLINE_REPO=str(hostemu.REPO), FOGLINE_SIM_WDT="0",
@@ -220,7 +220,7 @@ class Fleet:
             if v.id == node_id:
                 v.control.write_text("" if up else "wifi 0\n")
 
-    def stop(self, timeout: float = 8.0) -> None:
+    def stop(self, timeout: float = 12.0) -> None:
         """Ask every node to stop sampling and drain; kill what is still running after timeout."""
         for v in self.nodes:
             if v.proc and v.proc.poll() is None:

@@ -116,7 +116,7 @@ class SiteMonitor:
         v.last_seen = now
         msg = cbor2.loads(payload)
         first, pack = msg[0], msg[1]
-        recs = senml.resolve(pack, strict=False)
+        recs = senml.in_seq_order(senml.resolve(pack, strict=False))
         last = first + len(recs) - 1
         self.counters[f"{kind}_msgs"] += 1
         self.counters["up_bytes"] += len(payload) + topic_len + MQTT_OVERHEAD

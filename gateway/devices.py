@@ -8,7 +8,7 @@ from typing import Any
 # state keys copied as-is (DESIGN.md `state` payload)
 _STATE_KEYS = {"version": "config_version", "heap_free": "heap_free", "flash_free": "flash_free",
                "uptime_s": "uptime_s", "last_error": "last_error", "config_rejected": "config_rejected",
-               "fw": "fw", "board": "board", "rssi": "rssi", "battery": "battery"}
+               "fw": "fw", "board": "board", "rssi": "rssi", "battery": "battery", "online": "online"}
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Device:
     messages: int = 0
     readings: int = 0
     approved: bool = True               # False while quarantined (unknown device policy)
+    online: bool | None = None          # from a state {"online": false} last will, if the node sets one
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,6 +78,7 @@ class DeviceRegistry:
                                               approved=node in self.known or self.policy == "auto_register")
         dev.link = link
         dev.last_seen = now
+        dev.online = True  # a state message's {"online": false} (last will) is applied after this
         dev.messages += 1
         dev.readings += readings
         if rssi is not None:

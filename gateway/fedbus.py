@@ -7,10 +7,24 @@ aggregate, evaluate) without stalling keepalives. `published` records what this 
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections import deque
 from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+handler_errors = 0  # handler exceptions caught by pump_once (a bug somewhere; logged with traceback)
+
+
+def _deliver(handler: Callable[[str, bytes], None], topic: str, payload: bytes) -> None:
+    """Run a handler; a failing one is logged and counted, never stops the pump."""
+    global handler_errors
+    try:
+        handler(topic, payload)
+    except Exception:
+        handler_errors += 1
+        log.exception("event=fed_handler_failed topic=%s", topic)
 
 
 class InProcessBus:
@@ -37,7 +51,7 @@ class InProcessBus:
             t, p = self._q.popleft()
             for filt, h in list(self._subs):
                 if topic_matches_sub(filt, t):
-                    h(t, p)
+                    _deliver(h, t, p)
             n += 1
         return n
 
@@ -54,6 +68,7 @@ class MqttBus:
         self._in: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self._subs: list[tuple[str, Callable[[str, bytes], None]]] = []
         self._ready = threading.Event()
+        self.connect_error: str | None = None
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
         if username:
             self.c.username_pw_set(username, password)
@@ -66,13 +81,18 @@ class MqttBus:
         self.c.on_subscribe = lambda c, u, mid, rc, p: self._on_suback(mid)
         self.c.connect(host, port, keepalive=30)
         self.c.loop_start()
-        if not self._ready.wait(timeout):
+        if not self._ready.wait(timeout) or self.connect_error:
+            why = self.connect_error or "no CONNACK"
             self.close()
-            raise ConnectionError(f"federation: no CONNACK from {host}:{port}")
+            raise ConnectionError(f"federation broker {host}:{port}: {why}")
 
     def _on_connect(self, rc: Any) -> None:
-        for filt, _h in self._subs:  # re-subscribe after a reconnect
-            self.c.subscribe(filt, qos=1)
+        if getattr(rc, "is_failure", False):
+            self.connect_error = str(rc)
+        else:
+            self.connect_error = None
+            for filt, _h in self._subs:  # re-subscribe after a reconnect
+                self.c.subscribe(filt, qos=1)
         self._ready.set()
 
     def _on_suback(self, mid: int) -> None:
@@ -80,9 +100,16 @@ class MqttBus:
             self._acked.add(mid)
             self._cond.notify_all()
 
-    def publish(self, topic: str, payload: bytes) -> None:
+    def publish(self, topic: str, payload: bytes, timeout: float = 10.0) -> None:
+        """QoS 1 publish, waiting for PUBACK; ConnectionError if the broker did not take it."""
         self.published.append((topic, payload))
-        self.c.publish(topic, payload, qos=1).wait_for_publish(10.0)
+        try:
+            info = self.c.publish(topic, payload, qos=1)
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError) as e:
+            raise ConnectionError(f"federation: publish to {topic} failed ({e})") from None
+        if not info.is_published():
+            raise ConnectionError(f"federation: no PUBACK for {topic} within {timeout:g} s")
 
     def subscribe(self, filt: str, handler: Callable[[str, bytes], None]) -> None:
         self._subs.append((filt, handler))
@@ -91,6 +118,7 @@ class MqttBus:
             self._cond.wait_for(lambda: mid in self._acked or not self.c.is_connected(), timeout=10.0)
 
     def pump_once(self) -> int:
+        """Deliver messages received so far in the caller's thread; returns how many."""
         from paho.mqtt.client import topic_matches_sub
 
         n = 0
@@ -101,9 +129,9 @@ class MqttBus:
                 return n
             for filt, h in list(self._subs):
                 if topic_matches_sub(filt, t):
-                    h(t, p)
+                    _deliver(h, t, p)
             n += 1
 
     def close(self) -> None:
-        self.c.loop_stop()
         self.c.disconnect()
+        self.c.loop_stop()

@@ -13,13 +13,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from gateway import fedavg, fedlocal, fedwire
 from gateway.fedbus import InProcessBus
 from gateway.federation import FederationConfig, Lineage, Member
 
 log = logging.getLogger(__name__)
+RESULT_WAIT_S = 5.0
 
 
 @dataclass
@@ -57,7 +58,8 @@ class Coordinator:
         self._t0 = time.monotonic()
         body = {"round": rnd, "base": self.lineage.version, "base_sha": self.lineage.sha,
                 "deadline_s": self.cfg.round_timeout_s}
-        self.bus.publish(fedwire.topic(self.cfg.topic_prefix, rnd, "start"), fedwire.seal(self.key, self.id, "start", body))
+        self.bus.publish(fedwire.topic(self.cfg.topic_prefix, rnd, "start"),
+                         fedwire.seal(self.key, self.id, "start", body))
 
     def _refuse(self, who: str, why: str) -> None:
         self.counters["refused"] += 1
@@ -75,21 +77,28 @@ class Coordinator:
             by, body = fedwire.open_(self.keys, payload, kind)
             if by != gw or body.get("gw") != gw:
                 raise fedwire.FedRefused(f"signer {by!r} does not match gateway {gw!r}")
+            if kind == "result":  # informational; a late one from an earlier round is just dropped
+                if rnd == self.round.round and body.get("round") == rnd:
+                    self.round.results[gw] = body
+                return
             if rnd != self.round.round or body.get("round") != rnd:
                 raise fedwire.FedRefused(f"round {rnd} is not the open round {self.round.round}")
-            if kind == "result":
-                self.round.results[gw] = body
-                return
             if self.round.version is not None:
                 raise fedwire.FedRefused("round already aggregated")
             if body.get("base") != self.lineage.version or body.get("base_sha") != self.lineage.sha:
-                raise fedwire.FedRefused(f"update on base v{body.get('base')}, round base is v{self.lineage.version}")
+                raise fedwire.FedRefused(f"update on base v{body.get('base')} sha {str(body.get('base_sha'))[:12]}, "
+                                         f"round base is v{self.lineage.version} sha {self.lineage.sha[:12]}")
+            if not isinstance(body.get("steps"), int) or body["steps"] < 0:
+                raise fedwire.FedRefused("steps must be an int >= 0")
             if gw in self.updates:
                 raise fedwire.FedRefused("duplicate update")
             u = fedavg.Update(gw, fedwire.unpack_tensors(body.get("tensors")), body.get("n"))
             fedavg.check_update(u, self.lineage.shapes, max_samples=max(self.cfg.max_samples, 1) * 100)
         except (fedwire.FedRefused, fedavg.UpdateRefused) as e:
             self._refuse(gw or "?", f"{kind}: {e}")
+            return
+        except (TypeError, KeyError, ValueError, AttributeError, IndexError) as e:  # signed but malformed
+            self._refuse(gw or "?", f"{kind}: malformed ({type(e).__name__}: {e})")
             return
         self.updates[gw] = u
         self.counters["updates"] += 1
@@ -123,11 +132,12 @@ class Coordinator:
         self.counters["models"] += 1
         log.info("event=fed_aggregated round=%d version=%d used=%s refused=%s", r.round, r.version, r.used,
                  sorted(r.refused))
-        self.bus.publish(fedwire.topic(self.cfg.topic_prefix, r.round, "model"), fedwire.seal(self.key, self.id, "model", body))
+        self.bus.publish(fedwire.topic(self.cfg.topic_prefix, r.round, "model"),
+                         fedwire.seal(self.key, self.id, "model", body))
         return r
 
 
-def run_round(coord: Coordinator, buses: list[Any], rnd: int, members: list[Member] = (),
+def run_round(coord: Coordinator, buses: list[Any], rnd: int, members: Sequence[Member] = (),
               progress: Callable[[str], None] | None = None) -> RoundResult:
     """Drive one round: start, pump until updates are in (or timeout), aggregate, pump until results are in."""
     say = progress or (lambda s: None)
@@ -152,8 +162,9 @@ def run_round(coord: Coordinator, buses: list[Any], rnd: int, members: list[Memb
         say(f"round {rnd}: no model (updates {len(coord.updates)}, refused {len(r.refused)})")
         return r
     say(f"round {rnd}: aggregated {len(r.used)} updates ({coord.cfg.aggregator}) -> v{r.version}")
-    n_res = len(r.used)  # every gateway whose update went in answers with a result
-    end = time.monotonic() + min(30.0, coord.cfg.round_timeout_s)
+    # results are informational (progress, bench): wait briefly for every answering gateway
+    n_res = len(members) if local else len(r.used)
+    end = time.monotonic() + min(RESULT_WAIT_S, coord.cfg.round_timeout_s)
     while len(r.results) < n_res and time.monotonic() < end:
         if not sum(b.pump_once() for b in buses):
             time.sleep(0.005)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -28,18 +29,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-
 from gateway import fedavg, fedlocal, fedwire
 from gateway.features import normalise
 from gateway.model_registry import LoadedModel, ModelError, ModelRegistry, check_manifest, load_model, sha256_bytes
 
 log = logging.getLogger(__name__)
+TRAIN_NICE = 10  # nice value of the local-training thread
 
 
 @dataclass
 class FederationConfig:
     """[federation] federated learning across gateways: only weight deltas leave the gateway."""
-    enabled: bool = False
+    enabled: bool = False               # allow `fogline federate --schedule` (on-demand rounds work regardless)
     gateway_id: str = ""                # id in the federation; "" = [site] gateway_id
     key: str = ""                       # this gateway's HMAC key (hex, >= 16 bytes): signs its updates/models
     peer_keys: dict[str, str] = field(default_factory=dict)  # gateway id -> hex key of every other participant
@@ -56,8 +57,9 @@ class FederationConfig:
     max_steps: int = 200                # local round bounds: optimiser steps,
     max_seconds: float = 30.0           #   wall seconds,
     max_samples: int = 20000            #   newest windows used (memory cap)
+    update_dtype: str = "float32"       # delta encoding: float32, or float16 (half the update bytes)
     batch: int = 64
-    lr: float = 0.002
+    lr: float = 0.0005                  # Adam step; small, so fine-tuning the shipped model does not forget
     history_hours: float = 24.0         # local windows from the store this far back
     holdout_ratio: float = 0.25         # share of local windows held back for the adoption gate
     adopt_margin: float = 0.02          # adopt unless the candidate scores worse by more than this
@@ -66,10 +68,13 @@ class FederationConfig:
 
     def validate(self) -> None:
         """ValueError naming the bad field (called by gateway.config when loading)."""
+        if self.update_dtype not in fedwire.DTYPES:
+            raise ValueError(f"federation.update_dtype: one of {', '.join(fedwire.DTYPES)}")
         if self.aggregator not in fedavg.METHODS:
             raise ValueError(f"federation.aggregator: one of {', '.join(fedavg.METHODS)}")
         if not 0 <= self.trim < 0.5 or not 0 <= self.holdout_ratio < 1 or self.adopt_margin < 0:
-            raise ValueError("federation.trim/holdout_ratio/adopt_margin: trim in [0, 0.5), holdout in [0, 1), margin >= 0")
+            raise ValueError("federation.trim/holdout_ratio/adopt_margin: "
+                             "trim in [0, 0.5), holdout in [0, 1), margin >= 0")
         if self.max_steps < 1 or self.max_seconds <= 0 or self.max_samples < 1 or self.batch < 1 or self.lr <= 0:
             raise ValueError("federation.max_steps/max_seconds/max_samples/batch/lr: must be positive")
         if self.min_updates < 1 or self.round_timeout_s <= 0 or self.schedule_s < 0:
@@ -105,13 +110,15 @@ class Lineage:
         self.set(manifest, data)
 
     def set(self, manifest: dict[str, Any], data: bytes) -> None:
-        self.manifest, self.data = manifest, data
-        self.net = fedlocal.net_from_onnx(data)
-        self.shapes = [p.shape for p in fedlocal.params(self.net)]
-        if self.state_dir is not None:  # survive a restart mid-federation
+        net = fedlocal.net_from_onnx(data)  # ModelError before anything changes if not trainable
+        self.manifest, self.data, self.net = manifest, data, net
+        self.shapes = [p.shape for p in fedlocal.params(net)]
+        if self.state_dir is not None:  # survive a restart mid-federation (restore checks the sha256)
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            (self.state_dir / "base.onnx").write_bytes(data)
-            (self.state_dir / "base.json").write_text(json.dumps(manifest))
+            for name, blob in (("base.onnx", data), ("base.json", json.dumps(manifest).encode())):
+                tmp = self.state_dir / f".{name}.tmp"
+                tmp.write_bytes(blob)
+                os.replace(tmp, self.state_dir / name)
 
     @property
     def version(self) -> int:
@@ -123,10 +130,46 @@ class Lineage:
 
     @staticmethod
     def restore(state_dir: Path) -> tuple[dict[str, Any], bytes] | None:
+        """(manifest, bytes) saved by set(), or None if absent or torn (bytes not matching the manifest)."""
         try:
-            return json.loads((state_dir / "base.json").read_text()), (state_dir / "base.onnx").read_bytes()
+            man, data = json.loads((state_dir / "base.json").read_text()), (state_dir / "base.onnx").read_bytes()
         except (OSError, ValueError):
             return None
+        if not isinstance(man, dict) or man.get("sha256") != sha256_bytes(data):
+            log.warning("event=fed_lineage_torn dir=%s", state_dir)
+            return None
+        return man, data
+
+
+def rollout_installer(reg: ModelRegistry, publish: Callable[[str, bytes], None], topic: str,
+                      ) -> Callable[[dict[str, Any], bytes], None]:
+    """Registry install, then the inference model-download message (CBOR {"manifest", "model"}) on
+    `topic` (fogline/<site>/model), so a running gateway's InferenceEngine hot-swaps to it."""
+    import cbor2
+
+    inner = registry_installer(reg)
+
+    def install(manifest: dict[str, Any], data: bytes) -> None:
+        inner(manifest, data)
+        publish(topic, cbor2.dumps({"manifest": manifest, "model": data}))
+    return install
+
+
+def engine_installer(engine: Any) -> Callable[[dict[str, Any], bytes], None]:
+    """Install hook through a running gateway.inference.InferenceEngine (registry + hot swap + CURRENT)."""
+    def install(manifest: dict[str, Any], data: bytes) -> None:
+        engine.install(manifest, data)
+    return install
+
+
+def _lower_priority() -> None:
+    """Nice the training thread (Linux threads have their own nice value) so ingest keeps the CPU."""
+    try:
+        tid = threading.get_native_id()
+        if os.getpriority(os.PRIO_PROCESS, tid) < TRAIN_NICE:
+            os.setpriority(os.PRIO_PROCESS, tid, TRAIN_NICE)
+    except (AttributeError, OSError):  # not Linux, or not permitted: bounded steps/seconds still apply
+        pass
 
 
 class Member:
@@ -172,6 +215,8 @@ class Member:
                 self._on_model(rnd, body)
         except (fedwire.FedRefused, fedavg.UpdateRefused, ModelError) as e:
             self._refuse(f"{kind} round {rnd}: {e}")
+        except (TypeError, KeyError, ValueError, AttributeError, IndexError) as e:  # signed but malformed
+            self._refuse(f"{kind} round {rnd}: malformed ({type(e).__name__}: {e})")
 
     def _on_start(self, rnd: int, body: dict[str, Any]) -> None:
         if body.get("base") != self.lineage.version or body.get("base_sha") != self.lineage.sha:
@@ -180,18 +225,25 @@ class Member:
             raise fedwire.FedRefused("still training the previous round")
         if self._pool is None:
             self._train_and_send(rnd)
-        else:
+            return
+        try:
             self._pool.submit(self._train_and_send, rnd)
+        except RuntimeError:  # pool shut down (closing)
+            self._busy.release()
+            raise fedwire.FedRefused("member is closing") from None
 
     def _train_and_send(self, rnd: int) -> None:
+        if self._pool is not None:
+            _lower_priority()
         try:
             c, m = self.cfg, self.lineage
-            x = normalise(self.train.X, m.manifest["normalisation"]["mean"], m.manifest["normalisation"]["std"])
-            deltas, info = fedlocal.fine_tune(m.net, x, self.train.y, max_steps=c.max_steps,
+            man, net, version, sha = m.manifest, m.net, m.version, m.sha  # a model message may swap them meanwhile
+            x = normalise(self.train.X, man["normalisation"]["mean"], man["normalisation"]["std"])
+            deltas, info = fedlocal.fine_tune(net, x, self.train.y, max_steps=c.max_steps,
                                               max_seconds=c.max_seconds, max_samples=c.max_samples,
                                               batch=c.batch, lr=c.lr, seed=rnd)
-            body = {"round": rnd, "gw": self.id, "base": m.version, "base_sha": m.sha, "n": info["samples"],
-                    "steps": info["steps"], "tensors": fedwire.pack_tensors(deltas)}
+            body = {"round": rnd, "gw": self.id, "base": version, "base_sha": sha, "n": info["samples"],
+                    "steps": info["steps"], "tensors": fedwire.pack_tensors(deltas, c.update_dtype)}
             self.bus.publish(fedwire.topic(c.topic_prefix, rnd, "update", self.id),
                              fedwire.seal(self.key, self.id, "update", body))
             self.counters["rounds_trained"] += 1

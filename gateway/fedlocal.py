@@ -167,8 +167,6 @@ def data_from_store(db_path: str | Path, model: LoadedModel, since: float, windo
     """
     import sqlite3
 
-    from gateway.decisions import confidence
-
     con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         q = ('SELECT n.name, s.metric, w.start, w.count, w.min, w.max, w.mean, w.last, w.stddev FROM windows w '
@@ -182,7 +180,13 @@ def data_from_store(db_path: str | Path, model: LoadedModel, since: float, windo
     for node, metric, start, *st in rows:
         sets.setdefault(node, {}).setdefault(start, {})[al.get(metric, metric)] = tuple(float(v) for v in st)
     by_node = {n: [v[k] for k in sorted(v)] for n, v in sets.items()}
-    X = features_by_node(by_node, model.manifest)
+    return pseudo_label(features_by_node(by_node, model.manifest), model)
+
+
+def pseudo_label(X: np.ndarray, model: LoadedModel) -> LocalData:
+    """Rows the model is confident about (confidence >= its confidence_min), labelled by its decision."""
+    from gateway.decisions import confidence
+
     if not len(X):
         return LocalData(X, np.zeros(0, dtype=np.int8))
     s = scores_of(model, normalise(X, model.mean, model.std))

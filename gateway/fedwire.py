@@ -9,7 +9,7 @@ Topics (under a prefix, default `fogline/fed`):
 Payload = CBOR map {"body": body_bytes, "by": signer_id, "tag": 16 bytes}; body_bytes is the CBOR
 map of the message. tag = HMAC-SHA256(key of signer, "fogline-fed/<kind>" 0x00 body_bytes)[:16]
 (shared.auth), so a message cannot be forged, altered, or replayed as another kind. Deltas travel
-as float32 little-endian byte strings with their shapes: only weights and metadata, never readings.
+as float32 (or float16) little-endian byte strings with their shapes: only weights and metadata, never readings.
 """
 
 from __future__ import annotations
@@ -84,22 +84,31 @@ def open_(keys: dict[str, bytes], payload: bytes, kind: str) -> tuple[str, dict[
     return by, body
 
 
-def pack_tensors(ts: list[np.ndarray]) -> dict[str, Any]:
-    """{"shapes", "data"} with float32 little-endian bytes per tensor."""
-    return {"shapes": [list(t.shape) for t in ts], "data": [np.asarray(t, "<f4").tobytes() for t in ts]}
+DTYPES = {"float32": "<f4", "float16": "<f2"}
+
+
+def pack_tensors(ts: list[np.ndarray], dtype: str = "float32") -> dict[str, Any]:
+    """{"shapes", "dtype", "data"}: little-endian float32 (or float16: half the bytes) per tensor."""
+    code = DTYPES[dtype]
+    if dtype == "float16":  # values beyond float16 range would become inf and be refused: clip instead
+        ts = [np.clip(t, -65504.0, 65504.0) for t in ts]
+    return {"shapes": [list(t.shape) for t in ts], "dtype": dtype, "data": [np.asarray(t, code).tobytes() for t in ts]}
 
 
 def unpack_tensors(obj: Any) -> list[np.ndarray]:
     """Tensors of pack_tensors output; FedRefused when sizes and shapes disagree."""
     try:
         shapes, data = obj["shapes"], obj["data"]
+        code = DTYPES.get(obj.get("dtype", "float32"))
+        if code is None:
+            raise FedRefused(f"tensors: unknown dtype {obj.get('dtype')!r}")
         if len(shapes) != len(data):
             raise FedRefused("tensors: shapes/data length mismatch")
         out = []
         for s, b in zip(shapes, data):
             if not isinstance(b, bytes) or any(not isinstance(d, int) or d < 0 for d in s):
                 raise FedRefused("tensors: bad shape or data type")
-            a = np.frombuffer(b, dtype="<f4")
+            a = np.frombuffer(b, dtype=code)
             if a.size != int(np.prod(s)):
                 raise FedRefused("tensors: data size does not match shape")
             out.append(a.reshape(s).astype(np.float64))

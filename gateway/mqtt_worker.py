@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing as mp
 import os
+import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
+from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, Callable
 
 from shared import topics
@@ -28,7 +32,7 @@ Item = tuple[str, bytes, float]
 
 
 def _child(mcfg: Any, client_id: str, filters: list[str], out: Any, inp: Any, queue_max: int) -> None:
-    """Child process: paho client; batches messages to `out`, executes commands from `inp`."""
+    """Child process: paho client; batches messages to `out`, executes commands from `inp` (never returns on EOF)."""
     import paho.mqtt.client as mqtt
 
     buf: list[Item] = []
@@ -132,25 +136,40 @@ class MqttWorkerIngest:
         self.proc: Any = None
 
     def start(self) -> None:
-        ctx = mp.get_context("spawn")
-        self._rx, child_out = ctx.Pipe(duplex=False)
-        child_in, self._tx = ctx.Pipe(duplex=False)
-        self.proc = ctx.Process(target=_child, name="fogline-mqtt",
-                                args=(self.cfg.mqtt, self.cfg.mqtt_client_id(), self.filters, child_out, child_in,
-                                      self.queue_max), daemon=True)
-        self.proc.start()
-        child_out.close()   # only the child holds these ends: its exit (or ours) closes the pipes
-        child_in.close()
+        # A plain `python -m gateway.mqtt_worker` child (not multiprocessing's spawn, which re-imports
+        # the embedding program's __main__), talking over two socketpairs with pickled messages.
+        rx_parent, rx_child = socket.socketpair()
+        tx_parent, tx_child = socket.socketpair()
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.mqtt_worker", str(rx_child.fileno()), str(tx_child.fileno())],
+            pass_fds=(rx_child.fileno(), tx_child.fileno()), env=env, stdin=subprocess.DEVNULL)
+        rx_child.close()    # only the child holds these ends: its exit (or ours) closes the pipes
+        tx_child.close()
+        self._rx = Connection(rx_parent.detach())
+        self._tx = Connection(tx_parent.detach())
+        self._tx.send(("config", self.cfg.mqtt, self.cfg.mqtt_client_id(), self.filters, self.queue_max))
         self._reader = threading.Thread(target=self._read, name="fogline-mqtt-reader", daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
+        rx = self._rx
         while True:
             try:
-                obj = self._rx.recv()
+                obj = rx.recv()
             except (EOFError, OSError):
                 self.connected.clear()
-                self._stopped.set()
+                if self._stopping:
+                    self._stopped.set()
+                else:  # the child died on its own: start another one (the broker session is still ours)
+                    self.metrics.inc("mqtt_worker_restarts")
+                    log.error("event=mqtt_worker_died exit=%s (restarting)", self.proc.poll())
+                    try:
+                        self.loop.call_soon_threadsafe(self._restart)
+                    except RuntimeError:
+                        pass
                 return
             kind = obj[0]
             if kind == "msgs":
@@ -164,6 +183,24 @@ class MqttWorkerIngest:
             elif kind == "stopped":
                 self._stopped.set()
                 return
+
+    def _restart(self) -> None:
+        if self._stopping:
+            return
+        for c in (self._rx, self._tx):
+            try:
+                c.close()
+            except OSError:
+                pass
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait(5)
+        self.loop.call_later(0.5, self._start_if_running)
+
+    def _start_if_running(self) -> None:
+        if not self._stopping:
+            self.start()
 
     def _deliver(self, items: list[Item]) -> None:
         self._delivered += len(items)
@@ -210,8 +247,30 @@ class MqttWorkerIngest:
         await asyncio.to_thread(self._stopped.wait, flush_timeout + 10)
         await asyncio.to_thread(self._reader.join, 5)
         await asyncio.sleep(0)  # run the deliveries the reader scheduled
-        await asyncio.to_thread(self.proc.join, 5)
-        if self.proc.is_alive():
+        try:
+            await asyncio.to_thread(self.proc.wait, 5)
+        except subprocess.TimeoutExpired:
             self.proc.kill()
+            await asyncio.to_thread(self.proc.wait, 5)
         self._tx.close()
         self._rx.close()
+
+    def is_alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def main(argv: list[str]) -> int:
+    """Child entry: `python -m gateway.mqtt_worker OUT_FD IN_FD`; the first message is the config."""
+    out = Connection(int(argv[0]))
+    inp = Connection(int(argv[1]))
+    try:
+        cmd = inp.recv()
+    except (EOFError, OSError):
+        return 0
+    _, mcfg, client_id, filters, queue_max = cmd
+    _child(mcfg, client_id, filters, out, inp, queue_max)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

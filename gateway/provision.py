@@ -192,8 +192,8 @@ def provision(out_dir: Path | str, site: str, nodes: list[str], *, gateway_user:
     for n in res.nodes:
         cfg = node_site_config(site, n, all_nodes[n], broker_host, broker_port, wifi_ssid, wifi_password)
         p = out / "nodes" / f"{n}.json"
-        if p.exists() and n not in res.created and n not in res.rotated:
-            # Keep wifi/broker fields the user filled in; refresh only the secrets.
+        if p.exists():
+            # Keep wifi/broker/rules the user filled in (also on --rotate); refresh only the secrets.
             cur = json.loads(p.read_text())
             cur.setdefault("node", {}).update(cfg["node"])
             cur.setdefault("mqtt", {}).update(user=n, password=all_nodes[n]["password"])

@@ -65,7 +65,7 @@ class DeadLetter:
 @dataclass
 class LaneState:
     contig: int = 0
-    floor: int = 0                         # seqs <= floor were pruned: a resend is a replay
+    floor: int = 0                         # seqs <= floor were compacted into blocks (all acked)
     above: set[int] = field(default_factory=set)  # stored seqs > contig
     gap_since: float | None = None         # when a hole below `above` was first seen
     oldest_hint: int = 0                   # node-reported oldest pending seq (state "oldest")
@@ -78,7 +78,8 @@ class LaneState:
 class MsgResult:
     status: str                 # "stored" | "duplicate" | "partial" | "replayed"
     new: list[Reading]
-    detail: str = ""
+    detail: str = ""            # set when readings were refused (content differs / below the floor)
+    refused: int = 0
 
 
 @dataclass
@@ -326,22 +327,29 @@ class Store:
         # fast path: everything above the cursor and nothing of it seen yet
         if m.first_seq > st.contig and (not st.above or not any(r.seq in st.above for r in rs)):
             return MsgResult("stored", rs)
-        if m.first_seq <= st.floor:
-            return MsgResult("replayed", [], f"seq {m.first_seq} <= pruned floor {st.floor}")
         stored: dict[int, tuple[int, float, float]] = {}
         for seq, sid, t, v in self.con.execute(
                 "SELECT seq, sid, t, v FROM readings WHERE nid=? AND lane=? AND seq BETWEEN ? AND ?",
                 (nid, li, m.first_seq, last)):
             stored[seq] = (sid, t, v)
         new: list[Reading] = []
+        conflicts: list[int] = []
         for r in rs:
+            if r.seq <= st.floor:  # compacted here (so stored and acked): a resend, never stored twice
+                continue
             old = stored.get(r.seq) or pend.get((nid, li, r.seq))
             if old is None:
                 new.append(r)
                 continue
             sid = self.sids.get((nid, r.metric))
             if old[0] != sid or old[1] != r.t or old[2] != r.value:
-                return MsgResult("replayed", [], f"seq {r.seq} differs from the stored reading")
+                conflicts.append(r.seq)
+        if conflicts:
+            # The stored reading wins; readings of the message that are new are still kept, so a node
+            # whose pack overlaps a refused seq cannot block its own drain.
+            detail = (f"{len(conflicts)} reading(s) differ from the stored ones (seq {conflicts[0]}"
+                      + (f"..{conflicts[-1]})" if len(conflicts) > 1 else ")"))
+            return MsgResult("partial" if new else "replayed", new, detail, len(conflicts))
         if not new:
             return MsgResult("duplicate", [])
         return MsgResult("partial" if len(new) < len(rs) else "stored", new)

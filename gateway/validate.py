@@ -124,7 +124,8 @@ def decode_uplink(node: str, lane: str, payload: bytes, pol: Policy, now: float)
     if len(pack) > pol.max_records:
         raise Rejected("too_large", f"{len(pack)} records > {pol.max_records}")
     try:
-        recs = senml.resolve(pack, True)
+        # Records map to seqs in time order (DESIGN.md seq rule, shared/senml.py).
+        recs = senml.in_seq_order(senml.resolve(pack, True))
     except ValueError as e:
         m = str(e)
         raise Rejected(_senml_reason(m), m[:200]) from None

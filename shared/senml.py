@@ -4,6 +4,10 @@ A record is a tuple (name, unit, value, time) with absolute time in seconds.
 Packs group records by name: the first record of each group sets the base
 name (and base unit), which RFC 8428 applies to all following records until
 changed, so later records carry only time and value.
+
+Seq rule for `up`/`alert` packs: record order is a stable sort of the resolved
+records by time (`in_seq_order`). `build_pack` refuses input that this rule
+could not restore; `seq_prefix` says how much of a list can go in one pack.
 """
 
 from shared import cbor
@@ -59,35 +63,78 @@ def _value_field(rec, value):
         raise ValueError("senml: unsupported value type %s" % type(value).__name__)
 
 
-def build_pack(base_name, base_time, records):
-    """Return the SenML pack (a list of label-keyed dicts) for records."""
+def _pack_order(records):
+    # Indices of records in pack order: grouped by name, groups in order of first appearance.
     order = []
     groups = {}
-    for r in records:
-        g = groups.get(r[0])
+    for i in range(len(records)):
+        name = records[i][0]
+        g = groups.get(name)
         if g is None:
-            g = groups[r[0]] = []
-            order.append(r[0])
-        g.append(r)
-    # Unit-less groups go first: a base unit, once set, would apply to them too.
-    order = [n for n in order if not groups[n][0][1]] + [n for n in order if groups[n][0][1]]
-    pack = []
+            g = groups[name] = []
+            order.append(name)
+        g.append(i)
+    out = []
     for name in order:
-        first = True
-        for (_, unit, value, t) in groups[name]:
-            rec = {}
-            if first:
-                rec[BN] = base_name + name
-                if unit:
-                    rec[BU] = unit
-                first = False
-            if not pack:
-                rec[BT] = _num(base_time)
-            dt = _num(t - base_time)
-            if dt:
-                rec[T] = dt
-            _value_field(rec, value)
-            pack.append(rec)
+        out.extend(groups[name])
+    return out
+
+
+def _restorable(records, base_time):
+    # Replays the decoder: resolved times are bt + t exactly as they travel on the wire.
+    po = _pack_order(records)
+    bt = _num(base_time)
+    pos = sorted(range(len(po)), key=lambda p: (bt + _num(records[po[p]][3] - base_time), p))
+    for i in range(len(pos)):
+        if po[pos[i]] != i:
+            return False
+    return True
+
+
+def seq_prefix(records, base_time):
+    """Largest k such that records[:k] fit one pack with the seq rule intact (k >= 1)."""
+    n = len(records)
+    if n <= 1 or _restorable(records, base_time):
+        return n
+    lo, hi = 1, n - 1  # records[:lo] restorable, records[:hi + 1] not
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _restorable(records[:mid], base_time):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def in_seq_order(records):
+    """Resolved records of an up/alert pack in seq order: a stable sort by time."""
+    idx = sorted(range(len(records)), key=lambda i: (records[i][3], i))
+    return [records[i] for i in idx]
+
+
+def build_pack(base_name, base_time, records):
+    """Return the SenML pack (a list of label-keyed dicts); ValueError if the seq rule can't hold."""
+    if not _restorable(records, base_time):
+        raise ValueError("senml: records out of time order; put seq_prefix(records) in a pack")
+    pack = []
+    prev = None
+    bu = None
+    for i in _pack_order(records):
+        name, unit, value, t = records[i]
+        rec = {}
+        if name != prev:
+            rec[BN] = base_name + name
+            if unit or bu:
+                # An empty base unit ends an earlier one for a unit-less group.
+                bu = rec[BU] = unit or ""
+            prev = name
+        if not pack:
+            rec[BT] = _num(base_time)
+        dt = _num(t - base_time)
+        if dt:
+            rec[T] = dt
+        _value_field(rec, value)
+        pack.append(rec)
     return pack
 
 
@@ -186,7 +233,7 @@ def resolve(pack, strict=True):
             raise ValueError("senml: record without a value")
         name = bn + rec.get(N, "")
         _check_name(name)
-        out.append((name, rec.get(U, bu), value, bt + rec.get(T, 0)))
+        out.append((name, rec.get(U, bu) or None, value, bt + rec.get(T, 0)))
     return out
 
 

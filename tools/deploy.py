@@ -6,6 +6,11 @@ Layout on the board (the same for a real board and the virtual one):
     /shared/...              shared package (.mpy or .py)
     /boards/<board>.json     the board file
     /config.json             the site config (from TOML or JSON), when given
+
+CircuitPython (`--runtime circuitpython --drive /media/$USER/CIRCUITPY`): plain .py files copied to
+the mounted drive (CircuitPython does not load MicroPython .mpy): /code.py and /boot.py from
+firmware/cpy/, /firmware/... (with the firmware/cpy adapter), /shared/..., /boards/<board>.json,
+/config.json (the site config, or {"node": {"board": ...}} when the drive has none yet).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -71,6 +77,8 @@ def source_files(repo: Path = REPO) -> list[Path]:
             rel = p.relative_to(repo)
             if "__pycache__" in rel.parts or rel == Path("firmware/main.py"):
                 continue
+            if rel.parts[:2] == ("firmware", "cpy"):
+                continue  # CircuitPython adapter: deployed only by --runtime circuitpython
             out.append(rel)
     return out
 
@@ -311,6 +319,110 @@ def package_json(repo: Path = REPO, version: str = "0.1.0") -> dict:
     return {"urls": urls, "deps": [], "version": version}
 
 
+# ---- CircuitPython: copy plain .py files to the CIRCUITPY drive (CircuitPython cannot load MicroPython .mpy)
+
+CPY_ROOT_FILES = {"code.py": "firmware/cpy/code.py", "boot.py": "firmware/cpy/boot.py"}
+USB_EDIT_MARKER = "usb_edit"  # firmware/cpy/bootmode.py: present -> the USB host keeps the drive
+
+
+def circuitpython_files(board: str, repo: Path = REPO) -> dict[str, Path]:
+    """{path on the drive: local file}: firmware (with firmware/cpy), shared, /code.py, /boot.py, board file."""
+    files: dict[str, Path] = {}
+    for pkg in PACKAGES:
+        for p in sorted((repo / pkg).rglob("*.py")):
+            rel = p.relative_to(repo)
+            if "__pycache__" in rel.parts or rel == Path("firmware/main.py"):
+                continue
+            if str(rel) in CPY_ROOT_FILES.values():
+                continue
+            files[str(rel)] = p
+    for dev, src in CPY_ROOT_FILES.items():
+        files[dev] = repo / src
+    board_file = repo / "boards" / f"{board}.json"
+    if not board_file.exists():
+        raise DeployError(f"no boards/{board}.json")
+    files[f"boards/{board}.json"] = board_file
+    return files
+
+
+class CircuitPythonDeployer:
+    """One deploy to a mounted CIRCUITPY drive: stale packages removed, files copied, sha256 verified."""
+
+    def __init__(self, drive: Path, board: str, site_config: Path | None = None):
+        self.drive = Path(drive)
+        self.board = board
+        self.site_config = site_config
+        self.notes: list[str] = []
+
+    def check_drive(self) -> None:
+        """The drive exists and the USB host may write it (boot.py hands it to the node otherwise)."""
+        if not self.drive.is_dir():
+            raise DeployError(f"{self.drive}: not a directory (mount the CIRCUITPY drive and pass its path)")
+        if not (self.drive / "boot_out.txt").exists():
+            self.notes.append("no boot_out.txt: is this a CIRCUITPY drive?")
+        else:
+            first = (self.drive / "boot_out.txt").read_text(errors="replace").splitlines()[:1]
+            if first and "CircuitPython" not in first[0]:
+                self.notes.append(f"boot_out.txt does not name CircuitPython: {first[0]!r}")
+        probe = self.drive / ".fogline-write-test"
+        try:
+            probe.write_bytes(b"x")
+            probe.unlink()
+        except OSError as e:
+            raise DeployError(
+                f"{self.drive} is read-only ({e.strerror}): the node owns CIRCUITPY. Hold BOOT (board.BUTTON) or "
+                "jumper D12 to GND while resetting, or run `open('/usb_edit','w').close()` in the REPL and reset; "
+                "then deploy again") from e
+
+    def run(self) -> dict:
+        """Validate, copy, verify; returns a report dict."""
+        t0 = time.monotonic()
+        files = circuitpython_files(self.board)
+        cfg_text = None
+        if self.site_config is not None:
+            d = Deployer("-", self.board, site_config=self.site_config)
+            cfg = d.prepare_site_config()
+            self.notes += d.notes
+            cfg_text = json.dumps(cfg, separators=(",", ":"), sort_keys=True)
+        self.check_drive()
+        for pkg in PACKAGES:  # a stale module of an older release must not shadow or linger
+            old = self.drive / pkg
+            if old.is_dir():
+                shutil.rmtree(old)
+        want: dict[str, str] = {}
+        for dev, local in sorted(files.items()):
+            dst = self.drive / dev
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(local, dst)
+            want[dev] = hashlib.sha256(local.read_bytes()).hexdigest()
+        if cfg_text is None and not (self.drive / "config.json").exists():
+            cfg_text = json.dumps({"node": {"board": self.board}})  # boot picks boards/<board>.json
+            self.notes.append("no site config: wrote a minimal /config.json naming the board")
+        if cfg_text is not None:
+            (self.drive / "config.json").write_text(cfg_text)
+            want["config.json"] = hashlib.sha256(cfg_text.encode()).hexdigest()
+        marker = self.drive / USB_EDIT_MARKER
+        if marker.exists():
+            marker.unlink()
+            self.notes.append("removed /usb_edit: the node owns CIRCUITPY after the next reset")
+        try:
+            os.sync()
+        except (AttributeError, OSError):
+            pass
+        bad = [dev for dev, h in want.items() if hashlib.sha256((self.drive / dev).read_bytes()).hexdigest() != h]
+        if bad:
+            raise DeployError(f"read-back mismatch for {len(bad)} file(s): {', '.join(sorted(bad)[:5])}")
+        lib = self.drive / "lib"
+        for name, why in (("asyncio", "the node's tasks"), ("adafruit_ticks", "asyncio's clock")):
+            if not ((lib / name).is_dir() or (lib / f"{name}.mpy").exists() or (lib / f"{name}.py").exists()):
+                self.notes.append(f"/lib/{name} missing ({why}): run `circup install asyncio` with the board attached")
+        mpy = [str(p.relative_to(self.drive)) for pkg in PACKAGES for p in (self.drive / pkg).rglob("*.mpy")]
+        if mpy:
+            raise DeployError(f".mpy files on the drive would shadow the sources: {', '.join(mpy[:5])}")
+        return {"runtime": "circuitpython", "drive": str(self.drive), "board": self.board, "files": len(want),
+                "verified": len(want), "seconds": round(time.monotonic() - t0, 2), "notes": self.notes}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of `fogline deploy`."""
     p.add_argument("--board", default="pico_w", help="board name (boards/<board>.json)")
@@ -319,6 +431,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", default=None, help="mpy-cross -march (default: asked from the board)")
     p.add_argument("--py", action="store_true", help="copy .py sources instead of compiling to .mpy")
     p.add_argument("--no-reset", action="store_true", help="do not reset the board after the copy")
+    p.add_argument("--runtime", choices=("micropython", "circuitpython"), default="micropython",
+                   help="micropython: mpremote over --port; circuitpython: copy .py files to --drive")
+    p.add_argument("--drive", type=Path, default=None,
+                   help="mounted CIRCUITPY drive path (--runtime circuitpython), e.g. /media/$USER/CIRCUITPY")
     p.add_argument("--write-package-json", action="store_true",
                    help="only regenerate firmware/package.json (for `mpremote mip install`) and exit")
 
@@ -329,6 +445,18 @@ def run(args: argparse.Namespace) -> int:
         path = REPO / "firmware" / "package.json"
         path.write_text(json.dumps(package_json(), indent=2) + "\n")
         print(f"wrote {path}")
+        return 0
+    if getattr(args, "runtime", "micropython") == "circuitpython":
+        if not args.drive:
+            print("deploy: --drive is required with --runtime circuitpython (the CIRCUITPY mount point)",
+                  file=sys.stderr)
+            return 2
+        try:
+            report = CircuitPythonDeployer(args.drive, args.board, site_config=args.site_config).run()
+        except (DeployError, OSError) as e:
+            print(f"deploy: {e}", file=sys.stderr)
+            return 1
+        print(json.dumps(report))
         return 0
     if not args.port:
         print("deploy: --port is required (e.g. /dev/ttyACM0, or the pty `fogline vboard` printed)", file=sys.stderr)

@@ -38,6 +38,7 @@ GATEWAYS = {  # id -> (mix, has vibration sensors, seed base)
     "gw-mild": (_mix(climate=(14.0, 24.0), per_hour=1.2, weights={"dropout": 1, "glitch": 1}), True, 300),
 }
 TRAIN_SEED, TEST_SEED = 5000, 7000
+WEAK_LR = 0.002  # learning rate for rounds from the weak start model (the shipped one uses the config default)
 
 
 @dataclass
@@ -120,7 +121,8 @@ def payload_sequences(payload: bytes) -> list[np.ndarray]:
         if isinstance(o, dict):
             for k, v in o.items():
                 if k == "data" and isinstance(v, list):  # delta tensors
-                    out.extend(np.frombuffer(b, "<f4").astype(np.float64) for b in v)
+                    code = {"float16": "<f2"}.get(o.get("dtype"), "<f4")
+                    out.extend(np.frombuffer(b, code).astype(np.float64) for b in v)
                 else:
                     walk(v)
         elif isinstance(o, list):

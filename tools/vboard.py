@@ -5,7 +5,8 @@ and from a `micropython -i tools/vboard_boot.py` process on a second pty. The un
 process on a soft reset (Ctrl-D), so the relay restarts it and prints `soft reboot`, re-entering the
 raw REPL when the reset came from there (as a real board does, without running main.py). Any other
 exit (machine.reset(), Ctrl-D at the friendly prompt, main.py ending) is a hard reset: the new
-interpreter boots main.py from the flash. Ctrl-C from the host interrupts running code with SIGINT.
+interpreter boots main.py from the flash. Ctrl-C from the host interrupts running code with SIGINT
+(only while code runs: at a prompt it is passed on as a byte). FOGLINE_VBOARD_TRACE=file logs the relay.
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ class VirtualBoard:
         self._raw = False
         self._soft_pending = False
         self._suppress_until_raw = False
+        self._eot = 2
+        self._typed = 0
+        trace = os.environ.get("FOGLINE_VBOARD_TRACE")
+        self._tracef = open(trace, "a") if trace else None
 
     # -- interpreter -------------------------------------------------------------------------
     def _spawn(self, run_main: bool) -> None:
@@ -119,6 +124,11 @@ class VirtualBoard:
         self._thread.start()
         return self.port
 
+    def _trace(self, what: str, data: bytes = b"") -> None:
+        if self._tracef is not None:
+            self._tracef.write(f"{time.monotonic():.3f} {what} {data!r}\n")
+            self._tracef.flush()
+
     def _to_host(self, data: bytes) -> None:
         if not data:
             return
@@ -131,7 +141,11 @@ class VirtualBoard:
                 pass
 
     def _from_child(self, data: bytes) -> None:
+        self._trace("child", data)
         self._tail = (self._tail + data)[-64:]
+        self._eot += data.count(b"\x04")
+        if data.endswith(b">"):
+            self._typed = 0  # a prompt: nothing of the host's is pending
         if RAW_HEADER in self._tail:
             self._raw = True
         elif self._tail.endswith(b">>> "):
@@ -150,10 +164,16 @@ class VirtualBoard:
     def _idle(self) -> bool:
         """True when the interpreter sits at a prompt (a Ctrl-C then must not become SIGINT)."""
         t = self._tail
+        if self._raw and self._eot >= 2:
+            return True  # raw REPL: stdout and stderr both ended (\x04 \x04), the prompt is on its way
         return t.endswith(b">>> ") or t.endswith(b"\x04>") or t.endswith(RAW_HEADER + b">") or t.endswith(b"\r\n>")
 
     def _from_host(self, data: bytes) -> None:
-        if data == b"\x04" and self._raw and self._idle():
+        self._trace(f"host idle={self._idle()} raw={self._raw}", data)
+        if self._raw and data.endswith(b"\x04") and (data != b"\x04" or self._typed):
+            self._eot = 0  # code submitted: running until the child sends its two end markers
+        self._typed += len(data)
+        if data == b"\x04" and self._raw and self._idle() and self._typed == len(data):
             self._soft_pending = True  # Ctrl-D at the raw prompt: soft reset
         if b"\x03" in data and not self._idle() and self.proc and self.proc.poll() is None:
             try:
@@ -179,6 +199,7 @@ class VirtualBoard:
         # Ctrl-D at the raw prompt, or machine.soft_reset() run from the raw REPL: a real board stays
         # in the raw REPL and skips main.py; anything else reboots like a hard reset into main.py
         soft = self._soft_pending or (self._raw and self._soft_cause())
+        self._trace(f"restart soft={soft} pending={self._soft_pending} raw={self._raw}")
         self._soft_pending = False
         self._reap()
         if self._stop.is_set():

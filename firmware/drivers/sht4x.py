@@ -56,7 +56,7 @@ class SHT4x:
         try:
             if not self.started:
                 self.i2c.writeto(self.addr, self.cmd)
-                time.sleep_ms(_WAIT_MS)
+                time.sleep(_WAIT_MS / 1000)  # sleep(float): MicroPython and CircuitPython alike
             self.i2c.readfrom_into(self.addr, self.buf)
             self.i2c.writeto(self.addr, self.cmd)
             self.started = True

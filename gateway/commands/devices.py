@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
                   " ".join(f"{k}={v}" for k, v in (d.get("backlog") or {}).items()) or "-",
                   " ".join(f"{k}={v}" for k, v in (d.get("dropped") or {}).items()) or "-",
                   str(d.get("readings", 0)),
-                  "ok" if d.get("approved", True) else "quarantined")
+                  ("ok" if d.get("approved", True) else "quarantined")
+                  + (" offline" if d.get("online") is False else ""))
     Console().print(t)
     return 0

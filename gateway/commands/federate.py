@@ -47,7 +47,7 @@ def _simulate(args: argparse.Namespace) -> dict[str, Any]:
     from gateway.federation import FederationConfig, load_bytes
     from tools import fedsim
 
-    cfg = FederationConfig(max_steps=50, expected_updates=len(fedsim.GATEWAYS), round_timeout_s=60)
+    cfg = FederationConfig(max_steps=50, expected_updates=len(fedsim.GATEWAYS), round_timeout_s=60, lr=fedsim.WEAK_LR)
     _say("simulate: generating three gateways' local data (nothing of it is published)")
     sites = [fedsim.gateway_data(g, 4, 12, fedsim.TRAIN_SEED) for g in fedsim.GATEWAYS]
     union = fedsim.union_test(2, 8)
@@ -76,9 +76,10 @@ def _setup(cfg_all: Any, args: argparse.Namespace):
     import numpy as np
 
     from gateway import fedlocal
+    from gateway.decisions import model_topic
     from gateway.fedbus import MqttBus
     from gateway.fedcoord import Coordinator
-    from gateway.federation import Lineage, Member, registry_installer
+    from gateway.federation import Lineage, Member, rollout_installer
     from gateway.model_registry import BUNDLED_DIR, ModelRegistry, load_model
     from shared.auth import key_from_hex
 
@@ -96,9 +97,10 @@ def _setup(cfg_all: Any, args: argparse.Namespace):
     cur = reg.current_dir() or (Path(inf.model_dir) if inf.model_dir else BUNDLED_DIR)
     serving = load_model(cur)
     state = data_dir / fc.state_dir
-    base = Lineage.restore(state) or (serving.manifest, serving.path.read_bytes())
-    if args.broker:
-        host, _, port = args.broker.rpartition(":")
+    start = (serving.manifest, serving.path.read_bytes())
+    broker = args.broker or fc.broker
+    if broker:
+        host, _, port = broker.rpartition(":")
         bus = MqttBus(host or "127.0.0.1", int(port), f"fogline-fed-{gw}")
     else:
         cc = cfg_all.section("cloud")
@@ -109,17 +111,19 @@ def _setup(cfg_all: Any, args: argparse.Namespace):
         since = time.time() - fc.history_hours * 3600
         data = fedlocal.data_from_store(db, serving, since, inf.window_s, inf.metric_aliases) if db.exists() \
             else fedlocal.LocalData(np.zeros((0, len(serving.manifest["input"]["features"]))), np.zeros(0, np.int8))
+        base = Lineage.restore(state / "member") or start
         _say(f"member {gw}: {len(data)} local windows (last {fc.history_hours:g} h), base v{base[0]['version']}")
         keys = {coord_id: key if coord_id == gw else peers.get(coord_id)}
         if keys[coord_id] is None:
             raise ValueError(f"federation.peer_keys: no key for coordinator {coord_id!r}")
-        member = Member(fc, gw, key, keys, data, base, bus, install=registry_installer(reg),
+        install = rollout_installer(reg, bus.publish, model_topic(cfg_all.site.id))
+        member = Member(fc, gw, key, keys, data, base, bus, install=install,
                         serving=(serving.manifest, serving.path.read_bytes()), state_dir=state / "member")
     if coord_id == gw and not args.serve:
         mkeys = dict(peers)
         if fc.member:
             mkeys[gw] = key
-        coord = Coordinator(fc, gw, key, mkeys, base, bus, state_dir=state)
+        coord = Coordinator(fc, gw, key, mkeys, Lineage.restore(state) or start, bus, state_dir=state)
     return fc, bus, member, coord
 
 
@@ -146,6 +150,12 @@ def run(args: argparse.Namespace) -> int:
         fc, bus, member, coord = _setup(cfg_all, args)
     except (gconfig.ConfigError, ValueError, OSError) as e:
         print(f"federate: {e}", file=sys.stderr)
+        return 2
+    if args.schedule and (not fc.enabled or fc.schedule_s <= 0):
+        print("federate: --schedule needs federation.enabled = true and federation.schedule_s > 0", file=sys.stderr)
+        if member is not None:
+            member.close()
+        bus.close()
         return 2
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -178,6 +188,9 @@ def run(args: argparse.Namespace) -> int:
                     time.sleep(0.2)
     except KeyboardInterrupt:
         pass
+    except ConnectionError as e:  # the exchange broker went away mid-round
+        print(f"federate: {e}", file=sys.stderr)
+        results.append({"round": None, "version": None, "error": str(e)})
     finally:
         if member is not None:
             member.close()

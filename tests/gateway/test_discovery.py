@@ -98,7 +98,7 @@ def test_gateway_publishes_discovery_and_states(mosquitto, tmp_path):
             node.send("up", payload("n1", 1, [21.5, 21.75], metric="temperature"))
             node.send("alert", payload("n1", 1, [35.0], metric="temp_high"))
             assert wait_for(lambda: "homeassistant/fogline/site1/n1/alert/temp_high" in got and
-                            "homeassistant/fogline/site1/n1/state" in got, 10), sorted(got)
+                            "homeassistant/fogline/site1/n1/state" in got, 30), sorted(got)
     finally:
         node.close()
         sub.loop_stop()

@@ -32,7 +32,7 @@ def world():
 
 
 def _cfg(**kw) -> FederationConfig:
-    c = FederationConfig(**{"max_steps": 50, "expected_updates": 3, "round_timeout_s": 30, **kw})
+    c = FederationConfig(**{"max_steps": 50, "expected_updates": 3, "round_timeout_s": 30, "lr": 0.002, **kw})
     c.validate()
     return c
 
@@ -173,6 +173,13 @@ def test_wire_signatures():
     for junk in (b"", b"\xff\x00", cbor2.dumps([1, 2]), b"x" * (fedwire.MAX_PAYLOAD + 1)):
         with pytest.raises(fedwire.FedRefused):
             fedwire.open_({"gw-a": k}, junk, "update")
+    t = [np.linspace(-0.01, 0.01, 12).reshape(3, 4), np.array([1e6, -2.5e-3])]
+    h, f = fedwire.pack_tensors(t, "float16"), fedwire.pack_tensors(t)
+    assert sum(map(len, h["data"])) * 2 == sum(map(len, f["data"]))
+    back = fedwire.unpack_tensors(cbor2.loads(cbor2.dumps(h)))
+    assert np.allclose(back[0], t[0], atol=1e-5) and back[1][0] == 65504.0  # clipped, not inf
+    with pytest.raises(fedwire.FedRefused, match="dtype"):
+        fedwire.unpack_tensors({**h, "dtype": "int8"})
     with pytest.raises(fedwire.FedRefused, match="size"):
         fedwire.unpack_tensors({"shapes": [[2, 2]], "data": [b"\x00" * 12]})
 
@@ -246,3 +253,56 @@ def test_config_section_and_cli(tmp_path, capsys):
     assert main(["federate", "--simulate", "--rounds", "2", "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [r["version"] for r in out["rounds"]] == [2, 3] and set(out["f1_federated"]) == set(fedsim.GATEWAYS)
+
+
+def test_adopted_model_is_hot_swapped_into_the_inference_engine(world, tmp_path):
+    from gateway.fedcoord import Coordinator
+    from gateway.federation import engine_installer
+    from gateway.inference import InferenceConfig, InferenceEngine
+    from tools import datagen
+
+    sites, _union, base = world
+    keys = fedsim.keys()
+    eng = InferenceEngine(InferenceConfig(registry_dir=str(tmp_path / "models")), data_dir=tmp_path)
+    eng.start()
+    bus = InProcessBus()
+    cfg = _cfg(expected_updates=1, min_updates=1, adopt_margin=1.0)  # margin 1: adopt whatever comes
+    coord = Coordinator(cfg, "coordinator", keys["coordinator"], {"gw-mild": keys["gw-mild"]}, base, bus)
+    m = Member(cfg, "gw-mild", keys["gw-mild"], {"coordinator": keys["coordinator"]}, sites[2].data, base, bus,
+               install=engine_installer(eng), threaded=False)
+    res = run_round(coord, [bus], 1, [m])
+    assert res.version == 2 and m.results[1]["adopted"] is True
+    assert eng.model.ident == "fogline-anomaly@v2" and eng.model.manifest["variant"] == "fed-trimmed_mean"
+    assert eng.registry.current_dir().name.startswith("fogline-anomaly-v2-")
+    ds = datagen.make_split("test", quick=True)
+    decisions = eng.submit_many([w for ws in datagen.window_sets(ds)[:50] for w in ws])
+    assert decisions and all(d.model == "fogline-anomaly@v2" for d in decisions)
+
+
+def test_signed_but_malformed_messages_are_refused_not_raised(world, tmp_path):
+    from gateway import fedbus
+    from gateway.fedcoord import Coordinator
+
+    m, bus, reg, base, keys = _member(world, tmp_path)
+    coord = Coordinator(_cfg(), "coordinator", keys["coordinator"], {"gw-mild": keys["gw-mild"]}, base, bus)
+    coord.start_round(1)
+    ok = fedwire.pack_tensors([np.zeros(s) for s in coord.lineage.shapes])
+    weird = [None, "x", 3.5, [], {}, {"shapes": "x", "data": 1}, {"shapes": [[2]], "data": ["x"]}, [[1]]]
+    sent = 0
+    for w in weird:
+        for field in ("tensors", "n", "base_sha", "steps"):
+            body = {"round": 1, "gw": "gw-mild", "base": 1, "base_sha": base[0]["sha256"], "n": 5, "steps": 1,
+                    "tensors": ok, field: w}
+            bus.publish("fogline/fed/1/update/gw-mild", fedwire.seal(keys["gw-mild"], "gw-mild", "update", body))
+            sent += 1
+        for field in ("manifest", "model", "base"):
+            body = {"round": 2, "base": 1, "version": 2, "manifest": json.dumps(w), "model": b"x", "used": [],
+                    "refused": {}, field: w}
+            bus.publish("fogline/fed/2/model", fedwire.seal(keys["coordinator"], "coordinator", "model", body))
+            sent += 1
+    before = fedbus.handler_errors
+    bus.pump_once()
+    assert fedbus.handler_errors == before  # every one was refused by the handlers themselves
+    # every forged-shape update refused; only the member's own real update (sent on start) went in
+    assert coord.counters["refused"] == len(weird) * 4 and coord.counters["updates"] == 1
+    assert m.counters["refused"] == len(weird) * 3 and reg.current_dir() is None

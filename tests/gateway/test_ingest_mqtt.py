@@ -5,15 +5,20 @@ from __future__ import annotations
 import time
 
 import cbor2
+import pytest
 
 from tests.gateway.ingest_helpers import (GatewayThread, SimNode, db_rows, dead_letters, gw_config, payload,
                                           stored_seqs, wait_for)
 
 
-def test_every_reading_stored_once_and_acks_cover_only_durable_rows(mosquitto, tmp_path):
+MODES = pytest.mark.parametrize("worker", [True, False], ids=["mqtt-worker-process", "in-process-mqtt"])
+
+
+@MODES
+def test_every_reading_stored_once_and_acks_cover_only_durable_rows(mosquitto, tmp_path, worker):
     data = tmp_path / "data"
     checked = []
-    with GatewayThread(gw_config(tmp_path, mosquitto.port)) as g:
+    with GatewayThread(gw_config(tmp_path, mosquitto.port, mqtt={"worker_process": worker})) as g:
         node = SimNode(mosquitto.port, "n1")
         orig = node._on_msg
 
@@ -62,7 +67,7 @@ def test_duplicate_with_other_content_is_a_replay_and_dead_lettered(mosquitto, t
     assert stored_seqs(data, "n2") == [1, 2, 3, 4]
     assert db_rows(data, "SELECT v FROM readings WHERE seq=2") == [(2.0,)]
     dl = dead_letters(data)
-    assert [d[0] for d in dl] == ["replayed_seq"] and "differs" in dl[0][2]
+    assert [d[0] for d in dl] == ["replayed_seq"] and "differ from the stored" in dl[0][2]
     assert g.gw.metrics.get("dead_letters", reason="replayed_seq") == 1
 
 
@@ -150,8 +155,10 @@ def test_windows_delivered_to_hooks_and_queue_and_persisted(mosquitto, tmp_path)
     assert [(s - t0, c, m) for s, c, m in rows] == [(0, 10, 4.5), (10, 10, 14.5), (20, 10, 24.5)]
 
 
-def test_gateway_survives_broker_restart_and_resubscribes(mosquitto, tmp_path):
-    cfg = gw_config(tmp_path, mosquitto.port, mqtt={"reconnect_min_s": 0.2, "reconnect_max_s": 1.0})
+@MODES
+def test_gateway_survives_broker_restart_and_resubscribes(mosquitto, tmp_path, worker):
+    cfg = gw_config(tmp_path, mosquitto.port, mqtt={"reconnect_min_s": 0.2, "reconnect_max_s": 1.0,
+                                                    "worker_process": worker})
     with GatewayThread(cfg) as g:
         node = SimNode(mosquitto.port, "n6")
         node.up(1, [1.0])
@@ -193,10 +200,12 @@ def test_open_windows_survive_a_restart_exactly_once(mosquitto, tmp_path):
                     (10.0, 40.0, 10, 44.5), (10.0, 50.0, 10, 54.5), (30.0, 0.0, 30, 14.5), (30.0, 30.0, 30, 44.5)]
 
 
-def test_gateway_started_before_the_broker_connects_when_it_appears(tmp_path):
+@MODES
+def test_gateway_started_before_the_broker_connects_when_it_appears(tmp_path, worker):
     from tools.broker import Mosquitto
     broker = Mosquitto(tmp_path / "late-broker")
-    cfg = gw_config(tmp_path, broker.port, mqtt={"reconnect_min_s": 0.2, "reconnect_max_s": 0.5})
+    cfg = gw_config(tmp_path, broker.port, mqtt={"reconnect_min_s": 0.2, "reconnect_max_s": 0.5,
+                                                 "worker_process": worker})
     g = GatewayThread(cfg)
     g.call(g.gw.start())
     try:
@@ -226,7 +235,7 @@ def test_worker_process_mode_stores_once_acks_and_stops_cleanly(mosquitto, tmp_p
         node.close()
     assert stored_seqs(data, "w1") == list(range(1, 301))
     assert g.gw.metrics.total("duplicates") == 10
-    assert not g.gw.mqtt.proc.is_alive() and pid
+    assert not g.gw.mqtt.is_alive() and pid
 
 
 def test_worker_process_exits_when_the_gateway_process_dies(mosquitto, tmp_path):
@@ -266,3 +275,21 @@ asyncio.run(main())
     finally:
         if p.poll() is None:
             p.kill()
+
+
+def test_a_dead_mqtt_worker_is_replaced_and_ingest_goes_on(mosquitto, tmp_path):
+    import os
+    import signal
+    cfg = gw_config(tmp_path, mosquitto.port, mqtt={"worker_process": True})
+    with GatewayThread(cfg) as g:
+        node = SimNode(mosquitto.port, "w2")
+        node.up(1, [1.0])
+        assert node.wait_ack("up", 1)
+        first = g.gw.mqtt.proc.pid
+        os.kill(first, signal.SIGKILL)
+        assert wait_for(lambda: g.gw.mqtt.proc.pid != first and g.gw.mqtt.connected.is_set(), timeout=15)
+        node.up(2, [2.0])
+        assert node.wait_ack("up", 2)
+        node.close()
+    assert stored_seqs(tmp_path / "data", "w2") == [1, 2]
+    assert g.gw.metrics.total("mqtt_worker_restarts") == 1

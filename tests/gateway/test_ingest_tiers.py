@@ -30,7 +30,7 @@ def test_hot_ring_is_bounded_per_series():
     assert h.query("a", "t", 103.0, 104.0) == [(103.0, 3.0)] and h.oldest("a", "h") == 100.0
 
 
-def test_compression_keeps_every_reading_queryable_and_refuses_resends_below_it(tmp_path):
+def test_compression_keeps_every_reading_queryable_and_absorbs_resends_below_it(tmp_path):
     s = Store(tmp_path / "ingest.sqlite")
     _fill(s, "n", 200, NOW - 200 * 60.0)          # 200 readings, one a minute, up to now
     before = query(s.con, "n", "temp", 0, NOW + 1)
@@ -39,9 +39,11 @@ def test_compression_keeps_every_reading_queryable_and_refuses_resends_below_it(
     after = query(s.con, "n", "temp", 0, NOW + 1)
     assert after.points == before.points and after.sources == {"compressed": 140, "raw": 60}
     assert s.con.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 60
-    # a resend of a compressed seq can no longer be compared: refused as a replay, not stored twice
+    # a resend of a compressed (hence acked) seq is absorbed as a duplicate, never stored twice
     old = Message("n", "up", 5, [Reading("n", "up", 5, "temp", "Cel", 20.04, NOW - 196 * 60.0)])
-    assert s.commit_batch([old], now=NOW).results[0].status == "replayed"
+    r = s.commit_batch([old], now=NOW)
+    assert r.results[0].status == "duplicate" and r.acks == {"n": {"up": 200}}
+    assert s.con.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 60
     s.close()
 
 

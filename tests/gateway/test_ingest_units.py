@@ -187,3 +187,27 @@ def test_a_hole_the_node_keeps_resending_above_is_skipped_only_after_gap_skip_s(
     r = s.commit_batch([_msg("a", 5, 1)], now=63.0)   # a late straggler from the hole is still stored
     assert r.results[0].status == "stored"
     assert s.con.execute("SELECT lo, hi FROM gaps").fetchall() == [(4, 9)]
+
+
+def test_registry_state_last_will_and_bad_types():
+    from gateway.devices import DeviceRegistry
+    reg = DeviceRegistry()
+    assert reg.admit("n", "mqtt", 1.0)
+    dev = reg.update_state("n", {"version": 3, "fw": "1.0", "backlog": {"up": 4}, "battery": [1, 2],
+                                 "dropped": {"up": {"nested": 1}}, "extra": "ignored"}, 2.0)
+    assert (dev.config_version, dev.fw, dev.backlog, dev.battery, dev.dropped) == (3, "1.0", {"up": 4}, None, {})
+    assert reg.update_state("n", {"online": False}, 3.0).online is False     # last will
+    assert reg.touch("n", "mqtt", 4.0, 5).online is True and reg.devices["n"].readings == 5
+    assert set(reg.take_dirty()) == {"n"} and reg.take_dirty() == {}
+
+
+def test_a_pack_overlapping_a_refused_seq_still_stores_its_new_readings(tmp_path):
+    s = Store(tmp_path / "s.sqlite")
+    s.commit_batch([_msg("a", 1, 3)])
+    mixed = _msg("a", 3, 3)                          # seq 3 stored with another value; 4, 5 new
+    mixed.readings[0].value = 99.0
+    r = s.commit_batch([mixed])
+    res = r.results[0]
+    assert (res.status, [x.seq for x in res.new], res.refused) == ("partial", [4, 5], 1)
+    assert "differ" in res.detail and r.acks == {"a": {"up": 5}}
+    assert s.con.execute("SELECT v FROM readings WHERE seq=3").fetchone() == (3.0,)   # the stored one wins

@@ -195,6 +195,9 @@ def test_rerun_keeps_secrets_and_rotate_renews_them(tmp_path):
         assert rot["nodes"]["n1"][k] != old["nodes"]["n1"][k]
     assert rot["nodes"]["n2"] == old["nodes"]["n2"]
     assert rot["gateway"]["password"] != old["gateway"]["password"]
+    n1 = json.loads((out / "nodes/n1.json").read_text())
+    assert n1["wifi"] == {"ssid": "home", "password": "pw"}  # the user's edits survive a rotation
+    assert n1["mqtt"]["password"] == rot["nodes"]["n1"]["password"] and n1["auth_key"] == rot["nodes"]["n1"]["auth_key"]
     hashes = prov.read_passwd(out / "mosquitto/passwd")
     assert prov.verify_password(rot["nodes"]["n1"]["password"], hashes["n1"])
     assert not prov.verify_password(old["nodes"]["n1"]["password"], hashes["n1"])

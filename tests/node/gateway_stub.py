@@ -22,6 +22,7 @@ class AckingGateway:
         self.got: dict[tuple[str, str], dict[int, tuple]] = {}
         self.contig: dict[tuple[str, str], int] = {}
         self.arrivals: list[tuple[str, str, int, int, int]] = []  # node, lane, first_seq, count, contig before
+        self.first_rx: dict[tuple[str, str, int], float] = {}  # wall-clock time of first arrival
         self.gaps = 0  # a pack that started beyond the contiguous prefix: something was lost on the way
         self.msgs = 0
         self.bytes = 0
@@ -57,8 +58,11 @@ class AckingGateway:
             got = self.got.setdefault(key, {})
             if first > self.contig.get(key, 0) + 1:
                 self.gaps += 1
+            now = time.time()
             for i, r in enumerate(recs):
-                got.setdefault(first + i, r)
+                if first + i not in got:
+                    got[first + i] = r
+                    self.first_rx[(node, kind, first + i)] = now
             n = self.contig.get(key, 0)
             while n + 1 in got:
                 n += 1

@@ -201,3 +201,28 @@ def test_app_config_push_rejects_invalid_and_applies_valid(tmp_path, mosquitto):
         w.c.publish(topics.node("s1", "n1", "config"), b"", retain=True)
         w.stop()
         gw.stop()
+
+
+def test_app_backlog_from_an_outage_survives_a_reboot(tmp_path):
+    from tools.broker import Mosquitto, free_port
+
+    port = free_port()  # nothing listens yet: the broker is "down" for the first boot
+    cfg = site_config(port)
+    first = finish(run_app(tmp_path, cfg, 100))
+    kept1 = first["sensing"]["kept"]
+    assert first["store"]["acked_up"] == 0 and first["store"]["durable_up"] == kept1
+    broker = Mosquitto(tmp_path / "mq", port=port).start()
+    gw = AckingGateway(port)
+    try:
+        second = finish(run_app(tmp_path, cfg, 150))
+        time.sleep(0.3)
+    finally:
+        gw.stop()
+        broker.stop()
+    total = kept1 + second["sensing"]["kept"]
+    got = gw.got[("n1", "up")]
+    # the first boot's whole backlog went out after the reboot, under the same seqs
+    assert set(range(1, kept1 + 1)) <= set(got), sorted(set(range(1, kept1 + 1)) - set(got))[:10]
+    left = {seq for seq, _ in flash_records(tmp_path / "node.img", 128, "u")}
+    assert set(got) | left == set(range(1, total + 1))
+    assert second["store"]["acked_up"] >= kept1

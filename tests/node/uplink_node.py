@@ -8,6 +8,7 @@ import json
 import asyncio
 import os
 import gc
+import time
 from time import ticks_ms, ticks_diff
 
 import network
@@ -54,7 +55,9 @@ async def producer():
         if seq != i:
             raise RuntimeError("seq %d != %d" % (seq, i))
         if i % 40 == 0:
-            log.append("alert", cbor.dumps([T0 + i, "temp_high", None, i]), now)
+            # with stamp=1 an alert carries its wall-clock creation time (latency benchmark)
+            t = time.time_ns() / 1e9 if opts.get("stamp") else T0 + i
+            log.append("alert", cbor.dumps([t, "temp_high", None, i]), now)
             state["alerts"] += 1
             up.kick()
         state["produced"] = i

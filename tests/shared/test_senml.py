@@ -10,8 +10,8 @@ def _f32(x):
 
 
 def test_pack_golden_bytes_and_base_fields_set_once_per_group():
-    recs = [("temp", "Cel", 21.5, 1700000000), ("temp", "Cel", 21.75, 1700000001),
-            ("hum", "%RH", 40.0, 1700000000)]
+    recs = [("temp", "Cel", 21.5, 1700000000), ("hum", "%RH", 40.0, 1700000000),
+            ("temp", "Cel", 21.75, 1700000001)]
     b = senml.encode_pack("n1/", 1700000000, recs)
     # [{-2:"n1/temp", -3:1700000000, -4:"Cel", 2:21.5}, {6:1, 2:21.75}, {-2:"n1/hum", -4:"%RH", 2:40.0}]
     want = ("83"
@@ -22,8 +22,9 @@ def test_pack_golden_bytes_and_base_fields_set_once_per_group():
 
 
 def test_roundtrip_resolves_names_units_times():
-    recs = [("temp", "Cel", _f32(21.37), 1700000000 + i) for i in range(5)]
-    recs += [("door", None, True, 1700000002.5), ("fw", None, "1.2.3", 1700000003)]
+    recs = [("temp", "Cel", _f32(21.37), 1700000000 + i) for i in range(3)]
+    recs += [("door", None, True, 1700000002.5), ("temp", "Cel", _f32(21.37), 1700000003),
+             ("fw", None, "1.2.3", 1700000003), ("temp", "Cel", _f32(21.37), 1700000004)]
     out = senml.decode_pack(senml.encode_pack("node7/", 1700000000, recs))
     assert len(out) == 7
     temps = [r for r in out if r[0] == "node7/temp"]
@@ -93,3 +94,61 @@ def test_decode_pack_rejects_malformed_cbor_with_value_error():
         except ValueError:
             pass
     assert cbor.loads(b)[0][senml.BN] == "n/t"
+
+
+def _interleaved(n, t0=1700000000):
+    out = []
+    for i in range(n):
+        out.append(("temp", "Cel", 20.0 + i, t0 + i))
+        out.append(("hum", "%RH", 40.0 + i, t0 + i))
+        out.append(("state", None, i % 2 == 0, t0 + i))
+    return out
+
+
+def test_seq_order_restored_from_grouped_pack():
+    recs = _interleaved(10)
+    got = senml.in_seq_order(senml.decode_pack(senml.encode_pack("n/", 1700000000, recs)))
+    assert [(r[0], r[2], r[3]) for r in got] == [("n/" + r[0], r[2], r[3]) for r in recs]
+
+
+def test_any_pack_boundaries_map_records_to_the_same_seqs():
+    recs = _interleaved(8)
+    for size in (1, 2, 3, 5, 7, 24):
+        seqs = {}
+        first = 0
+        packs = 0
+        while first < len(recs):
+            chunk = recs[first:first + size]
+            chunk = chunk[:senml.seq_prefix(chunk, chunk[0][3])]  # as the uplink cuts its packs
+            out = senml.in_seq_order(senml.decode_pack(senml.encode_pack("n/", chunk[0][3], chunk)))
+            for i, r in enumerate(out):
+                seqs[first + i] = (r[0], r[2])
+            first += len(chunk)
+            packs += 1
+        assert seqs == {i: ("n/" + r[0], r[2]) for i, r in enumerate(recs)}, size
+        assert packs <= 2 * ((len(recs) + size - 1) // size), (size, packs)
+
+
+def test_time_going_backwards_is_refused_and_prefix_says_where_to_cut():
+    recs = _interleaved(3)
+    jump = recs + [("temp", "Cel", 1.0, 1600000000)] + _interleaved(2)
+    try:
+        senml.build_pack("n/", 1700000000, jump)
+        raise AssertionError("unrestorable order accepted")
+    except ValueError as e:
+        assert "time order" in str(e)
+    k = senml.seq_prefix(jump, 1700000000)
+    assert k == len(recs)
+    senml.build_pack("n/", 1700000000, jump[:k])
+    assert senml.seq_prefix(jump[k:], 1600000000) >= 1
+    # names of one instant in another order than their groups: the pack must end before
+    odd = [("b", None, 1, 5), ("a", None, 2, 6), ("b", None, 3, 6)]
+    assert senml.seq_prefix(odd, 5) == 2
+    odd2 = [("b", None, 1, 6), ("a", None, 2, 6), ("b", None, 3, 6)]
+    assert senml.seq_prefix(odd2, 6) == 2
+
+
+def test_unit_less_group_after_a_unit_group_has_no_unit():
+    recs = [("temp", "Cel", 1.0, 10), ("ok", None, True, 10), ("temp", "Cel", 2.0, 11), ("ok", None, False, 11)]
+    out = senml.in_seq_order(senml.decode_pack(senml.encode_pack("n/", 10, recs)))
+    assert [(r[0], r[1], r[2], r[3]) for r in out] == [("n/" + a, u, v, t) for a, u, v, t in recs]

@@ -1,0 +1,1 @@
+"""CircuitPython adapter: MicroPython-API shims (machine, network, bluetooth, ...) on CircuitPython modules."""
