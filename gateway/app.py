@@ -85,6 +85,7 @@ class Gateway:
         self._dead: list[DeadLetter] = []
         self._windows: list[Window] = []
         self._work = asyncio.Event()
+        self._urgent = False
         self._idle = asyncio.Event()
         self._running = False
         self._committer: asyncio.Task[None] | None = None
@@ -288,7 +289,9 @@ class Gateway:
         self._msgs.append(msg)
         self._n_readings += n
         self._readings_in[msg.lane] = self._readings_in.get(msg.lane, 0) + n
-        if len(self._msgs) == 1 or self._n_readings >= self._batch_max:
+        if msg.lane == "alert":
+            self._urgent = True  # an alert does not wait for the group-commit window
+        if len(self._msgs) == 1 or self._n_readings >= self._batch_max or self._urgent:
             self._work.set()
 
     def reject(self, reason: str, detail: str, *, topic: str = "", source: str = "", link: str = "mqtt",
@@ -343,9 +346,10 @@ class Gateway:
         """One group commit; True when stopped and drained."""
         sc = self.config.store
         await self._work.wait()
-        if self._n_readings < sc.batch_max and self._running and sc.batch_ms > 0:
+        if self._n_readings < sc.batch_max and self._running and sc.batch_ms > 0 and not self._urgent:
             await asyncio.sleep(sc.batch_ms / 1000.0)  # group commit: let the batch fill
         self._work.clear()
+        self._urgent = False
         if self.mqtt is not None:
             self.mqtt._drain()
         msgs, self._msgs = self._msgs, []

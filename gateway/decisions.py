@@ -57,7 +57,7 @@ def relay_sink(relay: Any) -> Callable[[list[Decision]], Any]:
 def model_topic(site: str) -> str:
     """Cloud topic the gateway takes new models from: fogline/<site>/model."""
     from shared import topics
-    return f"{topics.ROOT}/{topics.check_id(site, 'site')}/model"
+    return topics.cloud(site, "model")
 
 
 def outbox_sink(outbox: Any) -> Callable[[list[Decision]], Any]:

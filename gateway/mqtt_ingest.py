@@ -58,6 +58,7 @@ class MqttIngest:
         self.client.max_queued_messages_set(0)
         self.client.max_inflight_messages_set(1000)
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
 
@@ -68,11 +69,14 @@ class MqttIngest:
             self.metrics.inc("mqtt_connect_failures")
             return
         client.subscribe([(f, 1) for f in self.filters])
-        self.connected.set()
         self.metrics.inc("mqtt_connects")
         self.metrics.set("mqtt_connected", 1)
         log.info("event=mqtt_connected host=%s port=%s session_present=%s", self.cfg.mqtt.host,
                  self.cfg.mqtt.port, getattr(flags, "session_present", None))
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: Any, reasons: Any, props: Any) -> None:
+        # Connected for our purposes once the broker holds the subscriptions (see mqtt_worker).
+        self.connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self.connected.clear()

@@ -39,6 +39,7 @@ def _child(mcfg: Any, client_id: str, filters: list[str], out: Any, inp: Any, qu
     lock = threading.Condition()
     stopping = threading.Event()
     send_lock = threading.Lock()
+    session = [False]
 
     def send(obj: Any) -> None:
         try:
@@ -51,8 +52,13 @@ def _child(mcfg: Any, client_id: str, filters: list[str], out: Any, inp: Any, qu
         if reason.is_failure:
             send(("event", "connect_failed", str(reason)))
             return
+        session[0] = bool(getattr(flags, "session_present", False))
         c.subscribe([(f, 1) for f in filters])
-        send(("event", "connected", bool(getattr(flags, "session_present", False))))
+
+    def on_subscribe(c: Any, u: Any, mid: Any, reasons: Any, props: Any) -> None:
+        # "connected" only once the broker holds the subscriptions: a node's message published
+        # between CONNACK and SUBACK of a first session would otherwise never reach us.
+        send(("event", "connected", session[0]))
 
     def on_disconnect(c: Any, u: Any, flags: Any, reason: Any, props: Any) -> None:
         send(("event", "disconnected", str(reason)))
@@ -91,6 +97,7 @@ def _child(mcfg: Any, client_id: str, filters: list[str], out: Any, inp: Any, qu
     c.max_queued_messages_set(0)
     c.max_inflight_messages_set(1000)
     c.on_connect, c.on_disconnect, c.on_message = on_connect, on_disconnect, on_message
+    c.on_subscribe = on_subscribe
     c.connect_async(mcfg.host, mcfg.port, keepalive=mcfg.keepalive)
     c.loop_start()
     th = threading.Thread(target=pump, daemon=True)

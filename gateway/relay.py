@@ -390,5 +390,5 @@ def attach(gw: Any) -> list[Any]:
 
 def twin_topic(site: str) -> str:
     """Cloud topic of desired twin documents: fogline/<site>/twin (CBOR map shaped like the twin file)."""
-    return f"{topics.ROOT}/{topics.check_id(site, 'site')}/twin"
+    return topics.cloud(site, "twin")
 

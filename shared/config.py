@@ -39,7 +39,7 @@ DEFAULTS = {
     },
     "sensors": [],
     "rules": [],
-    "log": {"capacity_bytes": 262144, "segment_bytes": 16384, "sync_every": 10, "sync_ms": 5000},
+    "log": {"capacity_bytes": 262144, "segment_bytes": 16384, "sync_every": 32, "sync_ms": 30000},
     "ble": {"enabled": False, "bind_key": None, "interval_ms": 1000},
     "auth_key": None,
     "ntp": {"enabled": True, "host": "pool.ntp.org", "interval_s": 3600},

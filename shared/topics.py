@@ -2,7 +2,7 @@
 
 ROOT = "fogline"
 NODE_KINDS = ("up", "alert", "ack", "config", "state")
-CLOUD_KINDS = ("summary", "anomaly", "alert", "raw")
+CLOUD_KINDS = ("summary", "anomaly", "alert", "raw", "model", "twin")  # model, twin: cloud -> gateway
 _ALLOWED = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 MAX_ID = 64
 

@@ -14,6 +14,8 @@ import pytest
 
 from tests.circuitpython.conftest import REPO, SIM_CPY, SIM_MP
 
+pytestmark = pytest.mark.timeout(90)
+
 
 def _drive(tmp_path: Path) -> Path:
     d = tmp_path / "CIRCUITPY"

@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-import cbor2
 import pytest
 
 from tests.circuitpython.test_cpy_node import _cfg
+
+pytestmark = pytest.mark.timeout(90)  # a hung socket must fail the test, not stall the suite
 
 
 def _node(cpy, tmp_path, port, **over):

@@ -11,6 +11,8 @@ import pytest
 
 from tests.circuitpython.conftest import REPO
 
+pytestmark = pytest.mark.timeout(90)  # a hung socket must fail the test, not stall the suite
+
 
 class ManualClock:
     """app.Clock interface with time under the test's control."""
@@ -162,7 +164,11 @@ def test_rp2040_board_watchdog_limit(cpy, tmp_path, monkeypatch):
     cpy.microcontroller.watchdog.max_timeout = 8.388
     from firmware import app as A
     chip = cpy.sim_sensors.BME280Sim(lambda: 21.0, lambda: 100000.0, lambda: 50.0, addr=0x77)
-    cpy.simctl.attach_i2c(cpy.board.SCL, cpy.board.SDA, chip)
+    pins = cpy.microcontroller.pin
+    cpy.simctl.attach_i2c(pins.GPIO3, pins.GPIO2, chip)  # Feather RP2040 STEMMA QT: SCL GPIO3, SDA GPIO2
     cfg = _cfg("adafruit_feather_rp2040", sample_ms=5000, watchdog_ms=20000)
     app = A.App(cfg, None, clock=ManualClock())
     assert cpy.microcontroller.watchdog.timeout == 8.0 and "8000" in app.last_error
+    app.sample_once()
+    assert app.node.latest["temperature"] == pytest.approx(21.0, abs=0.01)
+    assert cpy.simctl.level(pins.GPIO10) is False  # relay on D10 = GPIO10, idle

@@ -11,7 +11,7 @@ def test_build_and_parse_node_topics():
 
 
 def test_cloud_topics():
-    for kind in ("summary", "anomaly", "alert", "raw"):
+    for kind in ("summary", "anomaly", "alert", "raw", "model", "twin"):
         assert topics.parse_cloud(topics.cloud("s", kind)) == ("s", kind)
 
 

@@ -368,6 +368,7 @@ def test_chaos_short(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(float(os.environ.get("FOGLINE_SOAK_S", "1800")) + 900)
 def test_chaos_soak(tmp_path):
     duration = float(os.environ.get("FOGLINE_SOAK_S", "1800"))
     _check(run_chaos(tmp_path, seed=int(os.environ.get("FOGLINE_SOAK_SEED", "7")), duration=duration,

@@ -52,6 +52,7 @@ GATEWAY = textwrap.dedent("""
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         await gw.start()
+        await gw.wait_connected(30)  # subscribed: a one-shot publish before that would find no session
         print("started", flush=True)
         await stop.wait()
         await gw.stop()
