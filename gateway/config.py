@@ -352,13 +352,14 @@ def _example_table(lines: list[str], name: str, obj: Any) -> None:
         if dataclasses.is_dataclass(v):
             nested.append((f"{name}.{f.name}", v))
             continue
-        lines.append(f"{'# ' if v is None else ''}{f.name} = {_toml_value(v)}")
+        lines.append(f"{'# ' if v is None else ''}{f.name} = {toml_value(v)}")
     lines.append("")
     for sub, v in nested:
         _example_table(lines, sub, v)
 
 
-def _toml_value(v: Any) -> str:
+def toml_value(v: Any) -> str:
+    """A default value in TOML syntax (None as an empty string marked unset)."""
     if v is None:
         return '""  # unset'
     if isinstance(v, bool):
@@ -368,7 +369,7 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "{" + ", ".join(f'"{k}" = {_toml_value(x)}' for k, x in v.items()) + "}"
+        return "{" + ", ".join(f'"{k}" = {toml_value(x)}' for k, x in v.items()) + "}"
     return repr(v)

@@ -51,23 +51,6 @@ pytestmark = pytest.mark.skipif(not NODE_SCRIPT.exists() or not _mp_available(),
                                 reason="virtual node runner or micropython not available")
 
 
-def _pack_order_bug() -> bool:
-    """True if a pack's records cannot be mapped back to seq order (record i = seq first_seq+i):
-    the gateway would file readings under wrong seqs and refuse a resend with other pack boundaries
-    as `replayed_seq` without acking, so the node never drains (found by this test on 2026-11-26)."""
-    from shared import senml
-
-    recs = [("a", "Cel", 1.0, 10), ("b", "%RH", 2.0, 10), ("a", "Cel", 3.0, 11), ("b", "%RH", 4.0, 11)]
-    got = senml.resolve(senml.build_pack("n/", 10, recs))
-    order = getattr(senml, "in_seq_order", None)
-    if order is not None:
-        got = order(got)
-    return [r[2] for r in got] != [1.0, 2.0, 3.0, 4.0]
-
-
-PACK_ORDER_BUG = _pack_order_bug()
-
-
 class Proc:
     """A subprocess whose stdout/stderr lines are collected by a thread."""
 
@@ -361,8 +344,6 @@ def _check(rep: dict) -> None:
     assert rep["attack"]["anonymous_connect_rc"] in (4, 5, 134, 135), rep["attack"]  # 3.1.1 codes as paho maps them
 
 
-@pytest.mark.xfail(PACK_ORDER_BUG, strict=False, reason="senml packs do not keep seq order, so seqs map "
-                   "to the wrong readings and a node stalls after a resend (see _pack_order_bug)")
 def test_chaos_short(tmp_path):
     _check(run_chaos(tmp_path, seed=20261126, duration=12.0, n_nodes=3, mean_gap_s=1.5))
 
