@@ -8,7 +8,11 @@ nothing may be stored above n, everything must be acknowledged, the backlog empt
 be dead-lettered as corrupt. The site runs as provisioned (`fogline provision`: passwords, ACL, HMAC
 keys checked by the gateway); an intruder holding a node's MQTT password but not its auth key
 publishes forged packs, which must be refused (`auth` dead letters) and never stored.
-The short run is in CI; the soak variant runs with --soak (FOGLINE_SOAK_S seconds, default 1800,
+test_chaos_cloud_short adds the cloud side: the relay ([cloud] enabled) to a TLS + password cloud mosquitto
+that is stopped for a few seconds mid-run (a `probe` node raises signed alerts meanwhile); at the end every
+alert the gateway stored must be in the cloud exactly once after de-duplication by idempotency key
+(`gateway.cloud.decode_cloud_message` envelopes), none the gateway did not store, and summaries present.
+The short runs are in CI; the soak variant runs with --soak (FOGLINE_SOAK_S seconds, default 1800,
 FOGLINE_SOAK_NODES nodes, default 20).
 """
 
@@ -135,13 +139,13 @@ class VNode:
         raise AssertionError(f"{self.name}: no FINAL line; tail: {self.proc.lines[-5:]}")
 
 
-def _gateway(d: Path, port: int, user: str, password: str, keys: Path) -> Proc:
+def _gateway(d: Path, port: int, user: str, password: str, keys: Path, extra: str = "") -> Proc:
     d.mkdir(parents=True, exist_ok=True)
     conf = d / "gateway.toml"
     conf.write_text(f'[site]\nid = "{SITE}"\ndata_dir = "{d / "data"}"\n\n[mqtt]\nhost = "127.0.0.1"\n'
                     f'port = {port}\nusername = "{user}"\npassword = "{password}"\n'
                     f'reconnect_min_s = 0.2\nreconnect_max_s = 1.0\n\n'
-                    f'[ingest]\nauth_keys_file = "{keys}"\nrequire_auth = true\n')
+                    f'[ingest]\nauth_keys_file = "{keys}"\nrequire_auth = true\n' + extra)
     return Proc([sys.executable, "-m", "gateway.cli", "gateway", "--config", str(conf), "--log-level", "WARNING"],
                 dict(os.environ), REPO, d / "gateway.log")
 
@@ -225,13 +229,143 @@ def reconcile(db: Path, finals: dict[str, dict]) -> tuple[list[dict], dict[str, 
         con.close()
 
 
-def run_chaos(tmp: Path, seed: int, duration: float, n_nodes: int, mean_gap_s: float) -> dict:
-    """Run the system with seeded faults for `duration` seconds; return the reconciliation report."""
+class _Cloud:
+    """Cloud side: a TLS + password mosquitto (persistent), the gateway's [cloud] settings, a cloud consumer."""
+
+    def __init__(self, tmp: Path, site_port: int, probe: dict | None):
+        from tools.cloudkit import CloudSubscriber, make_pki, tls_cloud_broker
+
+        self.pki = make_pki(tmp / "pki")
+        self.broker = tls_cloud_broker(tmp / "cloud", self.pki, {"gw1": "gw-secret", "cloud": "cloud-secret"}).start()
+        self.sub = CloudSubscriber(self.broker.port, self.pki, "cloud", "cloud-secret",
+                                   topic=f"fogline/{SITE}/#").start()
+        self._outage: threading.Thread | None = None
+        self._probe: threading.Thread | None = None
+        self.site_port, self.probe_secret = site_port, probe
+        self.probe_acked = 0
+
+    def toml(self) -> str:
+        """The gateway's relay section: TLS with our test CA, 10 s summaries, fast reconnects."""
+        return (f'\n[cloud]\nenabled = true\nhost = "127.0.0.1"\nport = {self.broker.port}\n'
+                f'ca_file = "{self.pki.ca}"\nusername = "gw1"\npassword = "gw-secret"\n'
+                f'reconnect_min_s = 0.2\nreconnect_max_s = 1.0\nsummary_windows_s = [10.0]\n\n'
+                f'[cloud.bandwidth]\ninitial_mode = "high"\n\n[cloud.breaker]\nbackoff_max_s = 2.0\n')
+
+    def schedule_outage(self, faults: list, t0: float, at: float, length: float) -> None:
+        """Stop the cloud broker at t0+at for `length` seconds (a thread, beside the seeded faults)."""
+        def run() -> None:
+            time.sleep(max(0.0, t0 + at - time.monotonic()))
+            faults.append((round(time.monotonic() - t0, 2), "cloud_outage", f"{length:.1f}s"))
+            self.broker.stop()
+            if self.probe_secret:  # alerts raised while the cloud is away must reach it afterwards
+                self._probe = threading.Thread(target=self._send_probe_alerts, daemon=True)
+                self._probe.start()
+            time.sleep(length)
+            self.broker.start()
+        self._outage = threading.Thread(target=run, daemon=True)
+        self._outage.start()
+
+    def _send_probe_alerts(self, n: int = 3) -> None:
+        """A provisioned node `probe` raises n signed alerts, re-sending each until the gateway acks it."""
+        import cbor2
+        import paho.mqtt.client as mqtt
+
+        from shared import auth, cbor, senml
+
+        key = bytes.fromhex(self.probe_secret["auth_key"])  # type: ignore[index]
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="probe", protocol=mqtt.MQTTv311)
+        c.username_pw_set("probe", self.probe_secret["password"])  # type: ignore[index]
+        c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(f"fogline/{SITE}/probe/ack", 1)
+
+        def on_ack(cl, u, m) -> None:
+            self.probe_acked = max(self.probe_acked, int(cbor2.loads(m.payload).get("alert", 0)))
+        c.on_message = on_ack
+        c.reconnect_delay_set(0.1, 0.5)
+        c.connect_async("127.0.0.1", self.site_port)
+        c.loop_start()
+        try:
+            for seq in range(1, n + 1):
+                now = int(time.time())
+                pack = cbor.dumps(senml.build_pack("probe/", now, [("temperature", "Cel", 30.0 + seq, now)]))
+                data = auth.seal_pack(key, "probe", "alert", seq, pack)
+                deadline = time.monotonic() + 20
+                while self.probe_acked < seq and time.monotonic() < deadline:
+                    c.publish(f"fogline/{SITE}/probe/alert", data, qos=1)
+                    t = time.monotonic() + 1.0
+                    while self.probe_acked < seq and time.monotonic() < t:
+                        time.sleep(0.05)
+        finally:
+            c.disconnect()
+            c.loop_stop()
+
+    def settle(self, db: Path, timeout: float) -> dict:
+        """Wait (bounded) until every alert the gateway stored reached the cloud; the cloud reconciliation."""
+        if self._outage is not None:
+            self._outage.join(30)
+        if self._probe is not None:
+            self._probe.join(70)
+        deadline = time.monotonic() + timeout
+        while True:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            try:
+                stored = set(con.execute("SELECT n.name, r.seq FROM readings r JOIN nodes n ON n.nid=r.nid "
+                                         "WHERE r.lane=1"))
+            finally:
+                con.close()
+            rep = reconcile_cloud(stored, self.sub.snapshot(), self.sub.bad)
+            rep["probe_acked"] = self.probe_acked
+            if (not rep["missing"] and rep["summaries"]) or time.monotonic() > deadline:
+                return rep
+            time.sleep(0.3)
+
+    def close(self) -> None:
+        if self._outage is not None:
+            self._outage.join(30)
+        self.sub.stop()
+        self.broker.stop()
+
+
+def reconcile_cloud(stored_alerts: set[tuple[str, int]], items: list[dict], bad: int) -> dict:
+    """Cloud record after de-duplication by idempotency key: each stored alert exactly once, summaries present."""
+    by_key: dict[str, dict] = {}
+    absorbed = 0
+    for it in items:
+        if it["k"] in by_key:
+            absorbed += 1  # a re-send of the same outbox row (same key): absorbed
+            continue
+        by_key[it["k"]] = it
+    seen: dict[tuple[str, int], int] = {}
+    summaries = 0
+    for it in by_key.values():
+        if it.get("lane") == "alert":
+            b = it["body"]
+            seen[(b["node"], b["seq"])] = seen.get((b["node"], b["seq"]), 0) + 1
+        elif it.get("lane") == "summary":
+            summaries += 1
+    per_node: dict[str, dict[str, int]] = {}
+    for node, seq in stored_alerts | set(seen):
+        r = per_node.setdefault(node, {"stored": 0, "in_cloud": 0, "missing": 0, "not_stored": 0, "repeated": 0})
+        r["stored"] += (node, seq) in stored_alerts
+        r["in_cloud"] += (node, seq) in seen
+        r["missing"] += (node, seq) in stored_alerts and (node, seq) not in seen
+        r["not_stored"] += (node, seq) not in stored_alerts
+        r["repeated"] += seen.get((node, seq), 0) > 1  # same alert under two keys: not exactly once
+    return {"per_node": dict(sorted(per_node.items())), "missing": sum(r["missing"] for r in per_node.values()),
+            "alerts_stored": len(stored_alerts), "summaries": summaries, "keys": len(by_key),
+            "deliveries": len(items), "duplicates_absorbed": absorbed, "undecodable": bad}
+
+
+def run_chaos(tmp: Path, seed: int, duration: float, n_nodes: int, mean_gap_s: float,
+              cloud: bool = False) -> dict:
+    """Run the system with seeded faults for `duration` seconds; return the reconciliation report.
+
+    cloud=True adds a TLS cloud mosquitto with the relay on, an outage of it during the run, and
+    the cloud-side record in the report (`cloud_rows`, see reconcile_cloud)."""
     rng = random.Random(seed)
     # The site runs as provisioned: per-node passwords, the ACL, HMAC-signed packs.
     port = free_port()
     names = [f"n{i}" for i in range(n_nodes)]
-    res = provision(tmp / "prov", SITE, names, broker_port=port)
+    res = provision(tmp / "prov", SITE, names + (["probe"] if cloud else []), broker_port=port)
     secrets = json.loads(res.files["secrets"].read_text())
     for n in names:  # the user adds an alert rule to each provisioned node config
         p = res.files[f"node:{n}"]
@@ -242,8 +376,9 @@ def run_chaos(tmp: Path, seed: int, duration: float, n_nodes: int, mean_gap_s: f
     as_root = "user root\n" if os.geteuid() == 0 else ""  # root mosquitto would drop to a user that can't read 0600
     broker = Mosquitto(tmp / "broker", port=port, extra_conf=f"listener {port} 127.0.0.1\n{as_root}"
                        + broker_conf(res.files["passwd"], res.files["acl"])).start()
+    cl = _Cloud(tmp, port, secrets["nodes"].get("probe")) if cloud else None
     gw = _gateway(tmp / "gw", broker.port, secrets["gateway"]["user"], secrets["gateway"]["password"],
-                  res.files["gateway_keys"])
+                  res.files["gateway_keys"], cl.toml() if cl else "")
     db = tmp / "gw" / "data" / "ingest.sqlite"
     # Node 0 loses Wi-Fi (scenario outage), node 1 overheats (alerts), node 2 spikes, the rest are normal.
     scen = ["wifi_loss", "hot", "spikes"]
@@ -265,6 +400,8 @@ def run_chaos(tmp: Path, seed: int, duration: float, n_nodes: int, mean_gap_s: f
                 and time.monotonic() < deadline:
             time.sleep(0.1)
         t0 = time.monotonic()
+        if cl is not None:
+            cl.schedule_outage(faults, t0, at=min(2.0, duration / 4), length=min(4.0, duration / 3))
         while (now := time.monotonic() - t0) < duration:
             time.sleep(min(rng.expovariate(1.0 / mean_gap_s), max(0.0, duration - now)))
             now = time.monotonic() - t0
@@ -292,6 +429,7 @@ def run_chaos(tmp: Path, seed: int, duration: float, n_nodes: int, mean_gap_s: f
         finals = {n.name: n.final(timeout=40) for n in nodes}
         peaks = {n.name: n.peaks() for n in nodes}
         time.sleep(0.5)  # let the last commit land before the clean stop
+        cloud_rows = cl.settle(db, timeout=30) if cl is not None else None
         if gw.p and gw.p.poll() is None:
             gw.p.send_signal(signal.SIGTERM)
             gw.p.wait(30)
@@ -301,12 +439,15 @@ def run_chaos(tmp: Path, seed: int, duration: float, n_nodes: int, mean_gap_s: f
             n.proc.kill()
         gw.kill()
         broker.stop()
+        if cl is not None:
+            cl.close()
     by_kind: dict[str, int] = {}
     for _, k, _ in faults:
         by_kind[k] = by_kind.get(k, 0) + 1
     return {"seed": seed, "duration_s": duration, "nodes": n_nodes, "faults": faults, "faults_by_kind": by_kind,
             "rows": rows, "dead_letters": dead, "node_peaks": peaks, "attack": forged,
-            "gateway_disk_bytes": sum(f.stat().st_size for f in db.parent.glob("ingest.sqlite*"))}
+            "gateway_disk_bytes": sum(f.stat().st_size for f in db.parent.glob("ingest.sqlite*")),
+            **({"cloud": cloud_rows} if cloud_rows is not None else {})}
 
 
 def _print_table(rep: dict) -> None:
@@ -346,6 +487,24 @@ def _check(rep: dict) -> None:
 
 def test_chaos_short(tmp_path):
     _check(run_chaos(tmp_path, seed=20261126, duration=12.0, n_nodes=3, mean_gap_s=1.5))
+
+
+def test_chaos_cloud_short(tmp_path):
+    """The same system with the relay to a TLS cloud broker that is unreachable for a while during the run."""
+    rep = run_chaos(tmp_path, seed=20261127, duration=12.0, n_nodes=3, mean_gap_s=2.0, cloud=True)
+    _check(rep)
+    c = rep["cloud"]
+    print("cloud reconciliation:", json.dumps(c))
+    assert rep["faults_by_kind"].get("cloud_outage") == 1, rep["faults_by_kind"]
+    assert c["alerts_stored"] > 0, "no alert was raised (node 1 runs the 'hot' scenario)"
+    # the probe node raised 3 alerts while the cloud was down: stored, acked, and in the cloud afterwards
+    assert c["probe_acked"] == 3 and c["per_node"]["probe"]["in_cloud"] == 3, c
+    for node, r in c["per_node"].items():
+        assert r["missing"] == 0, f"{node}: alerts stored at the gateway never reached the cloud: {c}"
+        assert r["repeated"] == 0, f"{node}: an alert reached the cloud under two keys: {c}"
+        assert r["not_stored"] == 0, f"{node}: the cloud has alerts the gateway never stored: {c}"
+    assert c["summaries"] > 0, f"no summary reached the cloud: {c}"
+    assert c["undecodable"] == 0, c
 
 
 @pytest.mark.slow
