@@ -8,6 +8,7 @@ never reused, which makes `<gateway_id>:<id>` a stable idempotency key across re
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
@@ -171,11 +172,18 @@ class Outbox:
         now = time.time() if now is None else now
         out: list[int | None] = []
         bumps: dict[tuple[str, str], int] = {}
+        with self._txn(bumps) as cur:
+            for lane, body, critical in items:
+                out.append(self._put_one(cur, lane, body, critical, now, bumps))
+        return out
+
+    @contextlib.contextmanager
+    def _txn(self, bumps: dict[tuple[str, str], int]):
+        """One write transaction that also persists counter bumps; in-memory counters move only after COMMIT."""
         cur = self.db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
-            for lane, body, critical in items:
-                out.append(self._put_one(cur, lane, body, critical, now, bumps))
+            yield cur
             self._save_counters(cur, bumps)
             cur.execute("COMMIT")
         except BaseException:
@@ -184,7 +192,6 @@ class Outbox:
             raise
         for (c, ln), n in bumps.items():
             self.counters[c][ln] += n
-        return out
 
     def _put_one(self, cur: sqlite3.Cursor, lane: str, body: bytes, critical: bool, now: float,
                  bumps: dict[tuple[str, str], int]) -> int | None:
@@ -282,48 +289,33 @@ class Outbox:
         """Delete rows the cloud acknowledged; returns how many were still present."""
         if not ids:
             return 0
-        cur = self.db.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
+        bumps: dict[tuple[str, str], int] = {}
+        with self._txn(bumps) as cur:
             found = cur.execute(f"SELECT lane, size FROM outbox WHERE id IN ({','.join('?' * len(ids))})",
                                 list(ids)).fetchall()
             cur.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
-            bumps: dict[tuple[str, str], int] = {}
             for li, size in found:
                 ln = LANES[li]
                 self._rows[ln] -= 1
                 self._bytes[ln] -= size
                 bumps[("acked", ln)] = bumps.get(("acked", ln), 0) + 1
-            self._save_counters(cur, bumps)
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            self._reload_sizes()
-            raise
-        for (c, ln), n in bumps.items():
-            self.counters[c][ln] += n
         self.release(ids)
         return len(found)
 
     def expire(self, now: float | None = None) -> int:
         """Drop rows past their lane TTL (counted per lane); returns how many."""
         now = time.time() if now is None else now
-        cur = self.db.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        rows = cur.execute("SELECT id, lane, size FROM outbox WHERE expires IS NOT NULL AND expires<=?",
-                           (now,)).fetchall()
-        rows = [r for r in rows if r[0] not in self.inflight]
-        cur.executemany("DELETE FROM outbox WHERE id=?", [(r[0],) for r in rows])
         bumps: dict[tuple[str, str], int] = {}
-        for _, li, size in rows:
-            ln = LANES[li]
-            self._rows[ln] -= 1
-            self._bytes[ln] -= size
-            bumps[("expired", ln)] = bumps.get(("expired", ln), 0) + 1
-        self._save_counters(cur, bumps)
-        cur.execute("COMMIT")
-        for (c, ln), n in bumps.items():
-            self.counters[c][ln] += n
+        with self._txn(bumps) as cur:
+            rows = cur.execute("SELECT id, lane, size FROM outbox WHERE expires IS NOT NULL AND expires<=?",
+                               (now,)).fetchall()
+            rows = [r for r in rows if r[0] not in self.inflight]
+            cur.executemany("DELETE FROM outbox WHERE id=?", [(r[0],) for r in rows])
+            for _, li, size in rows:
+                ln = LANES[li]
+                self._rows[ln] -= 1
+                self._bytes[ln] -= size
+                bumps[("expired", ln)] = bumps.get(("expired", ln), 0) + 1
         if rows:
             log.warning("outbox.expired rows=%d", len(rows))
         return len(rows)
