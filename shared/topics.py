@@ -5,6 +5,8 @@ NODE_KINDS = ("up", "alert", "ack", "config", "state")
 CLOUD_KINDS = ("summary", "anomaly", "alert", "raw", "model", "twin")  # model, twin: cloud -> gateway
 _ALLOWED = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 MAX_ID = 64
+GATEWAY_KINDS = ("health", "lease", "placement")  # gateway <-> gateway on the site broker
+_GW = "_gw"  # 5-level topics: node filters fogline/<site>/+/<kind> never match them
 
 
 def check_id(s, what="id"):
@@ -52,3 +54,25 @@ def parse_cloud(topic):
     if len(parts) != 3 or parts[0] != ROOT or parts[2] not in CLOUD_KINDS:
         raise ValueError("topics: not a cloud topic: %r" % (topic,))
     return check_id(parts[1], "site"), parts[2]
+
+
+def gateway(site, gw_id, kind):
+    """Topic of a gateway-level message, e.g. fogline/site/_gw/gw1/health."""
+    if kind not in GATEWAY_KINDS:
+        raise ValueError("topics: unknown gateway topic kind %r" % (kind,))
+    return "%s/%s/%s/%s/%s" % (ROOT, check_id(site, "site"), _GW, check_id(gw_id, "gateway"), kind)
+
+
+def gateway_filter(site, kind):
+    """Subscription filter for one kind from every gateway of a site."""
+    if kind not in GATEWAY_KINDS:
+        raise ValueError("topics: unknown gateway topic kind %r" % (kind,))
+    return "%s/%s/%s/+/%s" % (ROOT, check_id(site, "site"), _GW, kind)
+
+
+def parse_gateway(topic):
+    """Return (site, gateway id, kind) of a gateway topic; ValueError if it has another shape."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[0] != ROOT or parts[2] != _GW or parts[4] not in GATEWAY_KINDS:
+        raise ValueError("topics: not a gateway topic: %r" % (topic,))
+    return check_id(parts[1], "site"), check_id(parts[3], "gateway"), parts[4]

@@ -35,3 +35,27 @@ def test_bad_topics_and_ids_raise_value_error():
         raise AssertionError("accepted kind")
     except ValueError:
         pass
+
+
+def test_gateway_topics_round_trip_and_stay_apart_from_node_topics():
+    for kind in ("health", "lease", "placement"):
+        t = topics.gateway("s", "gw-1", kind)
+        assert t == "fogline/s/_gw/gw-1/" + kind
+        assert topics.parse_gateway(t) == ("s", "gw-1", kind)
+        assert topics.gateway_filter("s", kind) == "fogline/s/_gw/+/" + kind
+        try:
+            topics.parse_node(t)
+            raise AssertionError("a gateway topic parsed as a node topic")
+        except ValueError:
+            pass
+    for bad in ("fogline/s/_gw/gw/nope", "fogline/s/gw/gw1/health", "fogline/s/_gw/health", "fogline/s/_gw/a+b/lease"):
+        try:
+            topics.parse_gateway(bad)
+        except ValueError:
+            continue
+        raise AssertionError("parsed " + bad)
+    try:
+        topics.gateway("s", "g", "up")
+        raise AssertionError("accepted kind")
+    except ValueError:
+        pass
