@@ -5,11 +5,10 @@ import gc
 import json
 import os
 from time import ticks_ms, ticks_diff
-from micropython import const
-
 from shared import auth, cbor, topics
+from shared.config import MAX_PUSH_BYTES
 
-MAX_CONFIG_BYTES = const(3072)
+MAX_CONFIG_BYTES = MAX_PUSH_BYTES
 _FIXED = (("node", "id"), ("node", "site"))  # topics depend on them: never changed remotely
 
 
@@ -42,8 +41,7 @@ def save_atomic(path, cfg):
 
 def _default_validate(cfg):
     from shared.config import validate_config
-    from firmware.uplink import validate_uplink
-    return validate_uplink(validate_config(cfg))
+    return validate_config(cfg)
 
 
 class RemoteConfig:

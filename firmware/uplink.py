@@ -230,34 +230,12 @@ class Uplink:
                     pass
 
 
-_UPLINK_KEYS = {"min_pack": (1, 200), "max_pack": (1, 200), "window": (1, 32), "linger_ms": (0, 600000),
-                "ack_timeout_ms": (100, 600000), "backoff_min_ms": (10, 600000),
-                "backoff_max_ms": (10, 3600000), "retry_ms": (100, 600000), "max_packet": (256, 65536)}
-
-
-def validate_uplink(cfg):
-    """Check the optional `uplink` section; ValueError('uplink.field: reason')."""
-    u = cfg.get("uplink", {})
-    if not isinstance(u, dict):
-        raise ValueError("uplink: must be an object")
-    for k in u:
-        if k not in _UPLINK_KEYS:
-            raise ValueError("uplink.%s: unknown field" % k)
-        lo, hi = _UPLINK_KEYS[k]
-        v = u[k]
-        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-            raise ValueError("uplink.%s: must be an integer in %d..%d" % (k, lo, hi))
-    if u.get("min_pack", 10) > u.get("max_pack", 50):
-        raise ValueError("uplink.min_pack: greater than max_pack")
-    return cfg
-
-
 def reconfigure(client, up, cfg):
     """Apply cfg's broker and `uplink` settings to a running client and uplink (no reboot needed).
 
     A changed broker address, credentials or keepalive drops the connection; run() reconnects.
+    cfg has passed shared.config.validate_config (which checks the `uplink` section).
     """
-    validate_uplink(cfg)
     m, u = cfg["mqtt"], cfg.get("uplink", {})
     new = (m["host"], m["port"], m["keepalive"], m.get("user"), m.get("password"))
     if new != (client.host, client.port, client.keepalive_s, client.user, client.password):

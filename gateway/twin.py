@@ -53,7 +53,7 @@ class TwinConfig:
     poll_s: float = 2.0  # how often the file's mtime/size is checked
     state_file: str = ""  # published versions; "" = <site.data_dir>/twin_state.json
     sign: bool = True  # seal pushes with the node's auth key when one is known (shared/auth.py)
-    max_push_bytes: int = 4096  # larger pushes are refused here (firmware/remote_config.py MAX_CONFIG_BYTES)
+    max_push_bytes: int = node_config.MAX_PUSH_BYTES  # larger pushes are refused here: a node would reject them
     accept_cloud: bool = False  # also take whole desired documents (CBOR map shaped like the file) from
                                 # fogline/<site>/twin on the cloud link; the latest document (file or cloud) wins
 

@@ -19,6 +19,9 @@ except ImportError:
         return x
 
 MAX_CONFIG_BYTES = const(8192)
+# Largest signed config push (the whole `config` payload) a node takes: its default MQTT packet buffer.
+# The gateway's twin refuses larger pushes, so a node never sees one it must reject for size.
+MAX_PUSH_BYTES = const(3072)
 MAX_SENSORS = const(16)
 MAX_RULES = const(16)
 

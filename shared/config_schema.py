@@ -273,9 +273,11 @@ def _validate_sensor(s, path):
         validate_filter(fs[i], path + ".filters[" + str(i) + "]")
 
 
-_UPLINK = (("min_pack", 1, 256), ("max_pack", 1, 256), ("window", 1, 64), ("linger_ms", 0, 600000),
-           ("ack_timeout_ms", 10, 600000), ("backoff_min_ms", 10, 600000), ("backoff_max_ms", 10, 3600000),
-           ("qos", 0, 1))
+# Every key the node applies (firmware/links.py, firmware/uplink.reconfigure), with the ranges it can honour:
+# the gateway's twin and the node check pushes against this one table.
+_UPLINK = (("min_pack", 1, 200), ("max_pack", 1, 200), ("window", 1, 32), ("linger_ms", 0, 600000),
+           ("ack_timeout_ms", 100, 600000), ("backoff_min_ms", 10, 600000), ("backoff_max_ms", 10, 3600000),
+           ("retry_ms", 100, 600000), ("max_packet", 256, 65536), ("qos", 0, 1))
 
 
 def _validate_uplink(up):
@@ -284,7 +286,7 @@ def _validate_uplink(up):
     _known(up, [k[0] for k in _UPLINK], "uplink")
     for k, lo, hi in _UPLINK:
         _int(up, k, "uplink", lo, hi, required=False)
-    if up.get("min_pack", 1) > up.get("max_pack", 256):
+    if up.get("min_pack", 10) > up.get("max_pack", 50):
         _err("uplink.min_pack", "greater than max_pack")
     if up.get("backoff_min_ms", 10) > up.get("backoff_max_ms", 3600000):
         _err("uplink.backoff_min_ms", "greater than backoff_max_ms")

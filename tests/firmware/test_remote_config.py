@@ -5,7 +5,6 @@ import os
 from shared import auth, cbor
 from shared.config import DEFAULTS, merge, validate_config
 from firmware.remote_config import RemoteConfig, save_atomic
-from firmware.uplink import validate_uplink
 
 KEY = bytes(range(16))
 BASE = merge(DEFAULTS, {
@@ -44,7 +43,7 @@ def _rc(key=None, app=None):
     app = app or _App()
     path = _dir() + "/config.json"
     rc = RemoteConfig(None, validate_config(merge(BASE, {})), path=path, apply=app.apply, status=app.status,
-                      key=key, validate=lambda c: validate_uplink(validate_config(c)))
+                      key=key, validate=validate_config)
     return rc, app, path
 
 

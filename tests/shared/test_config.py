@@ -155,3 +155,16 @@ def test_not_a_dict():
     c = _cfg()
     c["mqtt"] = "broker"
     _rejects(c, "mqtt")
+
+
+def test_uplink_section_is_one_table_for_node_and_gateway():
+    # Every key the node applies is accepted (qos, retry_ms and max_packet used to pass one check and fail the other).
+    ok = {"min_pack": 5, "max_pack": 40, "window": 2, "linger_ms": 0, "ack_timeout_ms": 5000, "backoff_min_ms": 50,
+          "backoff_max_ms": 60000, "retry_ms": 2000, "max_packet": 4096, "qos": 0}
+    assert C.validate_config(_cfg(uplink=ok))["uplink"]["qos"] == 0
+    for bad, field in (({"max_pack": 0}, "uplink.max_pack"), ({"foo": 1}, "uplink.foo"), ({"window": True}, "uplink.window"),
+                       ({"window": 33}, "uplink.window"), ({"qos": 2}, "uplink.qos"), ({"max_packet": 100}, "uplink.max_packet"),
+                       ({"min_pack": 30, "max_pack": 20}, "uplink.min_pack"), ({"max_pack": 5}, "uplink.min_pack"),
+                       ({"backoff_min_ms": 500, "backoff_max_ms": 100}, "uplink.backoff_min_ms")):
+        _rejects(_cfg(uplink=bad), field)
+    _rejects(_cfg(uplink=[]), "uplink")
