@@ -2,7 +2,8 @@
 
 Per advertiser MAC: an identical advert seen again (BlueZ reports repeats) or a
 repeated packet id is a duplicate (counted, dropped); an encrypted advert whose
-counter went backwards is a replay (dead-lettered); an encrypted advert that does
+counter went backwards is a replay (dead-lettered; the last accepted counter per MAC
+is kept in the gateway store, so a restart opens no replay window); an encrypted advert that does
 not decrypt with the configured bind key is refused (`ble_decrypt`); a plaintext
 advert from a MAC that has a bind key is a downgrade and refused (`ble_plaintext`).
 Accepted values become readings on lane "ble" (gateway-assigned seqs; BLE has no
@@ -100,11 +101,15 @@ class BleIngest:
         self.keys = {k.upper(): bytes.fromhex(v) for k, v in cfg.bind_keys.items()}
         self.names = {k.upper(): v for k, v in cfg.names.items()}
         self.peers: dict[str, _Peer] = {}
+        self.saved_counters: dict[str, int] = {}  # persisted last counters (loaded at start)
         self.last_advert = time.monotonic()
         self._watch: asyncio.Task[None] | None = None
         self.running = False
 
     async def start(self) -> None:
+        if getattr(self.gw, "store", None) is not None:
+            # the last accepted counter per MAC survives a restart: no replay window opens
+            self.saved_counters = await self.gw.run_store(lambda st: st.ble_counters())
         self.running = True
         await self.backend.start(self.on_detection)
         self.last_advert = time.monotonic()
@@ -166,7 +171,8 @@ class BleIngest:
         peer = self.peers.get(mac)
         if peer is None:
             key = self.keys.get(mac)
-            peer = self.peers[mac] = _Peer(BTHomeBluetoothDeviceData(bindkey=key), key is not None)
+            peer = self.peers[mac] = _Peer(BTHomeBluetoothDeviceData(bindkey=key), key is not None,
+                                           counter=self.saved_counters.get(mac, -1))
         m.inc("ble_adverts")
         if sd == peer.last_sd and now - peer.last_t < self.DUP_WINDOW_S:
             m.inc("ble_duplicates")
@@ -206,6 +212,7 @@ class BleIngest:
             return
         if encrypted:
             peer.counter = ctr
+            self._save_counter(mac, ctr)
         peer.last_sd = sd
         peer.last_t = now
         peer.last_pid = int(pid) if isinstance(pid, (int, float)) else None
@@ -222,6 +229,20 @@ class BleIngest:
         self.gw.accept(Message(node, "ble", 0, readings, "ble", len(sd), None, sd, now))  # Rejected if not admitted
         m.inc("ble_accepted")
         self.gw.registry.annotate(node, rssi=adv.rssi, battery=values.get("battery"), mac=mac)
+
+    def _save_counter(self, mac: str, ctr: int) -> None:
+        # Queued on the store thread before the readings' commit is: the counter is durable first,
+        # so after a crash an advert is never accepted twice (at worst one is not stored).
+        call = getattr(self.gw, "store_call_soon", None)
+        if call is None or getattr(self.gw, "store", None) is None:
+            return
+        fut = call(lambda st: st.save_ble_counter(mac, ctr))
+        fut.add_done_callback(self._saved)
+
+    def _saved(self, fut: Any) -> None:
+        if fut.exception() is not None:  # store thread: only count and log
+            self.gw.metrics.inc("ble_counter_save_errors")
+            log.error("event=ble_counter_save_failed error=%s", fut.exception())
 
 
 def make_advertisement(adv_bytes: bytes, mac: str, rssi: int = -60) -> tuple[BLEDevice, AdvertisementData]:

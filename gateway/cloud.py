@@ -59,6 +59,10 @@ class CloudConfig:
     # Window lengths the relay itself sends as summaries. None = auto: none when [inference] is
     # enabled (its decisions carry the summaries), else [60.0].
     summary_windows_s: list[float] | None = None
+    # Relay every stored up-lane reading too (outbox lane "raw", contiguous seqs of one node per
+    # message). Alerts are always relayed. Off by default: summaries are what a site usually sends.
+    forward_readings: bool = False
+    forward_batch: int = 100  # readings per forwarded "raw" message (at most)
     bandwidth: BandwidthConfig = field(default_factory=BandwidthConfig)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
 
@@ -86,6 +90,8 @@ class CloudConfig:
             raise ValueError("cloud.port: out of range")
         if self.max_inflight < 1 or self.ack_timeout_s <= 0:
             raise ValueError("cloud.max_inflight >= 1 and cloud.ack_timeout_s > 0")
+        if self.forward_batch < 1:
+            raise ValueError("cloud.forward_batch: must be >= 1")
 
     validate = check
 

@@ -47,10 +47,18 @@ def confidence(score: float, thr: float) -> float:
     return min(1.0, (thr - score) / max(thr, 1e-9))
 
 
-def relay_sink(relay: Any) -> Callable[[list[Decision]], Any]:
-    """Sink that puts decisions into G-RELAY's outbox (one transaction per batch)."""
+def relay_sink(relay: Any, on_relayed: Callable[[Decision], Any] | None = None) -> Callable[[list[Decision]], Any]:
+    """Sink that puts decisions into G-RELAY's outbox (one transaction per batch).
+
+    on_relayed(decision) runs for each decision the outbox accepted (tier retention may then prune
+    the data its windows summarise)."""
     def sink(decisions: list[Decision]) -> Any:
-        return relay.submit_many([(d.lane, d.as_dict(), False) for d in decisions])
+        ids = relay.submit_many([(d.lane, d.as_dict(), False) for d in decisions])
+        if on_relayed is not None:
+            for d, i in zip(decisions, ids):
+                if i is not None:
+                    on_relayed(d)
+        return ids
     return sink
 
 

@@ -288,37 +288,58 @@ def _plain(obj: Any) -> Any:
 
 
 class RelayComponent:
-    """Gateway component (`gw.add_component`): node alerts and windows in, relay state into gw.metrics."""
+    """Gateway component (`gw.add_component`): store-fed alerts/readings and windows in, relay state into gw.metrics.
 
-    def __init__(self, relay: Relay, summary_windows_s: Iterable[float] = (60.0,), metrics_every_s: float = 1.0):
+    Alerts (and with `forward_readings` every up-lane reading) come from the gateway store through
+    `gateway.relayfeed.RelayFeeder` (durable cursor, catch-up at start); windows from `gw.on_window`.
+    What is durably in the outbox is marked relayed so tier retention may prune it.
+    """
+
+    def __init__(self, relay: Relay, summary_windows_s: Iterable[float] = (60.0,), metrics_every_s: float = 1.0,
+                 forward_readings: bool = False, forward_batch: int = 100):
         self.relay = relay
         self.summary_windows_s = {float(x) for x in summary_windows_s}
         self.metrics_every_s = metrics_every_s
+        self.forward_readings = forward_readings
+        self.forward_batch = forward_batch
         self.gw: Any = None
+        self.feeder: Any = None
         self._task: asyncio.Task | None = None
 
     async def start(self, gw: Any) -> None:
+        from gateway.relayfeed import RelayFeeder
+
         self.gw = gw
-        gw.on_alert(self._on_alert)
         if self.summary_windows_s:
             gw.on_window(self._on_window)
         await self.relay.start()
+        self.feeder = RelayFeeder(self.relay, gw, forward_readings=self.forward_readings, batch=self.forward_batch)
+        await self.feeder.start()
         self._task = asyncio.create_task(self._export(), name="relay-metrics")
 
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
+        if self.feeder is not None:
+            await self.feeder.stop()
         await self.relay.stop(drain_s=2.0)
         self._export_once()
         self.relay.outbox.close()
 
-    def _on_alert(self, rd: Any) -> None:
-        # One row per alert reading: alerts are sent alone and at once (never batched).
-        self.relay.submit_alert(rd.node, rd.seq, [(rd.metric, rd.unit, rd.value, rd.t)])
-
     def _on_window(self, w: Any) -> None:
+        may = getattr(self.gw, "may_relay", None)
+        if may is not None and not may(w.node, w.start):  # CLUSTER: lease held here since the window began?
+            self.gw.metrics.inc("windows_not_leased", part="relay")
+            return
         if round(float(w.end - w.start), 3) in self.summary_windows_s:
-            self.relay.submit_window(w)
+            if self.relay.submit_window(w) is not None and self.feeder is not None:
+                self.feeder.note_relayed(w.node, w.metric, float(w.end))
+
+    def note_decision(self, d: Any) -> None:
+        """An inference decision is in the outbox: the data its windows summarise counts as relayed."""
+        if self.feeder is not None:
+            for w in getattr(d, "windows", ()):
+                self.feeder.note_relayed(d.node, w.metric, float(d.end))
 
     async def _export(self) -> None:
         while True:
@@ -342,6 +363,9 @@ class RelayComponent:
             m.set("cloud_bytes", n, mode=mode)
         for k, v in st["relay"].items():
             m.set("relay_" + k, v)
+        if self.feeder is not None:
+            for k, v in self.feeder.stats().items():
+                m.set("relay_feed_" + k, v)
         for lane, d in st["outbox"]["depth"].items():
             m.set("outbox_rows", d["rows"], lane=lane)
             m.set("outbox_bytes", d["bytes"], lane=lane)
@@ -370,7 +394,7 @@ def attach(gw: Any) -> list[Any]:
             inf = cfg.section("inference")
             inf_on = inf.get("enabled", True) if isinstance(inf, dict) else getattr(inf, "enabled", False)
             wins = [] if inf_on else [60.0]
-        comp = RelayComponent(relay, wins)
+        comp = RelayComponent(relay, wins, forward_readings=cloud.forward_readings, forward_batch=cloud.forward_batch)
         gw.add_component(comp)
         out.append(comp)
     tw = cfg.section("twin")

@@ -46,6 +46,10 @@ class InferenceComponent:
         if self.stopped:  # the gateway flushes partial windows after its components stopped
             self.late_windows += 1
             return
+        may = getattr(self.gw, "may_relay", None)
+        if may is not None and not may(w.node, w.start):  # CLUSTER: lease held here since the window began?
+            self.gw.metrics.inc("windows_not_leased", part="inference")
+            return
         self.engine.submit(w)
 
     async def _tick(self) -> None:
@@ -84,12 +88,20 @@ def attach(gw: Any, cfg: Any | None = None) -> dict[str, str]:
     cfg = cfg or gw.config
     notes: dict[str, str] = {}
     relay = None
+    relay_comp = None
+    try:  # CLUSTER: first, so its ingest gate is in place before any message is accepted
+        from gateway import cluster_service
+        notes["cluster"] = "on" if cluster_service.attach(gw) is not None else "off: [cluster] enabled = false"
+    except Exception as e:
+        notes["cluster"] = f"error: {e}"
+        log.warning("event=component_unavailable component=cluster error=%s", e)
     try:
         from gateway import relay as relay_mod
         comps = relay_mod.attach(gw)
         for c in comps:
             if hasattr(c, "relay"):
                 relay = c.relay
+                relay_comp = c
         notes["relay"] = "on" if relay is not None else "off: [cloud] enabled = false"
         notes["twin"] = "on" if any(not hasattr(c, "relay") for c in comps) else "off: no [twin] file"
     except Exception as e:  # a broken or missing relay must not stop ingest
@@ -99,7 +111,7 @@ def attach(gw: Any, cfg: Any | None = None) -> dict[str, str]:
         from gateway import inference as inf
         icfg = _section(cfg, "inference", inf.InferenceConfig)
         if icfg.enabled:
-            sink = inf.relay_sink(relay) if relay is not None else None
+            sink = inf.relay_sink(relay, getattr(relay_comp, "note_decision", None)) if relay is not None else None
             eng = inf.InferenceEngine(icfg, sink=sink, data_dir=cfg.site.data_dir)
             gw.add_component(InferenceComponent(eng))
             if relay is not None and icfg.accept_cloud_models:  # G-INFER: models published to fogline/<site>/model
@@ -133,5 +145,11 @@ def attach(gw: Any, cfg: Any | None = None) -> dict[str, str]:
             notes["homeassistant"] = "off: [homeassistant] enabled = false"
     except Exception as e:
         notes["homeassistant"] = f"error: {e}"
+    try:
+        from gateway import placement as placement_mod  # PLACEMENT (issue 11): after the relay/twin
+        notes["placement"] = "on" if placement_mod.attach(gw, cfg) is not None else "off: [placement] enabled = false"
+    except Exception as e:
+        notes["placement"] = f"error: {e}"
+        log.warning("event=component_unavailable component=placement error=%s", e)
     log.info("event=components %s", " ".join(f"{k}={v.split(':')[0].split(' ')[0]}" for k, v in notes.items()))
     return notes

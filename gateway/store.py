@@ -47,6 +47,11 @@ CREATE TABLE IF NOT EXISTS blocks(sid INT NOT NULL, t0 REAL NOT NULL, t1 REAL NO
 CREATE TABLE IF NOT EXISTS cold(sid INT PRIMARY KEY, upto REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS relayed(sid INT PRIMARY KEY, upto REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS devices(node TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letter_totals(reason TEXT PRIMARY KEY, n INT NOT NULL);
+CREATE TABLE IF NOT EXISTS relay_cursor(nid INT NOT NULL, lane INT NOT NULL, seq INT NOT NULL,
+  PRIMARY KEY(nid, lane));
+CREATE TABLE IF NOT EXISTS relay_lanes(lane INT PRIMARY KEY, since REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS ble_counters(mac TEXT PRIMARY KEY, counter INT NOT NULL);
 """
 
 
@@ -125,10 +130,17 @@ class _Pending:
 class Store:
     """Single-writer SQLite store with in-memory ack cursors."""
 
-    def __init__(self, path: Path, synchronous: str = "FULL", gap_skip_s: float = 120.0):
+    def __init__(self, path: Path, synchronous: str = "FULL", gap_skip_s: float = 120.0,
+                 dead_letter_max: int | None = None):
         self.path = Path(path)
         self.con = connect(self.path, synchronous)
+        self.synchronous = synchronous.upper()
         self.gap_skip_s = gap_skip_s
+        self.dead_letter_max = dead_letter_max  # hard cap on dead_letters rows (None = unbounded)
+        # Relay feed (gateway.relayfeed): last seq handed to the outbox per (nid, lane) and the lanes fed;
+        # compaction keeps fed rows above the cursor as raw rows so the feeder can still read them.
+        self.relay_cursor: dict[tuple[int, int], int] = {}
+        self.relay_lanes: set[int] = set()
         self.nids: dict[str, int] = {}
         self.names: dict[int, str] = {}
         self.sids: dict[tuple[int, str], int] = {}
@@ -300,8 +312,7 @@ class Store:
             dl = [(d.rx or now, d.link, d.source, d.topic, d.reason, d.detail[:500], bytes(d.payload[:4096]))
                   for d in dead]
             if dl:
-                con.executemany("INSERT INTO dead_letters(rx, link, source, topic, reason, detail, payload) "
-                                "VALUES (?,?,?,?,?,?,?)", dl)
+                self._dead_letters(dl)
             self._windows(windows)
             if devices:
                 con.executemany("INSERT INTO devices(node, data) VALUES (?, ?) "
@@ -365,15 +376,47 @@ class Store:
                 'INSERT OR REPLACE INTO windows(sid, length, start, "end", count, min, max, mean, last, stddev) '
                 "VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
 
+    def _dead_letters(self, dl: list[tuple[Any, ...]]) -> None:
+        """Insert dead letters within the cap (oldest rows go); per-reason totals count every one."""
+        con = self.con
+        totals: dict[str, int] = {}
+        for d in dl:
+            totals[d[4]] = totals.get(d[4], 0) + 1
+        con.executemany("INSERT INTO dead_letter_totals(reason, n) VALUES (?, ?) "
+                        "ON CONFLICT(reason) DO UPDATE SET n = n + excluded.n", list(totals.items()))
+        cap = self.dead_letter_max
+        if cap is not None:
+            dl = dl[-cap:] if cap > 0 else []  # rows the cap would delete at once are never written
+        if dl:
+            con.executemany("INSERT INTO dead_letters(rx, link, source, topic, reason, detail, payload) "
+                            "VALUES (?,?,?,?,?,?,?)", dl)
+        if cap is not None:
+            # ids only grow (oldest rows are the ones deleted), so this keeps at most `cap` rows
+            con.execute("DELETE FROM dead_letters WHERE id <= (SELECT MAX(id) FROM dead_letters) - ?", (cap,))
+
     # ---- small helpers used by the app and tiers
     def dead_letter_counts(self) -> dict[str, int]:
+        """Dead-letter rows kept now, per reason."""
         return dict(self.con.execute("SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason").fetchall())
+
+    def dead_letter_totals(self) -> dict[str, int]:
+        """Every dead letter ever recorded, per reason (persistent; not reduced by the cap or pruning)."""
+        return dict(self.con.execute("SELECT reason, n FROM dead_letter_totals").fetchall())
 
     def prune_dead_letters(self, keep: int) -> int:
         """Keep only the newest `keep` dead letters."""
         cur = self.con.execute("DELETE FROM dead_letters WHERE id <= (SELECT MAX(id) FROM dead_letters) - ?",
                                (keep,))
         return cur.rowcount
+
+    def ble_counters(self) -> dict[str, int]:
+        """Last accepted BTHome encryption counter per advertiser MAC (replay protection across restarts)."""
+        return dict(self.con.execute("SELECT mac, counter FROM ble_counters").fetchall())
+
+    def save_ble_counter(self, mac: str, counter: int) -> None:
+        """Persist a MAC's last accepted counter (its own small transaction)."""
+        self.con.execute("INSERT INTO ble_counters(mac, counter) VALUES (?, ?) "
+                         "ON CONFLICT(mac) DO UPDATE SET counter=excluded.counter", (mac, int(counter)))
 
     def load_devices(self) -> dict[str, dict[str, Any]]:
         out = {}

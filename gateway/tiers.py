@@ -103,10 +103,14 @@ def maintain(store: Any, tiers: Any, ingest: Any, now: float) -> dict[str, int]:
     try:
         sids = [r[0] for r in con.execute("SELECT DISTINCT sid FROM readings WHERE t < ?", (cutoff,))]
         floors: dict[tuple[int, int], int] = {}
+        fed: set[int] = getattr(store, "relay_lanes", set())
+        cursor: dict[tuple[int, int], int] = getattr(store, "relay_cursor", {})
         for sid in sids:
             rows = con.execute(
                 "SELECT r.t, r.v, r.lane, r.seq, r.nid FROM readings r JOIN lanes l ON l.nid=r.nid AND l.lane=r.lane "
                 "WHERE r.sid=? AND r.t < ? AND r.seq <= l.contig ORDER BY r.t", (sid, cutoff)).fetchall()
+            if fed:  # rows the relay feed has not handed to the outbox yet stay raw (it reads them from there)
+                rows = [r for r in rows if r[2] not in fed or r[3] <= cursor.get((r[4], r[2]), 0)]
             for i in range(0, len(rows), BLOCK_MAX):
                 chunk = rows[i:i + BLOCK_MAX]
                 con.execute("INSERT OR REPLACE INTO blocks(sid, t0, t1, n, data) VALUES (?,?,?,?,?)",

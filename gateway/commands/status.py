@@ -61,6 +61,13 @@ def collect(db, snapshot_path) -> dict:
             out["dead_letters"] = dict(con.execute(
                 "SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason").fetchall())
             out["gaps_skipped"] = q("SELECT COUNT(*) FROM gaps")
+            try:  # tables a store from before the relay feed / dead-letter cap does not have
+                out["dead_letter_totals"] = dict(con.execute("SELECT reason, n FROM dead_letter_totals").fetchall())
+                out["relay_feed_behind"] = q(
+                    "SELECT IFNULL(SUM(MAX(l.contig - IFNULL(c.seq, 0), 0)), 0) FROM lanes l "
+                    "JOIN relay_lanes f ON f.lane=l.lane LEFT JOIN relay_cursor c ON c.nid=l.nid AND c.lane=l.lane")
+            except sqlite3.OperationalError:
+                pass
         finally:
             con.close()
     return out
@@ -91,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
         print("  store: " + ", ".join(f"{k}={v}" for k, v in st["store"].items()))
     if st.get("dead_letters"):
         print("  dead letters: " + ", ".join(f"{k}={v}" for k, v in sorted(st["dead_letters"].items())))
+    if st.get("dead_letter_totals"):
+        print("  dead letters ever: " + ", ".join(f"{k}={v}" for k, v in sorted(st["dead_letter_totals"].items())))
+    if "relay_feed_behind" in st:
+        print(f"  relay feed: {st['relay_feed_behind']} stored readings not yet handed to the outbox")
     _print_relay(st, db.parent)  # G-RELAY
     return 0 if st["running"] or not st.get("pid") else 0
 

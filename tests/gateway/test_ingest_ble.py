@@ -141,6 +141,19 @@ def test_replayed_encryption_counter_is_refused(adverts, mosquitto, tmp_path):
     assert [r for r, _, _ in dead_letters(tmp_path / "data")] == ["replayed_seq"]
 
 
+def test_replay_counter_survives_a_gateway_restart(adverts, mosquitto, tmp_path):
+    mac, _, enc = adverts
+    ble = {"bind_keys": {mac: KEY}}
+    _run(tmp_path, mosquitto.port, ble, [(enc[0], mac), (enc[2], mac)])
+    assert db_rows(tmp_path / "data", "SELECT mac, counter FROM ble_counters") == [(mac, 1002)]
+    # a new gateway process on the same data dir: an older advert and a re-sent one are still refused
+    gw = _run(tmp_path, mosquitto.port, ble, [(enc[1], mac), (enc[2], mac)])
+    rows = _ble_rows(tmp_path / "data", mac.replace(":", "").lower())
+    assert sorted({v for m, v, _ in rows if m == "temperature"}) == [21.5, 30.01] and len(rows) == 8
+    assert [r for r, _, _ in dead_letters(tmp_path / "data")] == ["replayed_seq"]
+    assert gw.metrics.total("ble_duplicates") == 1 and gw.metrics.total("ble_accepted") == 0
+
+
 def test_scanner_restarted_when_it_stalls(mosquitto, tmp_path):
     scanner = FakeScanner()
     g = GatewayThread(gw_config(tmp_path, mosquitto.port, ble={"stall_s": 0.4}), ble_backend=scanner)

@@ -47,7 +47,7 @@ GATEWAY = textwrap.dedent("""
         attach(gw)
         import time as _t
         _f = open({trace!r}, "a")
-        # after the relay's own hook: the alert is durable and already handed to the cloud link
+        # the alert is durable here; the relay feed (woken by its own hook) reads it from the store next
         gw.on_alert(lambda rd: (_f.write("%d %.6f\\n" % (rd.seq, _t.monotonic())), _f.flush()))
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
