@@ -146,6 +146,10 @@ class App:
         self._kick = []
         self.fw = FW
         self.extra = []  # more coroutines to run beside the sampler (host emulation reporting)
+        self.battery = None
+        if cfg["hw"].get("battery"):  # PLACEMENT: the gauge module is loaded only on boards that declare one
+            from firmware.power import Gauge
+            self.battery = Gauge(self, cfg)
 
     def _on_record(self, lane, name, unit, value, t_s):
         if lane == "alert":
@@ -173,8 +177,13 @@ class App:
         """Fields of the `state` message owned by the node."""
         st = {"uptime_s": (self.clock.now_ms() - self.boot_ms) // 1000, "board": self.cfg["node"]["board"],
               "fw": FW, "heap_free": gc.mem_free(), "samples": self.samples,
-              "last_error": self.node.last_error or self.last_error, "rssi": _rssi(), "battery": None,
-              "sensing": dict(self.node.stats)}
+              "last_error": self.node.last_error or self.last_error, "rssi": _rssi(),
+              "battery": self.battery.read() if self.battery else None,
+              "power": self.cfg["hw"].get("power", "usb"), "sensing": dict(self.node.stats),
+              "sensors": [c.name for c in self.node.channels]}  # PLACEMENT: a push must not drop one
+        c = getattr(self, "client", None)
+        if c is not None and hasattr(c, "link_quality"):
+            st["link"] = c.link_quality()  # PLACEMENT: loss / rtt_ms / reconnects of the uplink
         s = self.store
         if s is not None:
             try:

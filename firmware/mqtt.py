@@ -40,6 +40,10 @@ class MQTTClient:
         self._last_tx = self._last_rx = 0
         self._ping_ms = None
         self._wlock = asyncio.Lock()
+        # Link quality for `state` (PLACEMENT): last PUBACK round trip and an integer EWMA (1/8) of
+        # QoS 1 publishes not acknowledged in time (per mille); updated without allocating.
+        self.rtt_ms = None
+        self.loss_pm = 0
 
     @property
     def oversized(self):
@@ -119,6 +123,8 @@ class MQTTClient:
         if not session:
             # A fresh session forgot our packet ids: the owner resends from its own store.
             self.stats["dropped_inflight"] += len(self.inflight)
+            for _ in self.inflight:
+                self.loss_pm += (1000 - self.loss_pm) >> 3
             self.inflight.clear()
         for topic in self.subs:
             await self._send(subscribe_packet(self._next_pid(), topic, self.subs[topic][0]))
@@ -151,7 +157,10 @@ class MQTTClient:
                         except Exception as e:  # a handler bug must not kill the link
                             self.last_error = "on_message: %r" % (e,)
                 elif t == PUBACK and len(body) == 2:
-                    self.inflight.pop(body[0] << 8 | body[1], None)
+                    m = self.inflight.pop(body[0] << 8 | body[1], None)
+                    if m is not None:
+                        self.rtt_ms = ticks_diff(ticks_ms(), m[3])
+                        self.loss_pm -= self.loss_pm >> 3
                 elif t == SUBACK:
                     if len(body) >= 3 and body[2] == 0x80:
                         self.last_error = "mqtt: subscription refused"
@@ -188,6 +197,7 @@ class MQTTClient:
             for pid in list(self.inflight):
                 m = self.inflight.get(pid)
                 if m and ticks_diff(now, m[3]) >= self.retry_ms:
+                    self.loss_pm += (1000 - self.loss_pm) >> 3  # no PUBACK within retry_ms: counts as lost
                     await self._resend(pid)
 
     async def _close(self):
@@ -272,6 +282,11 @@ class MQTTClient:
         self.subs[topic] = (qos, callback)
         if self.connected:
             await self._send(subscribe_packet(self._next_pid(), topic, qos))
+
+    def link_quality(self):
+        """`state` link fields: loss (fraction of QoS 1 publishes not acked in time), rtt_ms, reconnects."""
+        c = self.stats["connects"]
+        return {"loss": self.loss_pm / 1000, "rtt_ms": self.rtt_ms, "reconnects": c - 1 if c > 1 else 0}
 
     def set_max_packet(self, n):
         """New incoming size limit; takes effect with the next connection."""

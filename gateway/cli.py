@@ -20,6 +20,7 @@ SUBCOMMANDS = [
     ("provision", "gateway.commands.provision"),
     ("model", "gateway.commands.model"),
     ("federate", "gateway.commands.federate"),
+    ("placement", "gateway.commands.placement"),
 ]
 
 

@@ -77,7 +77,8 @@ class IngestConfig:
     units: list[str] = field(default_factory=lambda: list(DEFAULT_UNITS))  # accepted SenML units
     extra_units: list[str] = field(default_factory=list)  # added to `units`
     queue_max: int = 100000           # messages waiting for commit before MQTT callbacks back off
-    dead_letter_max_rows: int = 100000  # oldest dead letters pruned beyond this
+    dead_letter_max_rows: int = 100000  # hard cap on kept dead-letter rows: the oldest go at insert
+                                      # (per-reason totals stay exact in dead_letter_totals)
     auth_keys_file: str | None = None # gateway_keys.json from `fogline provision`: check pack authenticators
     require_auth: bool = True         # with auth_keys_file: refuse nodes without a key / unsigned packs
     gap_skip_s: float = 120.0         # a seq gap the node keeps resending above for this long was
@@ -156,6 +157,8 @@ SECTIONS: dict[str, Any] = {
     "homeassistant": "gateway.discovery:HomeAssistantConfig",  # OPS
     "inference": "gateway.inference:InferenceConfig",  # G-INFER
     "federation": "gateway.federation:FederationConfig",  # G-FED
+    "placement": "gateway.placement_score:PlacementConfig",  # PLACEMENT (issue 11)
+    "cluster": "gateway.cluster:ClusterConfig",  # CLUSTER: multi-gateway sites, failover, relay leases
 }
 
 
@@ -304,6 +307,8 @@ def _validate_core(cfg: Config) -> None:
         raise ConfigError("aggregate.windows_s: needs one or more positive lengths")
     if cfg.tiers.hot_points < 1:
         raise ConfigError("tiers.hot_points: must be >= 1")
+    if cfg.ingest.dead_letter_max_rows < 0:
+        raise ConfigError("ingest.dead_letter_max_rows: must be >= 0")
     for mac, key in cfg.ble.bind_keys.items():
         try:
             if len(bytes.fromhex(key)) != 16:

@@ -8,7 +8,8 @@ from typing import Any
 # state keys copied as-is (DESIGN.md `state` payload)
 _STATE_KEYS = {"version": "config_version", "heap_free": "heap_free", "flash_free": "flash_free",
                "uptime_s": "uptime_s", "last_error": "last_error", "config_rejected": "config_rejected",
-               "fw": "fw", "board": "board", "rssi": "rssi", "battery": "battery", "online": "online"}
+               "fw": "fw", "board": "board", "rssi": "rssi", "battery": "battery", "online": "online",
+               "power": "power"}
 
 
 @dataclass
@@ -37,6 +38,9 @@ class Device:
     readings: int = 0
     approved: bool = True               # False while quarantined (unknown device policy)
     online: bool | None = None          # from a state {"online": false} last will, if the node sets one
+    power: str | None = None            # capabilities (PLACEMENT): "usb" | "battery" | "mains"
+    link_quality: dict[str, Any] = field(default_factory=dict)  # state "link": {"loss": 0..1, "rtt_ms", "reconnects"}
+    sensors: list[str] | None = None    # state "sensors": names of the sensors the node runs
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,6 +120,12 @@ class DeviceRegistry:
             v = state.get(k)
             if isinstance(v, dict) and all(isinstance(a, str) and _plain(b) for a, b in v.items()):
                 setattr(dev, k, dict(v))
+        lq = state.get("link")  # PLACEMENT: the node's uplink quality (Device.link is the transport name)
+        if isinstance(lq, dict) and all(isinstance(a, str) and _plain(b) for a, b in lq.items()):
+            dev.link_quality = dict(lq)
+        ss = state.get("sensors")
+        if isinstance(ss, list) and len(ss) <= 64 and all(isinstance(x, str) for x in ss):
+            dev.sensors = list(ss)
         return dev
 
     def take_dirty(self) -> dict[str, dict[str, Any]]:

@@ -77,6 +77,7 @@ class NodeTwin:
     reported_version: int | None = None
     rejected: str | None = None  # node's config_rejected
     board: str | None = None
+    content: str = ""  # digest without the version (overlay pushes: bump only on a real change)
 
     @property
     def status(self) -> str:
@@ -176,6 +177,8 @@ class Twin:
         self.publish = publish
         self.key_for = key_for
         self.nodes: dict[str, NodeTwin] = {}
+        self.bases: dict[str, dict[str, Any]] = {}  # desired fragment per node from the file / cloud document
+        self.overlays: dict[str, dict[str, Any]] = {}  # PLACEMENT: fragments merged over it, version auto-bumped
         self.state_path = Path(cfg.state_file) if cfg.state_file else Path(data_dir) / "twin_state.json"
         self.report_path = self.state_path.with_name("twin_report.json")  # read by `fogline status`
         self.gw: Any = None
@@ -263,16 +266,58 @@ class Twin:
         self.counters["loads"] += 1
         for node, frag in desired.items():
             nt = self.nodes.setdefault(node, NodeTwin(node))
-            nt.desired = frag
-            nt.desired_version = frag.get("version") if isinstance(frag.get("version"), int) else None
-            nt.digest = hashlib.sha256(cbor.dumps(frag)).hexdigest()
+            self.bases[node] = frag
+            self._compose(nt)
             await self._push(nt)
         for node, nt in self.nodes.items():
             if node not in desired:
+                self.bases.pop(node, None)
+                if self.overlays.get(node):
+                    self._compose(nt)
+                    continue
                 nt.desired = None
                 nt.desired_version = None
                 nt.invalid = None
         self._save_state()
+
+    def _compose(self, nt: NodeTwin) -> None:
+        """Desired = base (file/cloud) < overlay; with an overlay the version goes up whenever the content changes."""
+        base = self.bases.get(nt.node)
+        ov = self.overlays.get(nt.node)
+        if not ov:
+            nt.desired = base
+            nt.desired_version = base.get("version") if base and isinstance(base.get("version"), int) else None
+            nt.digest = hashlib.sha256(cbor.dumps(base)).hexdigest() if base is not None else ""
+            return
+        frag = node_config.merge(base or {}, ov, {"node": {"id": nt.node, "site": self.site}})
+        bv = frag.pop("version", None)
+        content = hashlib.sha256(cbor.dumps(frag)).hexdigest()
+        prev = self._published.get(nt.node)
+        if prev and prev.get("content") == content:
+            v = prev["version"]
+        else:
+            # machine-made change: above the file's version, anything published and what the node runs
+            v = max(bv if isinstance(bv, int) else 0, (prev["version"] + 1) if prev else 1,
+                    (nt.reported_version or 0) + 1)
+        frag["version"] = v
+        nt.desired = frag
+        nt.desired_version = v
+        nt.digest = hashlib.sha256(cbor.dumps(frag)).hexdigest()
+        nt.content = content
+
+    async def set_overlay(self, node: str, frag: dict[str, Any] | None) -> NodeTwin:
+        """PLACEMENT: merge frag over node's desired config (None: remove) and push it if it changed."""
+        nt = self.nodes.setdefault(topics.check_id(node, "node"), NodeTwin(node))
+        if frag:
+            self.overlays[node] = frag
+        else:
+            self.overlays.pop(node, None)
+        self._compose(nt)
+        self._dirty = True
+        if nt.desired is not None:
+            await self._push(nt)
+        self._save_state()
+        return nt
 
     async def _push(self, nt: NodeTwin, force: bool = False) -> None:
         assert nt.desired is not None
@@ -309,6 +354,8 @@ class Twin:
             return
         nt.published_version = nt.desired_version
         self._published[nt.node] = {"version": nt.desired_version, "digest": nt.digest}
+        if nt.content and self.overlays.get(nt.node):
+            self._published[nt.node]["content"] = nt.content
         self.counters["published"] += 1
         log.info("twin.published node=%s version=%s bytes=%d", nt.node, nt.desired_version, len(payload))
 

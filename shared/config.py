@@ -8,7 +8,7 @@ firmware (boot, pushed configs) and the gateway (before pushing a config).
 """
 
 from shared import cbor
-from shared.config_schema import (_err, _int, _str, _bool, _dict, _known, _name, _hexkey, _validate_rule,
+from shared.config_schema import (_err, _int, _num, _str, _bool, _dict, _known, _name, _hexkey, _validate_rule,
                                   _validate_sensor, _validate_uplink)
 from shared.config_schema import DRIVERS, MAX_FILTERS, MAX_WINDOW, validate_filter  # noqa: F401 (public API)
 
@@ -81,6 +81,20 @@ def _copy(v):
     return v
 
 
+def _validate_power(hw):
+    # PLACEMENT: power source and optional battery gauge (ADC pin behind a divider), reported in `state`
+    if hw.get("power", "usb") not in ("usb", "battery", "mains"):
+        _err("hw.power", "must be usb, battery or mains")
+    b = hw.get("battery")
+    if b is not None:
+        p = "hw.battery"
+        _known(_dict(hw, "battery", "hw"), ("pin", "divider", "empty_mv", "full_mv"), p)
+        _int(b, "pin", p, 0, 64)
+        _num(b, "divider", p, 1, 20, required=False)
+        if _int(b, "empty_mv", p, 500, 60000, False, 3300) >= _int(b, "full_mv", p, 500, 60000, False, 4200):
+            _err(p + ".empty_mv", "must be below full_mv")
+
+
 def validate_config(cfg):
     """Return cfg if valid, else raise ValueError('field.path: reason')."""
     if not isinstance(cfg, dict):
@@ -116,7 +130,9 @@ def validate_config(cfg):
     _str(m, "user", "mqtt", 64, nullable=True)
     _str(m, "password", "mqtt", 128, nullable=True)
     hw = _dict(cfg, "hw", "")
-    _known(hw, ("i2c", "actuators", "fs_bytes", "radios", "mcu", "led", "adc_pins", "heap_bytes"), "hw")
+    _known(hw, ("i2c", "actuators", "fs_bytes", "radios", "mcu", "led", "adc_pins", "heap_bytes", "power",
+                "battery"), "hw")
+    _validate_power(hw)
     buses = hw.get("i2c", [])
     if not isinstance(buses, list) or len(buses) > 4:
         _err("hw.i2c", "must be a list of up to 4 buses")

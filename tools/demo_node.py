@@ -107,6 +107,7 @@ def stats(app, links_note):
     if app.store is not None:
         s = app.store.stats()
         d["store"] = {k: s[k] for k in s if isinstance(s[k], (int, float))}
+        d["dropped"] = s.get("dropped")  # persisted policy-drop counters by reason (lane_capacity...)
         d["acked"] = {"up": app.store.acked("up"), "alert": app.store.acked("alert")}
     return d
 
@@ -167,6 +168,11 @@ async def main():
         if "stop" in lines or not parent_alive():
             break
         network.set_link("wifi 0" not in lines)  # scheduled scenario outages apply on top
+        for ln in lines:  # PLACEMENT: "battery_mv 3400" drains the simulated battery (hw.battery boards)
+            if ln.startswith("battery_mv "):
+                import sim_battery
+                if sim_battery.BATTERY is not None:
+                    sim_battery.BATTERY.set_mv(int(ln[11:]))
         if n % 5 == 0:
             print("STAT", json.dumps(stats(app, note)))
     sampler.cancel()

@@ -44,6 +44,14 @@ def _ago(t: float | None, now: float) -> str:
     return f"{s:.0f}s" if s < 120 else f"{s / 60:.0f}m" if s < 7200 else f"{s / 3600:.1f}h"
 
 
+def _uplink(q: dict | None) -> str:
+    """PLACEMENT: the node's uplink quality from `state` (loss fraction, last PUBACK round trip)."""
+    if not q:
+        return "-"
+    rtt = q.get("rtt_ms")
+    return f"loss {q.get('loss', 0):.2f}" + (f" rtt {rtt}ms" if rtt is not None else "")
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         db = db_path(args)
@@ -65,13 +73,14 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
     t = Table(title=f"{len(devs)} devices ({db})")
-    for col in ("node", "link", "last seen", "rssi", "battery", "fw", "config", "backlog", "dropped", "readings",
-                "state"):
+    for col in ("node", "link", "last seen", "rssi", "battery", "power", "uplink", "fw", "config", "backlog", "dropped",
+                "readings", "state"):
         t.add_column(col)
     for d in devs:
         rej = d.get("config_rejected")
         t.add_row(d["node"], d.get("link") or "-", _ago(d.get("last_seen"), now), str(d.get("rssi") or "-"),
-                  str(d.get("battery") if d.get("battery") is not None else "-"), str(d.get("fw") or "-"),
+                  str(d.get("battery") if d.get("battery") is not None else "-"), str(d.get("power") or "-"),
+                  _uplink(d.get("link_quality")), str(d.get("fw") or "-"),
                   str(d.get("config_version") if d.get("config_version") is not None else "-")
                   + (f" (rejected: {rej})" if rej else ""),
                   " ".join(f"{k}={v}" for k, v in (d.get("backlog") or {}).items()) or "-",

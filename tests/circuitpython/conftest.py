@@ -50,6 +50,11 @@ def cpy(monkeypatch):
         for name in list(sys.modules):
             if name not in before and _ours(sys.modules[name]):
                 del sys.modules[name]
+                # A package imported before (e.g. `firmware`, which the gateway's placement runner uses on
+                # CPython) keeps its submodule as an attribute, and `from firmware import app` would reuse it.
+                parent, _, child = name.rpartition(".")
+                if parent in before and child in getattr(before[parent], "__dict__", {}):
+                    delattr(before[parent], child)
         for name, mod in before.items():
             if sys.modules.get(name) is not mod:
                 sys.modules[name] = mod
