@@ -19,8 +19,8 @@ channels, the rules and the next samples carry on.
 import struct
 
 from shared import cbor
-from firmware import filters
-from firmware.rules import Rules, Actuator
+from shared import filters
+from shared.rules import Rules, Actuator
 
 STATS = ("samples", "readings", "read_errors", "kept", "filtered", "timer_outputs", "nan", "alerts",
          "store_errors", "pipeline_errors")

@@ -1,6 +1,6 @@
 """Gateway-side execution of placed workloads on ingested readings, under a CPU-time cap.
 
-The filter and rule classes are the firmware's own (firmware/filters.py, firmware/rules.py: pure
+The filter and rule classes are the firmware's own (shared/filters.py, shared/rules.py: pure
 Python that also runs on CPython), so a workload computes the same thing wherever it is placed.
 
     runner = GatewayRunner(cpu_ms_per_s=50.0)
@@ -19,8 +19,8 @@ import logging
 import time
 from typing import Any, Callable
 
-from firmware import filters as fw_filters
-from firmware import rules as fw_rules
+from shared import filters as fw_filters
+from shared import rules as fw_rules
 from gateway.placement_score import Workload
 
 log = logging.getLogger(__name__)

@@ -46,7 +46,7 @@ SHIMS: dict[str, tuple[str, set[str] | None]] = {
     "hashlib": ("firmware/cpy/compat.py", {"sha256"}),  # _HashlibCompat.sha256
 }
 
-CORE = ["firmware/filters.py", "firmware/windows.py", "firmware/timed.py", "firmware/rules.py", "firmware/node.py",
+CORE = ["shared/filters.py", "shared/windows.py", "shared/timed.py", "shared/rules.py", "firmware/node.py",
         "firmware/flashlog.py", "firmware/logfile.py", "firmware/mqttpkt.py",
         "firmware/drivers/bme280.py", "firmware/drivers/ntc.py", "firmware/drivers/sht4x.py",
         "shared/cbor.py", "shared/senml.py", "shared/frame.py", "shared/topics.py", "shared/config.py",

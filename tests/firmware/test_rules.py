@@ -2,7 +2,7 @@
 import machine
 import scenario
 import sim_sensors
-from firmware.rules import Rule, Rules, Actuator
+from shared.rules import Rule, Rules, Actuator
 from firmware.node import Node
 
 

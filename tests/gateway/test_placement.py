@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import cbor2
 import pytest
 
-from firmware import filters as fw_filters
+from shared import filters as fw_filters
 from gateway import config as config_mod
 from gateway.cli import main as cli_main
 from gateway.devices import DeviceRegistry

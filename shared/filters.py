@@ -9,8 +9,8 @@ rings, so memory per filter is constant.
 
 from array import array
 
-from firmware.windows import Median, Quantile, Min, Max, SlidingWindowMovingAverage
-from firmware.timed import ThrottleAverage, Heartbeat, Debounce, Timeout
+from shared.windows import Median, Quantile, Min, Max, SlidingWindowMovingAverage
+from shared.timed import ThrottleAverage, Heartbeat, Debounce, Timeout
 
 NAN = float("nan")
 
