@@ -73,6 +73,9 @@ class Gateway:
         self._hooks: dict[str, list[Hook]] = {"window": [], "alert": [], "readings": [], "state": []}
         self._queues: list[asyncio.Queue[Window]] = []
         self._validators: list[Callable[[Message], None]] = []
+        self._gate: Callable[[Message], bool] | None = None  # CLUSTER: commit/ack only a node's primary
+        self._relay_pred: Callable[..., bool] | None = None  # CLUSTER: relay lease held?
+        self.cluster: Any = None
         self._topics: dict[str, tuple[str, str]] = {}
         self._readings_in: dict[str, int] = {}
         self._batch_max = self.config.store.batch_max
@@ -120,6 +123,20 @@ class Gateway:
         """fn(msg) runs on every decoded up/alert message before it is queued; raise Rejected to refuse it."""
         self._validators.append(fn)
 
+    def set_ingest_gate(self, fn: Callable[[Message], bool] | None) -> None:
+        """fn(msg) -> False: do not commit or ack msg (CLUSTER: this gateway is not the node's primary)."""
+        self._gate = fn
+
+    def set_relay_predicate(self, fn: Callable[..., bool] | None) -> None:
+        """fn(node, since) -> bool answers may_relay (CLUSTER: the node's relay lease is held here)."""
+        self._relay_pred = fn
+
+    def may_relay(self, node: str, since: float | None = None) -> bool:
+        """Whether this gateway relays node's data to the cloud now (always True without [cluster]).
+
+        since (epoch s, e.g. a window's start): also require that it has done so since then."""
+        return self._relay_pred is None or self._relay_pred(node, since)
+
     def add_component(self, comp: Any) -> None:
         """Attach a component with `async start(gw)` and `async stop()` (started after the core)."""
         self._components.append(comp)
@@ -131,7 +148,8 @@ class Gateway:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         sc = self.config.store
         db = self.data_dir / sc.db_file
-        self.store = await self._run(Store, db, sc.synchronous, self.config.ingest.gap_skip_s)
+        self.store = await self._run(Store, db, sc.synchronous, self.config.ingest.gap_skip_s,
+                                     self.config.ingest.dead_letter_max_rows)
         self.registry.load(await self._run(self.store.load_devices))
         ing = self.config.ingest
         if ing.auth_keys_file:
@@ -240,6 +258,10 @@ class Gateway:
         """Run fn(store, *args) on the store thread (the only thread that touches SQLite)."""
         return await self._run(fn, self.store, *args)
 
+    def store_call_soon(self, fn: Callable[..., Any], *args: Any) -> "concurrent.futures.Future[Any]":
+        """Queue fn(store, *args) on the store thread now: it runs before any commit queued after this call."""
+        return self._exec.submit(fn, self.store, *args)
+
     # ------------------------------------------------------------------ ingest
     def _on_mqtt(self, items: list[tuple[str, bytes, float]]) -> None:
         self.metrics.inc("messages_in", len(items), link="mqtt")
@@ -284,6 +306,8 @@ class Gateway:
         if not self.registry.admit(msg.node, msg.link, msg.rx):
             raise Rejected("unknown_device", f"node {msg.node!r} is not registered "
                                              f"(policy {self.registry.policy}, {len(self.registry.devices)} devices)")
+        if self._gate is not None and not self._gate(msg):
+            return  # CLUSTER: another gateway is this node's primary; held there, never acked here
         n = len(msg.readings)
         self.registry.touch(msg.node, msg.link, msg.rx, n)
         self._msgs.append(msg)

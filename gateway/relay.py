@@ -327,13 +327,14 @@ class RelayComponent:
         self.relay.outbox.close()
 
     def _on_window(self, w: Any) -> None:
+        if round(float(w.end - w.start), 3) not in self.summary_windows_s:
+            return
         may = getattr(self.gw, "may_relay", None)
         if may is not None and not may(w.node, w.start):  # CLUSTER: lease held here since the window began?
             self.gw.metrics.inc("windows_not_leased", part="relay")
             return
-        if round(float(w.end - w.start), 3) in self.summary_windows_s:
-            if self.relay.submit_window(w) is not None and self.feeder is not None:
-                self.feeder.note_relayed(w.node, w.metric, float(w.end))
+        if self.relay.submit_window(w) is not None and self.feeder is not None:
+            self.feeder.note_relayed(w.node, w.metric, float(w.end))
 
     def note_decision(self, d: Any) -> None:
         """An inference decision is in the outbox: the data its windows summarise counts as relayed."""

@@ -103,7 +103,19 @@ def run(args: argparse.Namespace) -> int:
     if "relay_feed_behind" in st:
         print(f"  relay feed: {st['relay_feed_behind']} stored readings not yet handed to the outbox")
     _print_relay(st, db.parent)  # G-RELAY
+    _print_cluster(st)  # CLUSTER
     return 0 if st["running"] or not st.get("pid") else 0
+
+
+def _print_cluster(st: dict) -> None:
+    """Multi-gateway site ([cluster] gauges): live gateways, nodes served, leases, takeovers."""
+    g = st.get("gauges", {})
+    if "cluster_live_gateways" not in g:
+        return
+    v = lambda name: int(sum(g.get(name, {}).values()) or 0)  # noqa: E731
+    print(f"  cluster: live gateways {v('cluster_live_gateways')}, serving {v('cluster_primary_nodes')} nodes, "
+          f"leases {v('cluster_leases')}, takeovers {v('cluster_takeovers')}, handovers {v('cluster_handovers')}, "
+          f"messages held for another primary {v('cluster_not_primary')}, peers died {v('cluster_peers_dead')}")
 
 
 def _print_relay(st: dict, data_dir) -> None:
