@@ -42,11 +42,13 @@ def test_sntp_sets_clock_and_sampling_keeps_running():
     clock = Clock()
     ts = TimeSync(clock, "127.0.0.1", port, interval_s=3600)
     ticks = [0]
+    synced_at = [None]
 
     async def sampler():
         while not ts.synced:
             ticks[0] += 1
             await asyncio.sleep_ms(1)
+        synced_at[0] = clock.now_ms()
 
     async def main():
         t = asyncio.create_task(ts.run())
@@ -55,9 +57,10 @@ def test_sntp_sets_clock_and_sampling_keeps_running():
 
     asyncio.run(main())
     assert ts.stats["syncs"] == 1 and ts.stats["bad_replies"] == 1, ts.stats
-    now = clock.now_ms()
+    now = synced_at[0]  # judged at the sync, not later: a loaded host may run this check seconds after
     assert clock.epoch_s(now) in (EPOCH, EPOCH + 1), clock.epoch_s(now)
-    assert abs(clock.epoch_s(now, False) - (EPOCH + 0.5)) < 0.2
+    # the reply says EPOCH + 0.5; half the round trip is added, so a slow loopback only shifts it up a little
+    assert -0.05 < clock.epoch_s(now, False) - (EPOCH + 0.5) < 0.5, clock.epoch_s(now, False)
     assert ticks[0] >= 1  # the sampler ran while waiting for the answer
     srv.close()
 
@@ -69,5 +72,5 @@ def test_sntp_timeout_counted():
     t0 = time.ticks_ms()
     assert asyncio.run(ts.query()) is None
     assert ts.stats["errors"] == 1 and "no answer" in ts.last_error
-    assert time.ticks_diff(time.ticks_ms(), t0) < 1000
+    assert time.ticks_diff(time.ticks_ms(), t0) < 10000  # gave up (200 ms timeout), did not hang
     sock.close()
