@@ -63,6 +63,9 @@ class CloudConfig:
     # message). Alerts are always relayed. Off by default: summaries are what a site usually sends.
     forward_readings: bool = False
     forward_batch: int = 100  # readings per forwarded "raw" message (at most)
+    # The gateway's own health (CPU, memory, disk, load, nodes served) to the cloud in the summary lane,
+    # body {"kind": "gateway_health", "gw", "health", "nodes"}; 0 = never.
+    health_every_s: float = 60.0
     bandwidth: BandwidthConfig = field(default_factory=BandwidthConfig)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
 
@@ -90,6 +93,8 @@ class CloudConfig:
             raise ValueError("cloud.port: out of range")
         if self.max_inflight < 1 or self.ack_timeout_s <= 0:
             raise ValueError("cloud.max_inflight >= 1 and cloud.ack_timeout_s > 0")
+        if self.health_every_s < 0:
+            raise ValueError("cloud.health_every_s: must be >= 0 (0 = off)")
         if self.forward_batch < 1:
             raise ValueError("cloud.forward_batch: must be >= 1")
 

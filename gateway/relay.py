@@ -296,8 +296,9 @@ class RelayComponent:
     """
 
     def __init__(self, relay: Relay, summary_windows_s: Iterable[float] = (60.0,), metrics_every_s: float = 1.0,
-                 forward_readings: bool = False, forward_batch: int = 100):
+                 forward_readings: bool = False, forward_batch: int = 100, health_every_s: float = 0.0):
         self.relay = relay
+        self.health_every_s = health_every_s
         self.summary_windows_s = {float(x) for x in summary_windows_s}
         self.metrics_every_s = metrics_every_s
         self.forward_readings = forward_readings
@@ -343,12 +344,30 @@ class RelayComponent:
                 self.feeder.note_relayed(d.node, w.metric, float(d.end))
 
     async def _export(self) -> None:
+        next_health = time.monotonic() + self.health_every_s
         while True:
+            if self.health_every_s > 0 and time.monotonic() >= next_health:
+                next_health = time.monotonic() + self.health_every_s
+                try:
+                    self.report_health()
+                except Exception:
+                    log.exception("relay.health_report_failed")
             await asyncio.sleep(self.metrics_every_s)
             try:
                 self._export_once()
             except Exception:
                 log.exception("relay.metrics_export_failed")
+
+    def report_health(self) -> int | None:
+        """This gateway's health snapshot -> summary lane (the cloud side's view of its gateways)."""
+        from gateway.health import snapshot
+
+        cfg = getattr(self.gw, "config", None)
+        data_dir = cfg.site.data_dir if cfg is not None else "."
+        registry = getattr(self.gw, "registry", None)
+        devices = getattr(registry, "devices", None)
+        return self.relay.submit("summary", {"kind": "gateway_health", "gw": self.relay.gateway_id,
+                                             "health": snapshot(data_dir), "nodes": len(devices or ())})
 
     def _export_once(self) -> None:
         if self.gw is None or getattr(self.gw, "metrics", None) is None:
@@ -395,7 +414,8 @@ def attach(gw: Any) -> list[Any]:
             inf = cfg.section("inference")
             inf_on = inf.get("enabled", True) if isinstance(inf, dict) else getattr(inf, "enabled", False)
             wins = [] if inf_on else [60.0]
-        comp = RelayComponent(relay, wins, forward_readings=cloud.forward_readings, forward_batch=cloud.forward_batch)
+        comp = RelayComponent(relay, wins, forward_readings=cloud.forward_readings, forward_batch=cloud.forward_batch,
+                              health_every_s=cloud.health_every_s)
         gw.add_component(comp)
         out.append(comp)
     tw = cfg.section("twin")

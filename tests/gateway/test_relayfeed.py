@@ -400,3 +400,42 @@ def test_inference_decisions_in_the_outbox_mark_their_windows_relayed(tmp_path, 
     assert relayed == {"temperature": t0 + 240, "humidity": t0 + 240, "pressure": t0 + 240}
     assert sum(1 for _ in _outbox_bodies(data, "summary")) + len(_outbox_bodies(data, "anomaly")) \
         + len(_outbox_bodies(data, "raw")) == 4
+
+
+def test_gateway_health_goes_to_the_cloud_summary_lane(tmp_path, mosquitto, pki):
+    """Issue 11: the gateway reports its CPU, memory, disk and load to the cloud side, at start and periodically."""
+    import os
+
+    from gateway.relay import attach
+
+    cloud = tls_cloud_broker(tmp_path / "cloud", pki, USERS)  # not started: look at the outbox
+    cfg = gw_config(tmp_path, mosquitto.port, site={"gateway_id": "gw1"},
+                    cloud=cloud_section(cloud.port, pki, health_every_s=0.3), outbox={"synchronous": "NORMAL"})
+    g = GatewayThread(cfg)
+    attach(g.gw)
+    g.start()
+    node = SimNode(mosquitto.port, "h1")
+    data = tmp_path / "data"
+    try:
+        node.up(1, [1.0])
+        assert node.wait_ack("up", 1, 10)
+
+        def reports() -> list[dict]:
+            return [b for b in _outbox_bodies(data, "summary") if b.get("kind") == "gateway_health"]
+        assert wait_for(lambda: len(reports()) >= 3, 10), reports()
+    finally:
+        node.close()
+        g.stop()
+    last = reports()[-1]
+    assert last["gw"] == "gw1" and last["nodes"] == 1
+    h = last["health"]
+    assert h["cores"] == os.cpu_count() and 0 < h["mem_avail"] <= h["mem_total"] and 0 < h["disk_free"] <= h["disk_total"]
+    assert "load1" in h and 0.0 <= h["cpu_pct"] <= 100.0
+
+
+def test_health_every_s_validated_and_zero_turns_reports_off():
+    from gateway.cloud import CloudConfig
+
+    with pytest.raises(ValueError, match="cloud.health_every_s"):
+        CloudConfig.from_dict({"health_every_s": -1})
+    assert CloudConfig.from_dict({"health_every_s": 0}).health_every_s == 0
