@@ -96,7 +96,7 @@ def attach(gw: Any, cfg: Any | None = None) -> dict[str, str]:
         notes["cluster"] = f"error: {e}"
         log.warning("event=component_unavailable component=cluster error=%s", e)
     try:
-        from gateway import relay as relay_mod
+        from gateway import relay_component as relay_mod
         comps = relay_mod.attach(gw)
         for c in comps:
             if hasattr(c, "relay"):

@@ -1,4 +1,4 @@
-"""Child process for the relay-feed crash tests: a real gateway (Gateway + relay.attach) on a TOML config.
+"""Child process for the relay-feed crash tests: a real gateway (Gateway + relay_component.attach) on a TOML config.
 
 Run: python tests/gateway/relayfeed_child.py CONFIG [crash-before-outbox]
 Prints "started" once the site broker and the cloud link are connected; SIGTERM stops it cleanly.
@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from gateway import config  # noqa: E402
 from gateway.app import Gateway  # noqa: E402
-from gateway.relay import Relay, attach  # noqa: E402
+from gateway.relay import Relay  # noqa: E402
+from gateway.relay_component import attach  # noqa: E402
 
 
 async def main(conf: str, crash: bool) -> None:

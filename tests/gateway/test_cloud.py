@@ -197,13 +197,13 @@ def test_outage_under_load_delivers_all_in_lane_priority_dups_only_resends(tmp_p
 
 
 def test_gateway_attach_relays_node_alerts_and_windows(tmp_path, pki, cloud, mosquitto, capsys):
-    """Real Gateway (site mosquitto) + relay.attach: a node alert and closed windows reach the TLS cloud."""
+    """Real Gateway (site mosquitto) + relay_component.attach: a node alert and closed windows reach the TLS cloud."""
     import cbor2 as _cbor2
     import paho.mqtt.client as mqtt
 
     from gateway import config as gwconfig
     from gateway.app import Gateway
-    from gateway.relay import attach
+    from gateway.relay_component import attach
     from shared import senml, topics
 
     sub = CloudSubscriber(cloud.port, pki, "cloud", USERS["cloud"]).start()

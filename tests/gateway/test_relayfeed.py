@@ -220,7 +220,7 @@ def test_outbox_refusal_holds_the_cursor_and_resumes_when_room_frees(tmp_path, m
     cfg = gw_config(tmp_path, mosquitto.port, site={"gateway_id": "gw1"},
                     cloud=cloud_section(cloud.port, pki),
                     outbox={"synchronous": "NORMAL", "lanes": {"alert": {"max_rows": 3, "when_full": "reject"}}})
-    from gateway.relay import attach
+    from gateway.relay_component import attach
     g = GatewayThread(cfg)
     (comp,) = attach(g.gw)
     g.start()
@@ -255,7 +255,7 @@ def test_outbox_refusal_holds_the_cursor_and_resumes_when_room_frees(tmp_path, m
 
 def test_retention_prunes_relayed_data_and_keeps_unrelayed(tmp_path, mosquitto, pki):
     """Forwarded readings are marked relayed once in the outbox; retention prunes only those."""
-    from gateway.relay import attach
+    from gateway.relay_component import attach
     from gateway.tiers import maintain, query
 
     cloud = tls_cloud_broker(tmp_path / "cloud", pki, USERS)  # never started: relayed = durably in the outbox
@@ -323,7 +323,7 @@ def _outbox_bodies(data: Path, lane: str) -> list[dict]:
 
 def test_up_lane_waits_for_the_relay_lease_alerts_do_not(tmp_path, mosquitto, pki):
     """CLUSTER: readings of a node whose relay lease is elsewhere stay behind the cursor until it is held here."""
-    from gateway.relay import attach
+    from gateway.relay_component import attach
 
     cloud = tls_cloud_broker(tmp_path / "cloud", pki, USERS)  # not started: look at the outbox
     cfg = gw_config(tmp_path, mosquitto.port, site={"gateway_id": "gw1"},
@@ -406,7 +406,7 @@ def test_gateway_health_goes_to_the_cloud_summary_lane(tmp_path, mosquitto, pki)
     """Issue 11: the gateway reports its CPU, memory, disk and load to the cloud side, at start and periodically."""
     import os
 
-    from gateway.relay import attach
+    from gateway.relay_component import attach
 
     cloud = tls_cloud_broker(tmp_path / "cloud", pki, USERS)  # not started: look at the outbox
     cfg = gw_config(tmp_path, mosquitto.port, site={"gateway_id": "gw1"},

@@ -1,7 +1,7 @@
 """Node alert -> cloud subscriber latency on loopback while the site runs at full load.
 
 Processes: site mosquitto; cloud mosquitto (TLS with a test CA + password); the real gateway
-(gateway.app.Gateway + gateway.relay.attach, its own process); a load generator (its own
+(gateway.app.Gateway + gateway.relay_component.attach, its own process); a load generator (its own
 process: N nodes publishing `up` packs of 3 readings at H Hz each). This process publishes
 alerts as a node would (`[seq, senml_pack]` on fogline/<site>/<node>/alert, QoS 1) and
 receives them as the cloud consumer; latency = cloud arrival - node publish (one monotonic
@@ -40,7 +40,7 @@ GATEWAY = textwrap.dedent("""
     sys.path.insert(0, {repo!r})
     from gateway import config
     from gateway.app import Gateway
-    from gateway.relay import attach
+    from gateway.relay_component import attach
     logging.basicConfig(level=logging.WARNING)
     async def main():
         gw = Gateway(config.load({conf!r}))
