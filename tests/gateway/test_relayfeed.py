@@ -216,7 +216,12 @@ def test_forward_readings_exactly_once_across_kill_9_and_cursor_never_goes_back(
 
 
 def test_outbox_refusal_holds_the_cursor_and_resumes_when_room_frees(tmp_path, mosquitto, pki):
-    cloud = tls_cloud_broker(tmp_path / "cloud", pki, USERS)  # not started: the outbox fills up
+    cloud = tls_cloud_broker(tmp_path / "cloud", pki, USERS)
+    # The consumer's persistent session exists before the relay can connect, so the broker queues
+    # every row for it (a subscriber started after the cloud comes back could miss the first rows).
+    cloud.start()
+    CloudSubscriber(cloud.port, pki, "cloud", USERS["cloud"]).start().stop()
+    cloud.stop()  # down: the outbox fills up
     cfg = gw_config(tmp_path, mosquitto.port, site={"gateway_id": "gw1"},
                     cloud=cloud_section(cloud.port, pki),
                     outbox={"synchronous": "NORMAL", "lanes": {"alert": {"max_rows": 3, "when_full": "reject"}}})
