@@ -211,22 +211,34 @@ class Store:
 
     def note_oldest(self, node: str, lane: str, oldest: int) -> tuple[int, int] | None:
         """Node says its oldest pending seq in lane is `oldest`: skip a gap below it. Returns the skipped range."""
-        nid = self.nids.get(node)
         li = LANE_ID.get(lane)
-        if nid is None or li is None or oldest < 1:
+        if li is None or oldest < 1:
             return None
-        st = self.lanes.get((nid, li))
-        if st is None or oldest <= st.contig + 1:
+        nid = self.nids.get(node)
+        st = self.lanes.get((nid, li)) if nid is not None else None
+        if oldest <= (st.contig if st is not None else 0) + 1:
             return None
-        lo, hi = st.contig + 1, oldest - 1
+        # A lane never stored here yet (its first readings were dropped by the node's policy, or acked by
+        # another gateway) is created now: otherwise acks would wait for the next state or gap_skip_s.
+        new_nid, new_st = nid is None, st is None
         self.con.execute("BEGIN IMMEDIATE")
         try:
-            self._skip(nid, li, st, hi, "node reported oldest pending seq %d" % oldest)
+            if nid is None:
+                nid = self._nid(node)
+            if st is None:
+                st = self.lanes[(nid, li)] = LaneState()
+            lo = st.contig + 1
+            self._skip(nid, li, st, oldest - 1, "node reported oldest pending seq %d" % oldest)
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
+            if new_st and nid is not None:
+                self.lanes.pop((nid, li), None)
+            if new_nid and nid is not None:
+                self.nids.pop(node, None)
+                self.names.pop(nid, None)
             raise
-        return lo, hi
+        return lo, oldest - 1
 
     def _skip(self, nid: int, li: int, st: LaneState, upto: int, why: str) -> None:
         self.con.execute("INSERT INTO gaps(nid, lane, lo, hi, at, why) VALUES (?,?,?,?,?,?)",
