@@ -2,7 +2,7 @@
 
 A provisioned site mosquitto (ACL, HMAC-signed packs), a TLS cloud mosquitto with a consumer, two
 gateway processes with `[cluster] enabled` and the relay (`forward_readings` when the relay has it),
-virtual nodes on the real firmware (tests/system/test_chaos.py's VNode). A monitor on the site broker
+virtual nodes on the real firmware (tools/sitekit.py's VNode). A monitor on the site broker
 records gateway health, last wills, node publishes and acks, so takeover is timed from outside:
 kill -9 -> the broker's last will -> the first ack a node of the dead gateway gets after it (the
 standby's), and -> the ack that covers everything the node had published before the kill (drained).
@@ -11,7 +11,6 @@ standby's), and -> the ack that covers everything the node had published before 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import random
@@ -29,21 +28,11 @@ import paho.mqtt.client as mqtt
 from gateway.provision import broker_conf, provision
 from tools import hostemu
 from tools.broker import Mosquitto, free_port
+from tools.sitekit import Proc, VNode
 
 REPO = hostemu.REPO
 SITE = "fo"
 GATEWAYS = ("gwa", "gwb")
-
-
-def _chaos() -> Any:
-    """tests/system/test_chaos.py as a module (its Proc, VNode and cloud helpers; no duplicate harness)."""
-    name = "fogline_chaos_harness"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "system" / "test_chaos.py")
-        mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return sys.modules[name]
 
 
 def available() -> bool:
@@ -241,7 +230,6 @@ def run_failover(tmp: Path, seed: int = 1, n_nodes: int = 10, kills: int = 1, wa
     faults: one kind per round (default `kills` x "kill"): "kill" = SIGKILL then a restart after down_s
     (the broker's last will tells the peers at once); "freeze" = SIGSTOP then SIGCONT after down_s
     (no will: the peers notice by heartbeat expiry, and the frozen gateway resumes where it was)."""
-    chaos = _chaos()
     rng = random.Random(seed)
     port = free_port()
     names = [f"n{i}" for i in range(n_nodes)]
@@ -263,11 +251,11 @@ def run_failover(tmp: Path, seed: int = 1, n_nodes: int = 10, kills: int = 1, wa
     cloud = Cloud(tmp)
     gsec = secrets["gateway"]
     level = os.environ.get("FOGLINE_FAILOVER_LOG", "WARNING")  # INFO shows every takeover and handover
-    gws = {g: chaos.Proc([sys.executable, "-m", "gateway.cli", "gateway", "--config",
+    gws = {g: Proc([sys.executable, "-m", "gateway.cli", "gateway", "--config",
                           str(_gateway_conf(tmp / g, g, port, gsec, res.files["gateway_keys"], cloud.toml())),
                           "--log-level", level], dict(os.environ), REPO, tmp / g / "gateway.log") for g in GATEWAYS}
     scen = ["hot", "spikes"]
-    nodes = [chaos.VNode(tmp / n, n, res.files[f"node:{n}"], scen[i] if i < len(scen) else "normal", seed * 100 + i)
+    nodes = [VNode(tmp / n, n, res.files[f"node:{n}"], scen[i] if i < len(scen) else "normal", seed * 100 + i)
              for i, n in enumerate(names)]
     mon = Monitor(port, gsec["user"], gsec["password"])
     events: list[tuple[float, str, str]] = []
