@@ -1,11 +1,10 @@
-"""Test/bench kit for the cloud side: a test CA, a TLS + password mosquitto, a throttling proxy, a subscriber.
+"""Test/bench kit for the cloud side: a test CA, a TLS + password mosquitto, a subscriber (the throttling proxy is tools/netem.py).
 
 Used by tests/gateway/test_{cloud,bandwidth,...}.py and tools/bench/{upstream,alert_latency}.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import getpass
 import ipaddress
@@ -112,66 +111,6 @@ def tls_cloud_broker(workdir: Path, pki: Pki, users: dict[str, str], require_cer
         f"user {getpass.getuser()}",
     ])
     return Mosquitto(workdir, port=port, extra_conf=conf)
-
-
-class ThrottleProxy:
-    """TCP proxy on 127.0.0.1 shaping each direction to `kbps` (None = unthrottled); counts bytes."""
-
-    def __init__(self, target_port: int, kbps: float | None = None, chunk: int = 512):
-        self.target_port = target_port
-        self.kbps = kbps
-        self.chunk = chunk
-        self.port = 0
-        self.bytes_up = 0
-        self.bytes_down = 0
-        self._server: asyncio.base_events.Server | None = None
-        self._conns: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> "ThrottleProxy":
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def _pump(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, up: bool) -> None:
-        next_t = time.monotonic()
-        try:
-            while data := await r.read(self.chunk):
-                if self.kbps:
-                    next_t = max(next_t, time.monotonic()) + len(data) * 8 / (self.kbps * 1000)
-                    d = next_t - time.monotonic()
-                    if d > 0:
-                        await asyncio.sleep(d)
-                if up:
-                    self.bytes_up += len(data)
-                else:
-                    self.bytes_down += len(data)
-                w.write(data)
-                await w.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            w.close()
-
-    async def _handle(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
-        try:
-            sr, sw = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            cw.close()
-            return
-        self._conns.update((cw, sw))
-        try:
-            await asyncio.gather(self._pump(cr, sw, True), self._pump(sr, cw, False))
-        except asyncio.CancelledError:
-            pass
-        finally:
-            self._conns.difference_update((cw, sw))
-
-    async def stop(self) -> None:
-        for w in list(self._conns):
-            w.close()
-        if self._server:
-            self._server.close()
-            await self._server.wait_closed()
 
 
 class CloudSubscriber:

@@ -14,7 +14,8 @@ from gateway.bandwidth import (HIGH, LOW, MIDDLE, BandwidthConfig, BandwidthPoli
 from gateway.cloud import CloudConfig, CloudLink
 from gateway.outbox import Outbox, OutboxConfig
 from gateway.relay import Relay
-from tools.cloudkit import CloudSubscriber, ThrottleProxy
+from tools.cloudkit import CloudSubscriber
+from tools.netem import NetEm
 
 
 class Clock:
@@ -95,7 +96,8 @@ def test_throttled_link_switches_modes_and_alerts_get_through(tmp_path, mosquitt
     phases: dict[str, tuple[float, float]] = {}
 
     async def main():
-        proxy = await ThrottleProxy(mosquitto.port, kbps=50).start()
+        proxy = NetEm(mosquitto.port).start()
+        proxy.set_mode("throttle", rate=50 * 125)  # 50 kbit/s in bytes/s
         ob = Outbox(OutboxConfig(path=str(tmp_path / "ob.sqlite"), synchronous="NORMAL"), "gw1")
         link = CloudLink(CloudConfig(host="127.0.0.1", port=proxy.port, tls=False, allow_plaintext=True,
                                      client_id="fogline-gw1"))
@@ -124,7 +126,10 @@ def test_throttled_link_switches_modes_and_alerts_get_through(tmp_path, mosquitt
                 await asyncio.sleep(0.2)
 
         async def phase(name: str, kbps: float | None, want: str, linger: float = 1.5) -> None:
-            proxy.kbps = kbps
+            if kbps:
+                proxy.set_mode("throttle", rate=kbps * 125)
+            else:
+                proxy.set_mode("pass")
             t0 = time.monotonic()
             while bw.mode != want and time.monotonic() - t0 < 20:
                 await asyncio.sleep(0.05)
@@ -145,7 +150,7 @@ def test_throttled_link_switches_modes_and_alerts_get_through(tmp_path, mosquitt
             await asyncio.sleep(0.05)
         st = relay.stats()
         await relay.stop()
-        await proxy.stop()
+        proxy.stop()
         return submitted, st
 
     submitted, st = asyncio.run(main())

@@ -36,7 +36,8 @@ from gateway.cloud import CloudConfig, CloudLink  # noqa: E402
 from gateway.outbox import Outbox, OutboxConfig  # noqa: E402
 from gateway.relay import MQTT_OVERHEAD, Relay  # noqa: E402
 from tools.broker import Mosquitto  # noqa: E402
-from tools.cloudkit import CloudSubscriber, ThrottleProxy  # noqa: E402
+from tools.cloudkit import CloudSubscriber  # noqa: E402
+from tools.netem import NetEm  # noqa: E402
 
 SITE = "site1"
 T0 = 1_764_150_000
@@ -83,7 +84,7 @@ async def run(args: argparse.Namespace) -> dict:
     work = Path(tempfile.mkdtemp(prefix="fogline-upstream-"))
     broker = Mosquitto(work / "cloud", extra_conf="max_queued_messages 0").start()
     sub = CloudSubscriber(broker.port, None, "bench", "bench", client_id="bench-cloud").start()
-    proxy = await ThrottleProxy(broker.port, kbps=None).start()
+    proxy = NetEm(broker.port).start()  # pass mode: counts the TCP bytes the relay sends
     ob = Outbox(OutboxConfig(path=str(work / "outbox.sqlite"), synchronous="FULL"), "gw1")
     link = CloudLink(CloudConfig(host="127.0.0.1", port=proxy.port, tls=False, allow_plaintext=True,
                                  client_id="fogline-gw1"))
@@ -220,7 +221,7 @@ async def run(args: argparse.Namespace) -> dict:
         await asyncio.sleep(0.05)
     st = relay.stats()
     await relay.stop(drain_s=2)
-    await proxy.stop()
+    proxy.stop()
     sub.stop()
     broker.stop()
     items = sub.snapshot()
@@ -233,8 +234,8 @@ async def run(args: argparse.Namespace) -> dict:
     return {
         "nodes": args.nodes, "metrics": len(METRICS), "sim_seconds": args.seconds, "readings": readings,
         "mode": args.mode, "decider": "model" if engine is not None else "threshold",
-        "naive_json_bytes": naive_bytes, "relay_bytes": ours, "relay_tcp_bytes": proxy.bytes_up,
-        "ratio": round(naive_bytes / max(1, ours), 1), "ratio_tcp": round(naive_bytes / max(1, proxy.bytes_up), 1),
+        "naive_json_bytes": naive_bytes, "relay_bytes": ours, "relay_tcp_bytes": proxy.counters["bytes_up"],
+        "ratio": round(naive_bytes / max(1, ours), 1), "ratio_tcp": round(naive_bytes / max(1, proxy.counters["bytes_up"]), 1),
         "messages": st["relay"]["messages"], "bundles": st["relay"]["bundles"],
         "decisions": dict(decided), "items_at_cloud": len(got_keys),
         "alerts_injected": alerts_sent, "alerts_delivered": alerts_delivered,
