@@ -14,21 +14,10 @@ from gateway.breaker import Breaker, BreakerConfig
 from gateway.cloud import CloudConfig, CloudLink, decode_cloud_message, envelope
 from gateway.outbox import LANES, Outbox, OutboxConfig
 from gateway.relay import Relay
+from tests.gateway.conftest import CLOUD_USERS
 from tools.cloudkit import CloudSubscriber, make_pki, tls_cloud_broker
 
-USERS = {"gw1": "gw-secret", "cloud": "cloud-secret"}
-
-
-@pytest.fixture
-def pki(tmp_path):
-    return make_pki(tmp_path / "pki")
-
-
-@pytest.fixture
-def cloud(tmp_path, pki):
-    b = tls_cloud_broker(tmp_path / "cloud", pki, USERS).start()
-    yield b
-    b.stop()
+USERS = CLOUD_USERS
 
 
 def link_cfg(port: int, pki, **kw) -> CloudConfig:

@@ -17,23 +17,12 @@ import cbor2
 import pytest
 
 from tests.gateway.ingest_helpers import GatewayThread, SimNode, db_rows, gw_config, payload, stored_seqs, wait_for
-from tools.cloudkit import CloudSubscriber, make_pki, tls_cloud_broker
+from tests.gateway.conftest import CLOUD_USERS
+from tools.cloudkit import CloudSubscriber, tls_cloud_broker
 
 REPO = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).with_name("relayfeed_child.py")
-USERS = {"gw1": "gw-secret", "cloud": "cloud-secret"}
-
-
-@pytest.fixture
-def pki(tmp_path):
-    return make_pki(tmp_path / "pki")
-
-
-@pytest.fixture
-def cloud(tmp_path, pki):
-    b = tls_cloud_broker(tmp_path / "cloud", pki, USERS).start()
-    yield b
-    b.stop()
+USERS = CLOUD_USERS
 
 
 def cloud_section(port: int, pki, **kw) -> dict:
