@@ -21,64 +21,29 @@ file, else the board file). Decisions, per-candidate scores and reasons go to
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from gateway import health as health_mod
+from gateway.placement_fragment import node_fragment
 from gateway.placement_run import GatewayRunner
-from gateway.placement_score import (NO_STATE, Decision, PlacementConfig, Workload, decide, gateway_candidate,
+from gateway.placement_score import (NO_STATE, Decision, PlacementConfig, decide, gateway_candidate,
                                      node_candidate)
 from shared import cbor, topics
 
 log = logging.getLogger(__name__)
 
 
-def node_fragment(node: str, placed_here: list[Workload], all_of_node: list[Workload],
-                  base: dict[str, Any] | None, board_frag: dict[str, Any],
-                  running: list[str] | None = None) -> tuple[dict[str, Any] | None, str | None]:
-    """Overlay for one node's desired config: its sensors' chains and rules as placed. (frag, error).
-
-    The sensor list replaces the node's (lists replace in a pushed config): when the node reported the
-    sensors it runs (`running`), a list that would drop one is refused instead of pushed.
-    """
-    base = base or {}
-    here = {w.name for w in placed_here}
-    frag: dict[str, Any] = {}
-    filt = [w for w in all_of_node if w.kind == "filter"]
-    if filt:
-        sensors = copy.deepcopy(base.get("sensors") or board_frag.get("sensors") or [])
-        by_name = {s.get("name"): s for s in sensors if isinstance(s, dict)}
-        for w in filt:
-            s = by_name.get(w.sensor)
-            if s is None:
-                return None, f"workload {w.name}: node {node} has no sensor {w.sensor!r} in the twin or board file"
-            s["filters"] = copy.deepcopy(w.filters) if w.name in here else []
-        missing = [n for n in (running or []) if n not in by_name]
-        if missing:
-            return None, (f"node {node} runs sensors {missing} that neither the twin file nor the board file "
-                          f"lists: a push would drop them (add them to the twin file's [nodes.{node}] sensors)")
-        frag["sensors"] = sensors
-    rw = [w for w in all_of_node if w.kind == "rules"]
-    if rw:
-        mine = {r["name"] for w in rw for r in w.rules}
-        rules = [r for r in (base.get("rules") or []) if r.get("name") not in mine]
-        for w in rw:
-            if w.name in here:
-                rules += copy.deepcopy(w.rules)
-        frag["rules"] = rules
-    return frag, None
-
-
 class Placement:
     """Gateway component: `await start(gw)`, `await stop()`; `await evaluate()` re-decides now."""
 
     def __init__(self, cfg: PlacementConfig, site: str, gw_id: str, data_dir: str | Path, twin: Any = None,
-                 clock: Any = time.time):
+                 clock: Any = time.time, health_source: Callable[[], dict[str, Any]] | None = None):
+        """health_source: the gateway host's health (gateway.health.snapshot of data_dir by default)."""
         cfg.validate()
         self.cfg = cfg
         self.site = site
@@ -96,6 +61,7 @@ class Placement:
         self._task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
         self._health: tuple[float, dict[str, Any]] = (0.0, {})
+        self._health_source = health_source or (lambda: health_mod.snapshot(self.data_dir))
         self.counters = {"evaluations": 0, "decisions": 0, "moves": 0, "pushes": 0, "push_errors": 0,
                          "config_errors": 0, "unplaced": 0, "score_us_total": 0.0}
         self.events: list[dict[str, Any]] = []  # last moves (bounded) with timestamps, for the report
@@ -136,7 +102,7 @@ class Placement:
         t, h = self._health
         now = time.monotonic()
         if now - t > 1.0:
-            h = health_mod.snapshot(self.data_dir)
+            h = self._health_source()
             self._health = (now, h)
         return h
 
@@ -349,7 +315,8 @@ class Placement:
             log.warning("event=placement_publish_failed error=%s", e)
 
 
-def attach(gw: Any, cfg: Any | None = None) -> Placement | None:
+def attach(gw: Any, cfg: Any | None = None,
+           health_source: Callable[[], dict[str, Any]] | None = None) -> Placement | None:
     """Add placement to a Gateway when [placement] enabled; reuses the gateway's twin or adds one."""
     cfg = cfg or gw.config
     pc = cfg.section("placement")
@@ -367,7 +334,7 @@ def attach(gw: Any, cfg: Any | None = None) -> Placement | None:
         twin = Twin(tw, cfg.site.id, data_dir=cfg.site.data_dir,
                     key_for=lambda node: (getattr(getattr(gw, "verifier", None), "keys", None) or {}).get(node))
         gw.add_component(twin)
-    p = Placement(pc, cfg.site.id, cfg.site.gateway_id, cfg.site.data_dir, twin)
+    p = Placement(pc, cfg.site.id, cfg.site.gateway_id, cfg.site.data_dir, twin, health_source=health_source)
     gw.add_component(p)
     gw.placement = p
     return p

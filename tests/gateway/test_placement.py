@@ -28,6 +28,11 @@ W_FILTER = {"name": "smooth", "kind": "filter", "node": "n1", "sensor": "tempera
 GW_HEALTH = {"mem_total": 4 << 30, "mem_avail": 2 << 30, "rss": 80 << 20, "cpu_pct": 20.0}
 
 
+def _health() -> dict:
+    """The gateway host's health as placement sees it: fixed, never this machine's load."""
+    return dict(GW_HEALTH)
+
+
 def _dev(reg: DeviceRegistry, node="n1", now=1000.0, **st):
     base = {"heap_free": 60000, "flash_free": 200000, "power": "usb", "battery": None, "board": "esp32_devkitc",
             "version": 1, "link": {"loss": 0.0, "rtt_ms": 12, "reconnects": 0}}
@@ -237,7 +242,7 @@ def test_component_moves_workload_on_battery_drop_and_back(tmp_path):
         twin.gw = gw
         gw.on_state(lambda node, st, _d=None: twin.on_state(node, st))
         pc = _cfg(workloads=[W_FILTER], interval_s=3600)
-        p = Placement(pc, "s1", "gw1", tmp_path, twin)
+        p = Placement(pc, "s1", "gw1", tmp_path, twin, health_source=_health)
         await p.start(gw)
         await asyncio.sleep(0.05)
         assert p.current == {} and not pushes  # no state yet: nothing is pushed
@@ -277,7 +282,7 @@ def test_component_moves_workload_on_battery_drop_and_back(tmp_path):
         assert topic == "fogline/s1/_gw/gw1/placement" and retain
         assert cbor2.loads(payload)["current"] == {"smooth": "node:n1"}
         # a restarted gateway remembers where things run (hysteresis across restarts)
-        p2 = Placement(pc, "s1", "gw1", tmp_path, twin)
+        p2 = Placement(pc, "s1", "gw1", tmp_path, twin, health_source=_health)
         assert p2.current == {"smooth": "node:n1"}
         return rep
 
@@ -318,7 +323,7 @@ def test_placement_command_prints_scores_and_reasons(tmp_path, capsys):
         twin = Twin(TwinConfig(), "s1", None, data_dir=tmp_path)
         gw = FakeGw()
         p = Placement(_cfg(workloads=[W_FILTER, {**W_FILTER, "name": "huge", "heap_bytes": 1 << 20}]), "s1", "gw1",
-                      tmp_path, twin)
+                      tmp_path, twin, health_source=_health)
         await p.start(gw)
         gw.state("n1", {"heap_free": 60000, "flash_free": 200000, "power": "usb", "version": 1,
                         "board": "esp32_devkitc"}, time.time())
@@ -342,7 +347,7 @@ def test_cluster_only_the_nodes_primary_gateway_places_it(tmp_path):
         twin = Twin(TwinConfig(), "s1", None, data_dir=tmp_path)
         gw = FakeGw()
         gw.cluster = SimpleNamespace(primary=lambda node: "gwB")
-        p = Placement(_cfg(workloads=[W_FILTER]), "s1", "gwA", tmp_path, twin)
+        p = Placement(_cfg(workloads=[W_FILTER]), "s1", "gwA", tmp_path, twin, health_source=_health)
         p.current = {"smooth": "gateway:gwA"}
         p._apply_runner()
         assert "smooth" in p.runner.running
@@ -381,7 +386,8 @@ def test_gateway_workload_memory_cap_holds_within_one_pass(tmp_path):
         gw = FakeGw()
         ws = [{**W_FILTER, "name": f"big{i}", "heap_bytes": 30 << 20} for i in range(3)]
         twin = Twin(TwinConfig(), "s1", None, data_dir=tmp_path)
-        p = Placement(_cfg(workloads=ws), "s1", "gw1", tmp_path, twin)  # 3 x 30 MiB vs the 64 MiB budget
+        # 3 x 30 MiB vs the 64 MiB budget
+        p = Placement(_cfg(workloads=ws), "s1", "gw1", tmp_path, twin, health_source=_health)
         await p.start(gw)
         gw.state("n1", {"heap_free": 60000, "flash_free": 200000, "power": "usb", "version": 1,
                         "board": "esp32_devkitc"}, time.time())
@@ -399,7 +405,7 @@ def test_a_move_the_node_config_cannot_follow_is_not_made(tmp_path):
     async def main():
         gw = FakeGw()
         soil = {**W_FILTER, "name": "soil", "sensor": "soil"}  # the board has no sensor 'soil'
-        p = Placement(_cfg(workloads=[W_FILTER, soil]), "s1", "gw1", tmp_path, None)
+        p = Placement(_cfg(workloads=[W_FILTER, soil]), "s1", "gw1", tmp_path, None, health_source=_health)
         await p.start(gw)
         gw.state("n1", {"heap_free": 60000, "flash_free": 200000, "power": "usb", "version": 1,
                         "board": "esp32_devkitc"}, time.time())
@@ -413,3 +419,29 @@ def test_a_move_the_node_config_cannot_follow_is_not_made(tmp_path):
         await p.stop()
 
     asyncio.run(main())
+
+
+def test_the_injected_health_source_decides_the_gateway_candidate(tmp_path):
+    async def main(cpu_pct: float) -> Placement:
+        gw = FakeGw()
+        calls = []
+
+        def health() -> dict:
+            calls.append(1)
+            return {**GW_HEALTH, "cpu_pct": cpu_pct}
+
+        d = tmp_path / str(cpu_pct)
+        p = Placement(_cfg(workloads=[{**W_FILTER, "heap_bytes": 50000}]), "s1", "gw1", d,
+                      Twin(TwinConfig(), "s1", None, data_dir=d), health_source=health)
+        await p.start(gw)
+        gw.state("n1", {"heap_free": 60000, "flash_free": 200000, "power": "usb", "version": 1,
+                        "board": "esp32_devkitc"}, time.time())
+        await asyncio.sleep(0.05)
+        await p.stop()
+        assert calls, "the health source was never asked"
+        return p
+
+    idle, busy = asyncio.run(main(10.0)), asyncio.run(main(99.0))
+    assert idle.decisions["smooth"]["placed"] == "gateway:gw1"  # too big for the node's heap
+    assert busy.decisions["smooth"]["placed"] is None
+    assert "cpu 99% > gw_cpu_max_pct" in busy.decisions["smooth"]["reason"]

@@ -31,6 +31,7 @@ REPO = hostemu.REPO
 NODE_SCRIPT = REPO / "tools" / "demo_node.py"
 SITE = "plc"
 MEDIAN = [{"type": "median", "window_size": 5, "send_every": 5}]
+GW_HEALTH = {"mem_total": 4 << 30, "mem_avail": 2 << 30, "rss": 80 << 20, "cpu_pct": 20.0}
 
 
 def _mp_available() -> bool:
@@ -102,7 +103,8 @@ def test_battery_drop_moves_workload_to_gateway_and_back(tmp_path, mosquitto, ca
 
     async def main() -> dict:
         gw = Gateway(cfg)
-        p = placement_mod.attach(gw)
+        # the gateway host's health is fixed: this test is about the battery, not this machine's load
+        p = placement_mod.attach(gw, health_source=lambda: dict(GW_HEALTH))
         assert p is not None and p.twin is not None
         await gw.start()
         assert await gw.wait_connected(10)
