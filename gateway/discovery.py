@@ -141,10 +141,10 @@ class Discovery:
 
     def _on_state(self, node: str, state: dict[str, Any], _device: Any = None) -> None:
         d = self._device(node)
-        if state.get("board"):
-            d["model"] = str(state["board"])
-        if state.get("fw"):
-            d["sw_version"] = str(state["fw"])
+        for key, field in (("board", "model"), ("fw", "sw_version")):
+            v = state.get(key)
+            if v and isinstance(v, (str, int, float)):  # untrusted: plain and short, never formatted whole
+                d[field] = str(v)[:64]
 
     async def _publish(self, topic: str, payload: dict[str, Any] | str, retain: bool) -> None:
         data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from gateway.validate import brief
 from shared import cbor, topics
 from shared import config as node_config
 
@@ -383,11 +384,13 @@ class Twin:
             nt.board = board
             if nt.desired is not None and nt.invalid:
                 asyncio.ensure_future(self._push(nt))  # the board may make it valid now
-        if rej and rej != nt.rejected:
+        # the node's reason is untrusted: a bounded text, never the object formatted whole
+        why = (rej if len(rej) <= 200 else rej[:197] + "...") if isinstance(rej, str) else brief(rej) if rej else None
+        if why and why != nt.rejected:
             self.counters["rejections"] += 1
             log.warning("twin.rejected node=%s version=%s desired=%s reason=%s", node, nt.reported_version,
-                        nt.desired_version, rej)
-        nt.rejected = str(rej) if rej else None
+                        nt.desired_version, why)
+        nt.rejected = why
 
     def report(self) -> list[dict[str, Any]]:
         """One row per node: status, desired/published/reported versions, reason."""

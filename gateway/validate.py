@@ -1,13 +1,16 @@
 """Decode and validate node messages (cbor2 + shared.senml.resolve): every refusal is a `Rejected` with a reason code.
 
 Reason codes (stable; used in the dead-letter table and the `dead_letters{reason=...}` counter):
-topic, too_large, cbor, structure, seq, senml, name, type, unit, non_finite, time,
+topic, too_large, cbor, tag, structure, seq, senml, name, type, unit, non_finite, time,
 unknown_device, replayed_seq, state, auth, ble_decrypt, ble_plaintext, ble_decode.
+
+Untrusted objects are never formatted whole: details use `brief()` (bounded in length and work).
 """
 
 from __future__ import annotations
 
 import math
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +77,49 @@ class Policy:
                    numeric_only=ing.numeric_only, units=frozenset(ing.units) | frozenset(ing.extra_units))
 
 
+class _TagRefused(Exception):
+    def __init__(self, tag: int):
+        super().__init__(tag)
+        self.tag = tag
+
+
+class _NoTags(dict):  # type: ignore[type-arg]
+    """cbor2 `semantic_decoders` that refuses every tag at its header, before its content is built.
+
+    The wire format (shared/cbor.py) uses no tags; cbor2 looks a tag up here first, so shared
+    references (28/29), bignums, decimals and the rest never turn into objects."""
+
+    def __missing__(self, tag: int) -> Any:
+        raise _TagRefused(tag)
+
+
+_NO_TAGS = _NoTags()
+
+class _Brief(reprlib.Repr):
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        return repr(x[:self.maxstring]) + ("..." if len(x) > self.maxstring else "")
+
+    repr_bytearray = repr_bytes  # type: ignore[assignment]
+
+    def repr_int(self, x: int, level: int) -> str:
+        return repr(x) if x.bit_length() <= 128 else f"<int of {x.bit_length()} bits>"
+
+
+_brief = _Brief()
+_brief.maxlevel, _brief.maxlist, _brief.maxtuple, _brief.maxdict = 3, 4, 4, 4
+_brief.maxset = _brief.maxfrozenset = _brief.maxdeque = _brief.maxarray = 4
+_brief.maxstring, _brief.maxlong, _brief.maxother = 60, 40, 40
+
+
+def brief(obj: Any, limit: int = 200) -> str:
+    """A bounded repr of an untrusted object: never walks or prints more than a few dozen items."""
+    try:
+        s = _brief.repr(obj)
+    except Exception:  # e.g. an int beyond sys.get_int_max_str_digits
+        s = f"<{type(obj).__name__}>"
+    return s if len(s) <= limit else s[:limit - 3] + "..."
+
+
 def parse_topic(topic: str, site: str) -> tuple[str, str]:
     """(node, kind) of a topic under fogline/<site>/; Rejected('topic') for any other shape."""
     try:
@@ -89,8 +135,11 @@ def _cbor(payload: bytes, pol: Policy) -> Any:
     if len(payload) > pol.max_payload_bytes:
         raise Rejected("too_large", f"{len(payload)} bytes > {pol.max_payload_bytes}")
     try:
-        return cbor2.loads(payload, max_depth=pol.max_depth, allow_duplicate_keys=False)
+        return cbor2.loads(payload, max_depth=pol.max_depth, allow_duplicate_keys=False,
+                           semantic_decoders=_NO_TAGS)
     except cbor2.CBORDecodeError as e:
+        if isinstance(e.__cause__, _TagRefused):
+            raise Rejected("tag", f"CBOR tag {e.__cause__.tag} is not part of the wire format") from None
         raise Rejected("cbor", str(e)[:200]) from None
     except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as e:
         raise Rejected("cbor", f"{type(e).__name__}: {str(e)[:200]}") from None
@@ -118,7 +167,7 @@ def decode_uplink(node: str, lane: str, payload: bytes, pol: Policy, now: float)
     if auth is not None and not isinstance(auth, bytes):
         raise Rejected("structure", "authenticator must be bytes")
     if isinstance(first, bool) or not isinstance(first, int) or not 1 <= first <= MAX_SEQ:
-        raise Rejected("seq", f"first_seq must be an integer >= 1, got {first!r}"[:200])
+        raise Rejected("seq", f"first_seq must be an integer >= 1, got {brief(first, 80)}")
     if not isinstance(pack, list):
         raise Rejected("structure", "senml pack must be an array")
     if len(pack) > pol.max_records:

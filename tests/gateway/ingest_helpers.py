@@ -152,3 +152,14 @@ def wait_for(pred: Any, timeout: float = 10.0, step: float = 0.02) -> bool:
             return True
         time.sleep(step)
     return bool(pred())
+
+
+def shared_ref_bomb(levels: int = 5, width: int = 20) -> bytes:
+    """CBOR array of `levels` shareables (tag 28), each `width` refs (tag 29) to the one before: width**levels leaves.
+
+    Shallow enough for cbor2's max_depth of 8; 5 levels of 20 are 260 bytes and 168,000 leaves."""
+    b = bytearray([0x98, levels, 0xD8, 0x1C, 0x81, 0x01])
+    for i in range(1, levels):
+        ref = bytes([0xD8, 0x1D]) + cbor2.dumps(i - 1)
+        b += bytes([0xD8, 0x1C, 0x98, width]) + ref * width
+    return bytes(b)

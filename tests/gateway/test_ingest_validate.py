@@ -13,7 +13,8 @@ from gateway import config
 from gateway.app import Gateway
 from gateway.validate import Policy, Rejected, decode_uplink
 from shared import cbor, senml
-from tests.gateway.ingest_helpers import GatewayThread, SimNode, dead_letters, gw_config, payload, stored_seqs
+from tests.gateway.ingest_helpers import (GatewayThread, SimNode, dead_letters, gw_config, payload,
+                                          shared_ref_bomb, stored_seqs)
 
 NOW = time.time()
 
@@ -46,6 +47,8 @@ def _cases():
         ("fogline/site1/v1/state", b"\xff\x00", "cbor"),
         ("fogline/site1/v1/state", cbor2.dumps([1, 2]), "state"),
         ("fogline/site1/stranger/up", payload("stranger", 1, [1.0]), "unknown_device"),
+        ("fogline/site1/v1/up", b"\x82" + shared_ref_bomb() + cbor2.dumps(_pack()), "tag"),  # 0.9 s to format
+        ("fogline/site1/v1/state", cbor2.dumps({"config_rejected": 0})[:-1] + shared_ref_bomb(), "tag"),
     ]
 
 
@@ -100,7 +103,7 @@ def test_fuzz_arbitrary_bytes_never_escape(tmp_path, data):
         gw.ingest(f"fogline/site1/f1/{kind}", data)
     assert len(gw._msgs) + len(gw._dead) + gw.metrics.total("state_messages") == 3
     for d in gw._dead:
-        assert d.reason in {"cbor", "structure", "seq", "senml", "name", "type", "unit", "non_finite", "time",
+        assert d.reason in {"cbor", "tag", "structure", "seq", "senml", "name", "type", "unit", "non_finite", "time",
                             "too_large", "state"}, d
 
 
