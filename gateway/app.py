@@ -441,9 +441,13 @@ class Gateway:
             alerts = []
             for rd in new_all:
                 hot.add(rd)
-                agg.add(rd.node, rd.metric, rd.unit, rd.value, rd.t, wall)
-                if rd.lane == "alert":
-                    alerts.append(rd)
+            for r in res.results:  # aggregated pack by pack
+                if r.new:
+                    rs = r.new
+                    agg.add_many(rs[0].node, [x.metric for x in rs], [x.unit for x in rs], [x.value for x in rs],
+                                 [x.t for x in rs], wall)
+                    if rs[0].lane == "alert":
+                        alerts.extend(rs)
             for cb in self._hooks["readings"]:
                 self._call(cb, new_all)
             for rd in alerts:

@@ -96,6 +96,23 @@ def test_watermark_late_data_and_several_lengths():
     assert [(w.start, w.length) for w in out[1:]] == [(1010.0, 10.0), (960.0, 60.0)]  # epoch-aligned
 
 
+def test_add_many_equals_add_per_reading():
+    rnd = random.Random(3)
+    rows = [(rnd.choice(["a", "b"]), rnd.choice([None, "Cel"]), rnd.uniform(-5, 5), 1000.0 + i + rnd.uniform(-3, 0))
+            for i in range(400)]
+    one: list[Window] = []
+    many: list[Window] = []
+    a1, a2 = Aggregator([10.0, 60.0], 2.0, one.append), Aggregator([10.0, 60.0], 2.0, many.append)
+    for m, u, v, t in rows:
+        a1.add("n", m, u, v, t, 5.0)
+    for i in range(0, len(rows), 10):  # packs of 10, as columns
+        ms, us, vs, ts = zip(*rows[i:i + 10])
+        a2.add_many("n", ms, us, vs, ts, 5.0)
+    a1.flush()
+    a2.flush()
+    assert one == many and len(one) > 40 and a1.late_readings == a2.late_readings
+
+
 def test_idle_nodes_windows_closed_by_wall_clock():
     out: list[Window] = []
     agg = Aggregator([60.0], 5.0, out.append, idle_close_s=30.0)
