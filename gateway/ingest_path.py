@@ -1,0 +1,227 @@
+"""The ingest hot path of the Gateway: messages in -> validate -> queue -> group commit -> acks -> aggregate -> hooks.
+
+`IngestPath` is a mixin of `gateway.app.Gateway` (it uses the gateway's store, registry, metrics,
+aggregator and hooks); it holds the code every reading runs through, apart from the lifecycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import cbor2
+
+from gateway.aggregate import Window
+from gateway.store import DeadLetter
+from gateway.validate import Message, Reading, Rejected, decode_state, decode_uplink, parse_topic
+from shared import topics
+
+log = logging.getLogger("gateway.app")
+
+
+class IngestPath:
+    """Mixin: MQTT/BLE messages into durable, acked, aggregated readings (see gateway.app)."""
+    # ------------------------------------------------------------------ ingest
+    def _on_mqtt(self, items: list[tuple[str, bytes, float]]) -> None:
+        self.metrics.inc("messages_in", len(items), link="mqtt")
+        one = self._ingest_one
+        for topic, payload, rx in items:
+            one(topic, payload, rx, "mqtt")
+
+    def ingest(self, topic: str, payload: bytes, rx: float | None = None, link: str = "mqtt") -> None:
+        """Validate one node message and queue it for commit; refusals go to dead-letter."""
+        self.metrics.inc("messages_in", link=link)
+        self._ingest_one(topic, payload, self.clock() if rx is None else rx, link)
+
+    def _ingest_one(self, topic: str, payload: bytes, rx: float, link: str) -> None:
+        node = ""
+        try:
+            nk = self._topics.get(topic)
+            if nk is None:
+                nk = parse_topic(topic, self.site)
+                if len(self._topics) > 100000:  # bounded: thousands of bogus node ids must not grow it
+                    self._topics.clear()
+                self._topics[topic] = nk
+            node, kind = nk
+            if kind in ("up", "alert"):
+                msg = decode_uplink(node, kind, payload, self.policy, rx)
+                for v in self._validators:
+                    v(msg)
+                self.accept(msg)
+            elif kind == "state":
+                st = decode_state(payload, self.policy)
+                self._state(node, st, rx)
+            else:
+                raise Rejected("topic", f"gateway does not ingest kind {kind!r}")
+        except Rejected as e:
+            self.reject(e.reason, e.detail, topic=topic, source=node, link=link, payload=payload, rx=rx)
+        except Exception as e:  # a bug must not stop ingest: dead-letter it and go on
+            log.exception("event=ingest_bug topic=%s", topic)
+            self.reject("internal", f"{type(e).__name__}: {e}", topic=topic, source=node, link=link,
+                        payload=payload, rx=rx)
+
+    def accept(self, msg: Message) -> None:
+        """Queue a validated message (MQTT or BLE) for durable commit."""
+        if not self.registry.admit(msg.node, msg.link, msg.rx):
+            raise Rejected("unknown_device", f"node {msg.node!r} is not registered "
+                                             f"(policy {self.registry.policy}, {len(self.registry.devices)} devices)")
+        if self._gate is not None and not self._gate(msg):
+            return  # CLUSTER: another gateway is this node's primary; held there, never acked here
+        n = len(msg.readings)
+        self.registry.touch(msg.node, msg.link, msg.rx, n)
+        self._msgs.append(msg)
+        self._n_readings += n
+        self._readings_in[msg.lane] = self._readings_in.get(msg.lane, 0) + n
+        if msg.lane == "alert":
+            self._urgent = True  # an alert does not wait for the group-commit window
+        if len(self._msgs) == 1 or self._n_readings >= self._batch_max or self._urgent:
+            self._work.set()
+
+    def reject(self, reason: str, detail: str, *, topic: str = "", source: str = "", link: str = "mqtt",
+               payload: bytes = b"", rx: float | None = None) -> None:
+        """Record a refused message in the dead-letter table (with the next batch) and count it."""
+        self.metrics.inc("dead_letters", reason=reason)
+        log.info("event=dead_letter reason=%s source=%s topic=%s detail=%s", reason, source, topic, detail[:200])
+        self._dead.append(DeadLetter(reason, detail, topic, source, link, payload[:4096],
+                                     self.clock() if rx is None else rx))
+        self._work.set()
+
+    def _state(self, node: str, st: dict[str, Any], now: float) -> None:
+        if not self.registry.admit(node, "mqtt", now):
+            raise Rejected("unknown_device", f"node {node!r} is not registered (policy quarantine)")
+        dev = self.registry.update_state(node, st, now)
+        self.metrics.inc("state_messages")
+        if isinstance(dev.backlog, dict):
+            for lane, n in dev.backlog.items():
+                if isinstance(n, (int, float)):
+                    self.metrics.set("node_backlog", n, node=node, lane=lane)
+        if dev.oldest and self.store is not None:
+            for lane, seq in dev.oldest.items():
+                if isinstance(seq, int):
+                    self._spawn(self._note_oldest(node, lane, seq))
+        for cb in self._hooks["state"]:
+            self._call(cb, node, st, dev)
+        self._work.set()
+
+    async def _note_oldest(self, node: str, lane: str, seq: int) -> None:
+        assert self.store is not None
+        gap = await self._run(self.store.note_oldest, node, lane, seq)
+        if gap:
+            self.metrics.inc("seq_gaps_skipped", lane=lane)
+            log.warning("event=seq_gap_skipped node=%s lane=%s lo=%d hi=%d why=node_oldest", node, lane, *gap)
+            self._publish_ack(node, self.store.ack_state(node))
+
+    # ------------------------------------------------------------------ commit
+    async def _commit_loop(self) -> None:
+        while True:
+            try:
+                if await self._commit_once():
+                    return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let the committer die: flush() and stop() wait on it
+                self.metrics.inc("commit_loop_errors")
+                log.exception("event=commit_loop_error")
+                self._idle.set()
+                await asyncio.sleep(0.1)
+
+    async def _commit_once(self) -> bool:
+        """One group commit; True when stopped and drained."""
+        sc = self.config.store
+        await self._work.wait()
+        if self._n_readings < sc.batch_max and self._running and sc.batch_ms > 0 and not self._urgent:
+            await asyncio.sleep(sc.batch_ms / 1000.0)  # group commit: let the batch fill
+        self._work.clear()
+        self._urgent = False
+        if self.mqtt is not None:
+            self.mqtt._drain()
+        msgs, self._msgs = self._msgs, []
+        dead, self._dead = self._dead, []
+        wins, self._windows = self._windows, []
+        self._n_readings = 0
+        devs = {}
+        now_m = time.monotonic()
+        if self.registry.dirty and (now_m - self._devs_saved >= 1.0 or not self._running or self._force_devs):
+            devs = self.registry.take_dirty()  # device rows: at most once a second (or on flush)
+            self._devs_saved = now_m
+            self._force_devs = False
+        if msgs or dead or wins or devs:
+            await self._commit(msgs, dead, wins, devs)
+        if not (self._msgs or self._dead or self._windows):
+            self._idle.set()
+            if not self._running:
+                return True
+        return False
+
+    async def _commit(self, msgs: list[Message], dead: list[DeadLetter], wins: list[Window],
+                      devs: dict[str, dict[str, Any]]) -> None:
+        assert self.store is not None
+        try:
+            res = await self._run(self.store.commit_batch, msgs, dead, wins, devs, self.clock())
+        except Exception:
+            # Nothing of this batch is acked: the nodes re-send. Dead letters/windows are retried.
+            self.metrics.inc("commit_errors")
+            log.exception("event=commit_failed messages=%d", len(msgs))
+            self._dead[:0] = dead
+            self._windows[:0] = wins
+            await asyncio.sleep(0.5)
+            return
+        m = self.metrics
+        m.inc("commits")
+        rin, self._readings_in = self._readings_in, {}
+        for lane, n in rin.items():
+            m.inc("readings_in", n, lane=lane)
+        m.set("commit_seconds_last", res.commit_s)
+        new_all: list[Reading] = []
+        wall = self.clock()
+        for msg, r in zip(msgs, res.results):
+            if r.refused:
+                m.inc("readings_refused", r.refused, lane=msg.lane)
+                self.reject("replayed_seq", r.detail, topic=topics.node(self.site, msg.node, msg.lane),
+                            source=msg.node, link=msg.link, payload=msg.raw, rx=msg.rx)
+            if r.status == "duplicate":  # counted in readings, like partial overlaps
+                m.inc("duplicates", len(msg.readings), lane=msg.lane)
+                m.inc("duplicate_messages", lane=msg.lane)
+            elif r.status == "partial" and len(msg.readings) - len(r.new) - r.refused:
+                m.inc("duplicates", len(msg.readings) - len(r.new) - r.refused, lane=msg.lane)
+            if r.new:
+                new_all.extend(r.new)
+        for node, lane, lo, hi, why in res.gaps:
+            m.inc("seq_gaps_skipped", lane=lane)
+            log.warning("event=seq_gap_skipped node=%s lane=%s lo=%d hi=%d why=%s", node, lane, lo, hi, why)
+        m.inc("readings_stored", len(new_all))
+        mqtt_nodes = {x.node for x in msgs if x.link == "mqtt"}
+        for node, ack in res.acks.items():
+            if ack and node in mqtt_nodes:
+                self._publish_ack(node, ack)
+        if new_all:
+            agg = self.aggregator
+            hot = self.hot
+            alerts = []
+            for rd in new_all:
+                hot.add(rd)
+            for r in res.results:  # aggregated pack by pack
+                if r.new:
+                    rs = r.new
+                    agg.add_many(rs[0].node, [x.metric for x in rs], [x.unit for x in rs], [x.value for x in rs],
+                                 [x.t for x in rs], wall)
+                    if rs[0].lane == "alert":
+                        alerts.extend(rs)
+            for cb in self._hooks["readings"]:
+                self._call(cb, new_all)
+            for rd in alerts:
+                m.inc("alerts_in")
+                for cb in self._hooks["alert"]:
+                    self._call(cb, rd)
+
+    def _publish_ack(self, node: str, ack: dict[str, int]) -> None:
+        if self.mqtt is None or not ack:
+            return
+        try:
+            self.mqtt.publish(topics.node(self.site, node, "ack"), cbor2.dumps(ack), qos=1, retain=False)
+            self.metrics.inc("acks_sent")
+        except Exception:
+            self.metrics.inc("ack_publish_errors")
+            log.exception("event=ack_publish_failed node=%s", node)
