@@ -5,6 +5,12 @@ floats in their shortest exact form (half, single or double), with map keys
 in canonical (length-first) order, byte-identical to cbor2's canonical mode.
 Decoding accepts definite and indefinite lengths; anything malformed,
 truncated, too deep or outside the subset raises ValueError.
+
+Single-precision runtimes (ESP32, RP2040; `F32` is True there): a float is a
+float32, so the encoder never emits a float64. A float64 on the wire decodes to
+the nearest float32 (IEEE round-to-nearest-even, as the C cast does); a finite
+float64 beyond the float32 range raises ValueError instead of becoming inf,
+and inf/NaN stay inf/NaN. Half and single floats decode exactly everywhere.
 """
 
 import math
@@ -19,7 +25,8 @@ except ImportError:  # CPython
 
 MAX_DEPTH = const(16)
 _U64 = const(0xFFFFFFFFFFFFFFFF)
-
+# True where floats are single precision; CPython tests set it to replay a board's decoding.
+F32 = float(16777217) == 16777216.0
 
 
 def _half_bits(v):
@@ -233,7 +240,7 @@ class _Reader:
         if info == 26:
             return struct.unpack(">f", self.take(4))[0]
         if info == 27:
-            return struct.unpack(">d", self.take(8))[0]
+            return _double(self.take(8))
         if info == 31:
             raise ValueError("cbor: unexpected break at byte %d" % (self.i - 1))
         raise ValueError("cbor: unsupported simple value %d" % info)
@@ -330,6 +337,21 @@ def _half(b):
     else:
         val = (mant + 1024) * 2.0 ** (exp - 25)
     return -val if h & 0x8000 else val
+
+
+def _double(b):
+    v = struct.unpack(">d", b)[0]
+    if not F32:
+        return v
+    if (b[0] & 0x7F) == 0x7F and b[1] >= 0xF0:  # inf or NaN: no range to check
+        return v
+    try:
+        v = struct.unpack(">f", struct.pack(">f", v))[0]  # the nearest float32 (CPython replaying a board)
+    except OverflowError:
+        v = float("inf")
+    if v == float("inf") or v == float("-inf"):
+        raise ValueError("cbor: float64 out of float32 range")
+    return v
 
 
 def loads(data):

@@ -5,6 +5,12 @@ Packs group records by name: the first record of each group sets the base
 name (and base unit), which RFC 8428 applies to all following records until
 changed, so later records carry only time and value.
 
+Times: the base time travels as an integer (seconds) and each record's `t` as
+a small offset from it, so the seq rule below is exact on single-precision
+runtimes too. There a float cannot hold epoch seconds (its spacing near 1.7e9
+is 128 s): nodes keep integer seconds, and `build_pack` refuses a float time
+of epoch size on such a runtime instead of silently reordering records.
+
 Seq rule for `up`/`alert` packs: record order is a stable sort of the resolved
 records by time (`in_seq_order`). `build_pack` refuses input that this rule
 could not restore; `seq_prefix` says how much of a list can go in one pack.
@@ -41,6 +47,7 @@ _VALUE_LABELS = (V, VS, VB, VD)
 _NAME_FIRST = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 _NAME_REST = _NAME_FIRST + "-:./_"
 MAX_RECORDS = const(1024)
+_F32_EXACT = 16777216.0  # 2**24: beyond this a float32 no longer holds whole seconds
 
 
 def _num(x):
@@ -80,6 +87,14 @@ def _pack_order(records):
     return out
 
 
+def _check_times(records, base_time):
+    if not cbor.F32:
+        return
+    for t in (base_time,) + tuple(r[3] for r in records):
+        if isinstance(t, float) and not -_F32_EXACT < t < _F32_EXACT:
+            raise ValueError("senml: float time %r on a single-precision runtime; use integer seconds" % t)
+
+
 def _restorable(records, base_time):
     # Replays the decoder: resolved times are bt + t exactly as they travel on the wire.
     po = _pack_order(records)
@@ -114,6 +129,7 @@ def in_seq_order(records):
 
 def build_pack(base_name, base_time, records):
     """Return the SenML pack (a list of label-keyed dicts); ValueError if the seq rule can't hold."""
+    _check_times(records, base_time)
     if not _restorable(records, base_time):
         raise ValueError("senml: records out of time order; put seq_prefix(records) in a pack")
     pack = []

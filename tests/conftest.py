@@ -1,10 +1,14 @@
 """Pytest plugin: tests/shared run on CPython and MicroPython, tests/firmware on MicroPython only.
 
 A MicroPython test is a top-level `test_*` function run by tests/mp_runner.py in
-its own `micropython` process (the real unix port, simulated HAL first on the
-path). Its id ends in `[micropython]`, so a failure names the runtime.
-A module can set `MP_HEAPSIZE = "64K"` and `MP_TIMEOUT = 300` (literals),
-and a first-lines comment `# cpython-only` keeps a tests/shared module off MicroPython.
+its own interpreter process (the real unix port, simulated HAL first on the
+path), once per runtime: `[micropython]` (the wheel's 64-bit, double-float port)
+and `[board]` (the board-like 32-bit, single-float port; tools/hostemu.py builds
+it on first use), so a failure names the runtime. FOGLINE_RUNTIMES=micropython
+(or =board) runs one of them only.
+A module can set `MP_HEAPSIZE = "64K"`, `MP_TIMEOUT = 300` and `MP_RUNTIMES = ("board",)`
+(literals), and a first-lines comment `# cpython-only` keeps a tests/shared module off MicroPython.
+A CPython test taking a `runtime` argument runs once per MicroPython runtime.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ def _mp_plan(path: Path) -> tuple[list[str], dict[str, object]]:
         if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
             names.append(node.name)
         elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id in ("MP_HEAPSIZE", "MP_TIMEOUT"):
+            if node.targets[0].id in ("MP_HEAPSIZE", "MP_TIMEOUT", "MP_RUNTIMES"):
                 consts[node.targets[0].id] = ast.literal_eval(node.value)
     return names, consts
 
@@ -43,23 +47,27 @@ class MicroPythonFailure(Exception):
 
 
 class MicroPythonItem(pytest.Item):
-    def __init__(self, *, fname: str, consts: dict[str, object], **kw):
+    def __init__(self, *, fname: str, consts: dict[str, object], runtime: str, **kw):
         super().__init__(**kw)
         self.fname = fname
         self.consts = consts
+        self.runtime = runtime
         self.add_marker("micropython")
+        self.add_marker(runtime)
 
     def runtest(self) -> None:
         timeout = float(self.consts.get("MP_TIMEOUT", 120))  # type: ignore[arg-type]
         heap = self.consts.get("MP_HEAPSIZE")
         try:
             proc = hostemu.run_mp(RUNNER, str(self.path), self.fname, heapsize=heap,  # type: ignore[arg-type]
-                                  timeout=timeout, cwd=str(hostemu.REPO))
+                                  timeout=timeout, cwd=str(hostemu.REPO), runtime=self.runtime)
+        except hostemu.NoMicroPython as e:
+            raise MicroPythonFailure(f"no interpreter for runtime {self.runtime}: {e}")
         except subprocess.TimeoutExpired as e:
-            raise MicroPythonFailure(f"timed out after {timeout:.0f} s on MicroPython\n{e.stdout or ''}")
+            raise MicroPythonFailure(f"timed out after {timeout:.0f} s on {self.runtime}\n{e.stdout or ''}")
         if f"{_MARK} {self.fname} ok" not in proc.stdout:
             raise MicroPythonFailure(
-                f"failed on MicroPython (exit {proc.returncode})\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+                f"failed on {self.runtime} (exit {proc.returncode})\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, MicroPythonFailure):
@@ -67,13 +75,20 @@ class MicroPythonItem(pytest.Item):
         return super().repr_failure(excinfo)
 
     def reportinfo(self):
-        return self.path, None, f"{self.name} (MicroPython unix port)"
+        return self.path, None, f"{self.name} ({_PORT_NAMES[self.runtime]})"
+
+
+_PORT_NAMES = {"micropython": "MicroPython unix port", "board": "board-like 32-bit single-float MicroPython port"}
 
 
 def _mp_items(parent, path: Path):
     names, consts = _mp_plan(path)
-    for n in names:
-        yield MicroPythonItem.from_parent(parent, name=f"{n}[micropython]", fname=n, consts=consts)
+    wanted = consts.get("MP_RUNTIMES", hostemu.RUNTIMES)
+    for rt in hostemu.runtimes():
+        if rt not in wanted:  # type: ignore[operator]
+            continue
+        for n in names:
+            yield MicroPythonItem.from_parent(parent, name=f"{n}[{rt}]", fname=n, consts=consts, runtime=rt)
 
 
 class MicroPythonModule(pytest.File):
@@ -100,12 +115,19 @@ def pytest_pycollect_makemodule(module_path: Path, parent):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "micropython: runs on the MicroPython unix port")
+    config.addinivalue_line("markers", "micropython: runs on a MicroPython unix port (either runtime)")
+    config.addinivalue_line("markers", "board: runs on the board-like 32-bit single-float port")
     config.addinivalue_line("markers", "slow: long-running (soak) tests, off unless --soak")
 
 
 def pytest_addoption(parser):
     parser.addoption("--soak", action="store_true", default=False, help="run long soak variants")
+
+
+def pytest_generate_tests(metafunc):
+    if "runtime" in metafunc.fixturenames:
+        rts = list(hostemu.runtimes())
+        metafunc.parametrize("runtime", rts, ids=[f"vs-{r}" for r in rts])
 
 
 def pytest_collection_modifyitems(config, items):
@@ -118,14 +140,14 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_terminal_summary(terminalreporter):
-    counts: dict[str, dict[str, int]] = {"cpython": {}, "micropython": {}}
+    counts: dict[str, dict[str, int]] = {"cpython": {}, "micropython": {}, "board": {}}
     for outcome in ("passed", "failed", "error", "skipped"):
         for rep in terminalreporter.stats.get(outcome, []):
             if getattr(rep, "when", "call") not in ("call", "setup"):
                 continue
             if outcome == "passed" and rep.when != "call":
                 continue
-            rt = "micropython" if "[micropython]" in rep.nodeid else "cpython"
+            rt = next((r for r in hostemu.RUNTIMES if rep.nodeid.endswith(f"[{r}]")), "cpython")
             counts[rt][outcome] = counts[rt].get(outcome, 0) + 1
     parts = []
     for rt, c in counts.items():

@@ -14,10 +14,11 @@ CANONICAL = [
     (1000, "1903e8"), (1000000, "1a000f4240"), (1000000000000, "1b000000e8d4a51000"),
     (18446744073709551615, "1bffffffffffffffff"), (-18446744073709551616, "3bffffffffffffffff"),
     (-1, "20"), (-10, "29"), (-100, "3863"), (-1000, "3903e7"),
-    (0.0, "f90000"), (-0.0, "f98000"), (1.0, "f93c00"), (1.1, "fb3ff199999999999a"), (1.5, "f93e00"),
+    (0.0, "f90000"), (-0.0, "f98000"), (1.0, "f93c00"), (1.5, "f93e00"),
     (65504.0, "f97bff"), (100000.0, "fa47c35000"), (3.4028234663852886e38, "fa7f7fffff"),
-    (1.0e300, "fb7e37e43c8800759c"), (5.960464477539063e-8, "f90001"), (0.00006103515625, "f90400"),
-    (-4.0, "f9c400"), (-4.1, "fbc010666666666666"), (INF, "f97c00"), (NAN, "f97e00"), (-INF, "f9fc00"),
+    # 2**-24 and 2**-14 as powers: a single-precision port parses the decimal literal 1 ulp off
+    (2.0 ** -24, "f90001"), (2.0 ** -14, "f90400"),
+    (-4.0, "f9c400"), (INF, "f97c00"), (NAN, "f97e00"), (-INF, "f9fc00"),
     (False, "f4"), (True, "f5"), (None, "f6"),
     (b"", "40"), (b"\x01\x02\x03\x04", "4401020304"), ("", "60"), ("a", "6161"), ("IETF", "6449455446"),
     ("\"\\", "62225c"), ("\u00fc", "62c3bc"), ("\u6c34", "63e6b0b4"), (S_10151, "64f0908591"),
@@ -27,6 +28,13 @@ CANONICAL = [
     (["a", {"b": "c"}], "826161a161626163"),
     ({"a": "A", "b": "B", "c": "C", "d": "D", "e": "E"}, "a56161614161626142616361436164614461656145"),
 ]
+
+# RFC 8949 float64 vectors: (value, hex, float32 hex on a single-precision runtime or None = ValueError).
+# There a float64 decodes to the nearest float32 and re-encodes as that float32; out of range is refused.
+F64 = [(1.1, "fb3ff199999999999a", "3f8ccccd"), (-4.1, "fbc010666666666666", "c0833333"),
+       (1.0e300, "fb7e37e43c8800759c", None), (-1.0e300, "fbfe37e43c8800759c", None),
+       (1.0 + 2.0 ** -24, "fb3ff0000010000000", "3f800000"),  # a tie rounds to even
+       (2.0 ** -150, "fb3690000000000000", "00000000")]
 
 # (value, hex) that decode to value but are not the canonical encoding
 DECODE_ONLY = [
@@ -75,6 +83,27 @@ def test_rfc8949_vectors_encode_canonical():
         got = hexlify(cbor.dumps(value)).decode()
         if got != hx:
             raise AssertionError("%r encoded to %s, want %s" % (value, got, hx))
+
+
+def test_float64_on_the_wire_follows_the_runtimes_float_width():
+    import struct
+    for value, hx, f32hx in F64:
+        if not cbor.F32:
+            assert _same(cbor.loads(unhexlify(hx)), value), hx
+            assert hexlify(cbor.dumps(value)).decode() == hx, value
+            continue
+        if f32hx is None:
+            try:
+                cbor.loads(unhexlify(hx))
+            except ValueError as e:
+                assert "float32 range" in str(e), e
+            else:
+                raise AssertionError("%s decoded on a float32 runtime" % hx)
+            continue
+        got = cbor.loads(unhexlify(hx))
+        assert _same(got, struct.unpack(">f", unhexlify(f32hx))[0]), (hx, got)
+        again = cbor.dumps(got)  # the shortest exact form of that float32: never a float64 again
+        assert again[0] in (0xF9, 0xFA) and _same(cbor.loads(again), got), (hx, again)
 
 
 def test_rejected_inputs_raise_value_error_with_reason():

@@ -22,16 +22,41 @@ def test_pack_golden_bytes_and_base_fields_set_once_per_group():
 
 
 def test_roundtrip_resolves_names_units_times():
+    # Sub-second epoch times exist only with doubles: a single-precision node keeps whole seconds.
+    door_t = 1700000002 if cbor.F32 else 1700000002.5
     recs = [("temp", "Cel", _f32(21.37), 1700000000 + i) for i in range(3)]
-    recs += [("door", None, True, 1700000002.5), ("temp", "Cel", _f32(21.37), 1700000003),
+    recs += [("door", None, True, door_t), ("temp", "Cel", _f32(21.37), 1700000003),
              ("fw", None, "1.2.3", 1700000003), ("temp", "Cel", _f32(21.37), 1700000004)]
     out = senml.decode_pack(senml.encode_pack("node7/", 1700000000, recs))
     assert len(out) == 7
     temps = [r for r in out if r[0] == "node7/temp"]
     assert temps[0] == ("node7/temp", "Cel", _f32(21.37), 1700000000)
     assert temps[4] == ("node7/temp", "Cel", _f32(21.37), 1700000004)
-    assert ("node7/door", None, True, 1700000002.5) in out
+    assert ("node7/door", None, True, door_t) in out
     assert ("node7/fw", None, "1.2.3", 1700000003) in out
+
+
+def test_epoch_times_travel_as_int_base_and_small_offsets_on_both_runtimes():
+    recs = [("t", "Cel", 1.5, 1700000000 + i) for i in range(5)] + [("h", "%RH", 50.0, 1700000004)]
+    pack = senml.build_pack("n/", 1700000000, recs)
+    assert pack[0][senml.BT] == 1700000000 and isinstance(pack[0][senml.BT], int)
+    assert [r.get(senml.T, 0) for r in pack] == [0, 1, 2, 3, 4, 4]
+    out = senml.in_seq_order(senml.decode_pack(cbor.dumps(pack)))
+    assert [r[3] for r in out] == [1700000000, 1700000001, 1700000002, 1700000003, 1700000004, 1700000004]
+    assert all(isinstance(r[3], int) for r in out)
+
+
+def test_float_epoch_time_is_refused_only_where_floats_cannot_hold_it():
+    recs = [("t", None, 1.0, 1700000000), ("t", None, 2.0, 1700000001.0)]
+    if not cbor.F32:
+        assert senml.decode_pack(senml.encode_pack("n/", 1700000000, recs))[1][3] == 1700000001
+        return
+    try:
+        senml.encode_pack("n/", 1700000000, recs)
+    except ValueError as e:
+        assert "single-precision" in str(e), e
+    else:
+        raise AssertionError("a float epoch time was packed on a float32 runtime")
 
 
 def test_base_value_and_sum_and_names_resolve_per_rfc8428():

@@ -23,6 +23,7 @@ CUT_TORN = const(2)  # op N+1 half performed (first half of a prog/erase), then 
 CUT_LOST = const(3)  # ops N+1.. "succeed" but never reach the persisted image (lost write cache)
 
 _EIO = const(-5)
+_CHUNK = const(256)  # erase/fill granule: a board's flash driver is C and costs no heap, so keep ours small
 
 # Real board parameters: the rp2 port formats with VfsLfs2(bdev, progsize=256) on 4 KiB blocks.
 PICO_W = {"block_size": 4096, "block_count": 212, "progsize": 256}  # 848 KiB
@@ -50,10 +51,10 @@ class FlashDev:
             f.seek(0, 2)
             have = f.tell()
             if have < size:  # a fresh image is erased flash (0xFF)
-                ff = b"\xff" * block_size
+                ff = b"\xff" * _CHUNK
                 while have < size:
                     f.write(ff)
-                    have += block_size
+                    have += _CHUNK
             self._store = f
         self.path = path
         # A BytesIO copies its initial bytes on the first write; do it now, not with the heap locked.
@@ -63,9 +64,8 @@ class FlashDev:
         self._store.seek(0)
         self._store.write(self._one)
         self._live = self._store
-        self._ff = b"\xff" * block_size
-        self._ffhalf = memoryview(self._ff)[:block_size // 2]
-        self._blk = bytearray(block_size)
+        self._ff = b"\xff" * min(_CHUNK, block_size // 2)  # divides a half block (torn erase)
+        self._blk = None  # a block-sized copy buffer, only for CUT_LOST
         self._shadow = None
         self.erases = array("I", [0] * block_count)
         self.progs = array("I", [0] * block_count)
@@ -83,6 +83,8 @@ class FlashDev:
         """Let n more program/erase ops complete, then cut power in mode."""
         self.cut_at = self.ops + n
         self.cut_mode = mode
+        if mode == CUT_LOST and self._blk is None:
+            self._blk = bytearray(self.block_size)
         if mode == CUT_LOST and self._shadow is None:
             self._shadow = io.BytesIO(bytes(self.block_size * self.block_count))
             self._shadow.write(self._one)
@@ -198,10 +200,15 @@ class FlashDev:
             self.erases[arg] += 1
             f = self._live
             f.seek(arg * self.block_size)
-            if g == 1:
-                f.write(self._ffhalf)
+            ff = self._ff
+            k = len(ff)
+            n = self.block_size >> 1 if g == 1 else self.block_size
+            done = 0
+            while done < n:  # whole chunks: block sizes are multiples of _CHUNK
+                f.write(ff)
+                done += k
+            if g == 1:  # torn: only the first half of the block was erased
                 return self._fail()
-            f.write(self._ff)
             return 0
         return 0  # 1 init, 2 deinit, 3 sync
 
