@@ -3,10 +3,12 @@
 Layout written under `out_dir` (re-running keeps every existing secret unless rotate=True):
 
   secrets.json             (0600) all secrets: site, gateway user/password, per node password/auth_key/bind_key
-  mosquitto/passwd         (0600) mosquitto password file, PBKDF2-SHA512 ("$7$" format of mosquitto 2.x)
-  mosquitto/acl            node may write fogline/<site>/<node>/{up,alert,state}, read its own {ack,config};
-                           the gateway user reads fogline/<site>/#, writes ack/config (+ homeassistant/#)
-  mosquitto/fogline.conf   include snippet: allow_anonymous false, password_file, acl_file
+  mosquitto/               mirrors /etc/mosquitto (gateway/provision_broker.py): conf.d/fogline.conf (listeners,
+                           auth, limits), fogline/passwd (0600, mosquitto 2.x "$7$" PBKDF2-SHA512), fogline/acl:
+                           node may write fogline/<site>/<node>/{up,alert,state}, read its own {ack,config}; the
+                           gateway user reads fogline/<site>/#, writes ack/config (+ homeassistant/#); with certs
+                           also fogline/{ca.crt,broker.crt,broker.key}
+  gateway.toml             (0600) the gateway's [site], [mqtt] (user, password, loopback port), [ingest] keys file
   nodes/<node>.json        (0600) per-node site config for `fogline deploy` (wifi placeholders, mqtt creds, keys)
   gateway_keys.json        (0600) gateway side: {"site", "mqtt": {user, password}, "nodes": {id: {auth_key, bind_key}}}
   certs/ (with certs=True) site CA (ca.crt/.key), broker.crt/.key, gateway-client.crt/.key, nodes/<node>.crt/.key
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway import provision_broker as pb
 from shared import topics
 
 log = logging.getLogger(__name__)
@@ -35,7 +38,7 @@ PBKDF2_ITERATIONS = 101  # mosquitto_passwd 2.0 default; the broker pays this pe
 NODE_WRITE = ("up", "alert", "state")
 NODE_READ = ("ack", "config")
 GATEWAY_WRITE = ("ack", "config")
-PLACEHOLDER = "CHANGE-ME"
+PLACEHOLDER = pb.PLACEHOLDER
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ def acl_text(site: str, nodes: list[str], gateway_user: str) -> str:
 
 
 def broker_conf(passwd: Path, acl: Path) -> str:
-    """mosquitto config lines that enforce the generated credentials and ACL."""
+    """Auth-only mosquitto lines for test brokers (the installable config is provision_broker.mosquitto_conf)."""
     return f"allow_anonymous false\npassword_file {passwd}\nacl_file {acl}\n"
 
 
@@ -125,6 +128,14 @@ def _write(path: Path, text: str, private: bool = False) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(path.with_name(path.name + ".tmp"), path)
 
 
 def _new_node_secrets() -> dict[str, str]:
@@ -143,13 +154,15 @@ def node_site_config(site: str, node: str, s: dict[str, str], broker_host: str, 
 
 
 def provision(out_dir: Path | str, site: str, nodes: list[str], *, gateway_user: str = "gateway",
-              rotate: bool = False, broker_host: str = "127.0.0.1", broker_port: int = 1883,
+              rotate: bool = False, broker_host: str = "127.0.0.1", broker_port: int = pb.LAN_PORT,
               wifi_ssid: str = PLACEHOLDER, wifi_password: str = PLACEHOLDER, certs: bool = False,
-              rotate_ca: bool = False, cert_days: int = 3650) -> ProvisionResult:
+              rotate_ca: bool = False, cert_days: int = 3650, gateway_port: int = pb.GATEWAY_PORT,
+              tls_port: int = pb.TLS_PORT, max_packet_size: int = pb.MAX_PACKET_SIZE) -> ProvisionResult:
     """Create or update a site's credentials; existing secrets are kept unless rotate (for `nodes`).
 
     rotate=True renews the listed nodes' secrets (and certs) and the gateway password;
-    rotate_ca=True renews the site CA and therefore every cert.
+    rotate_ca=True renews the site CA and therefore every cert. broker_port is the nodes' (LAN)
+    listener, gateway_port the gateway's loopback one, tls_port the TLS one (with certs).
     """
     out = Path(out_dir)
     topics.check_id(site, "site")
@@ -158,6 +171,8 @@ def provision(out_dir: Path | str, site: str, nodes: list[str], *, gateway_user:
         topics.check_id(n, "node")
     if gateway_user in nodes:
         raise ValueError(f"provision: node id {gateway_user!r} is the gateway user")
+    conf_text = pb.mosquitto_conf(site, lan_port=broker_port, gateway_port=gateway_port,
+                                  tls_port=tls_port if certs else None, max_packet_size=max_packet_size)
     sec_path = out / "secrets.json"
     state: dict[str, Any] = json.loads(sec_path.read_text()) if sec_path.exists() else {}
     if state and state.get("site") != site:
@@ -181,14 +196,18 @@ def provision(out_dir: Path | str, site: str, nodes: list[str], *, gateway_user:
 
     # Keep a user's existing hash when it still matches (a re-run leaves the file byte-identical).
     mdir = out / "mosquitto"
-    passwd, acl = mdir / "passwd", mdir / "acl"
-    old = read_passwd(passwd)
+    fdir = mdir / pb.FILES_SUBDIR
+    passwd, acl = fdir / "passwd", fdir / "acl"
+    old = read_passwd(passwd) or read_passwd(mdir / "passwd")  # mdir/passwd: layout before conf.d/
     users = [(gw["user"], gw["password"])] + [(n, all_nodes[n]["password"]) for n in res.nodes]
     lines = [f"{u}:{old[u] if u in old and verify_password(p, old[u]) else hash_password(p)}" for u, p in users]
     _write(passwd, "\n".join(lines) + "\n", private=True)
-    _write(acl, acl_text(site, res.nodes, gw["user"]))
-    _write(mdir / "fogline.conf", broker_conf(passwd.resolve(), acl.resolve()))
-    res.files.update(secrets=sec_path, passwd=passwd, acl=acl, conf=mdir / "fogline.conf")
+    _write(acl, acl_text(site, res.nodes, gw["user"]), private=True)
+    conf = mdir / "conf.d" / "fogline.conf"
+    _write(conf, conf_text)
+    for stale in ("passwd", "acl", "fogline.conf"):  # the layout before conf.d/: never install those
+        (mdir / stale).unlink(missing_ok=True)
+    res.files.update(secrets=sec_path, passwd=passwd, acl=acl, conf=conf)
 
     for n in res.nodes:
         cfg = node_site_config(site, n, all_nodes[n], broker_host, broker_port, wifi_ssid, wifi_password)
@@ -208,12 +227,18 @@ def provision(out_dir: Path | str, site: str, nodes: list[str], *, gateway_user:
                       for n in res.nodes}}
     _write(out / "gateway_keys.json", json.dumps(keys, indent=2, sort_keys=True) + "\n", private=True)
     res.files["gateway_keys"] = out / "gateway_keys.json"
+    gw_toml = out / "gateway.toml"
+    _write(gw_toml, pb.gateway_toml(site, gw["user"], gw["password"], res.files["gateway_keys"].resolve(),
+                                    gateway_port), private=True)
+    res.files["gateway_toml"] = gw_toml
     if certs:
         from gateway import provision_certs
 
         res.files.update(provision_certs.ensure(out / "certs", site, res.nodes, rotate_nodes=res.rotated,
                                                 rotate_ca=rotate_ca, broker_host=broker_host, days=cert_days,
                                                 gateway_user=gw["user"]))
+        for name in ("ca.crt", "broker.crt", "broker.key"):  # the broker's copies, installed with passwd/acl
+            _write_bytes(fdir / name, (out / "certs" / name).read_bytes())
     log.info("provision site=%s nodes=%d created=%d rotated=%d out=%s", site, len(res.nodes),
              len(res.created), len(res.rotated), out)
     return res

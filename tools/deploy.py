@@ -134,6 +134,24 @@ def _call_merge(fn, sc, board_cfg: dict, site: dict) -> dict:
         return fn(board_cfg, site)
 
 
+def check_real_board_config(cfg: dict | None, real_board: bool, allow: bool, notes: list[str]) -> None:
+    """Refuse placeholder Wi-Fi or a loopback broker for a real board (a note on the virtual one)."""
+    if cfg is None:
+        return
+    from gateway.provision_broker import node_config_problems
+
+    problems = node_config_problems(cfg)
+    if not problems:
+        return
+    if real_board and not allow:
+        raise DeployError("site config not ready for a real board: " + "; ".join(problems)
+                          + " (--allow-placeholders deploys it anyway)")
+    for msg in problems:
+        notes.append(("WARNING " if real_board else "virtual board, fine here: ") + msg)
+        if real_board:
+            print(f"WARNING deploy: {msg}", file=sys.stderr)
+
+
 def _run(cmd: list[str], timeout: float, what: str) -> str:
     log.debug("run %s", " ".join(cmd))
     try:
@@ -149,8 +167,10 @@ class Deployer:
     """One deploy to one board through mpremote."""
 
     def __init__(self, port: str, board: str, site_config: Path | None = None, arch: str | None = None,
-                 compile_mode: str = "auto", reset: bool = True, timeout: float = 120):
+                 compile_mode: str = "auto", reset: bool = True, timeout: float = 120,
+                 allow_placeholders: bool = False):
         self.port = port
+        self.allow_placeholders = allow_placeholders
         self.board = board
         self.site_config = site_config
         self.arch = arch
@@ -260,6 +280,8 @@ class Deployer:
         t0 = time.monotonic()
         self.prepare_site_config()
         info = self.probe()
+        # the virtual board is the unix port: its node runs on this machine, loopback and fake Wi-Fi work
+        check_real_board_config(self.site_cfg, info["platform"] != "linux", self.allow_placeholders, self.notes)
         arch = self.arch
         mode = self.compile_mode
         if mode == "py":
@@ -348,7 +370,8 @@ def circuitpython_files(board: str, repo: Path = REPO) -> dict[str, Path]:
 class CircuitPythonDeployer:
     """One deploy to a mounted CIRCUITPY drive: stale packages removed, files copied, sha256 verified."""
 
-    def __init__(self, drive: Path, board: str, site_config: Path | None = None):
+    def __init__(self, drive: Path, board: str, site_config: Path | None = None, allow_placeholders: bool = False):
+        self.allow_placeholders = allow_placeholders
         self.drive = Path(drive)
         self.board = board
         self.site_config = site_config
@@ -383,6 +406,7 @@ class CircuitPythonDeployer:
             d = Deployer("-", self.board, site_config=self.site_config)
             cfg = d.prepare_site_config()
             self.notes += d.notes
+            check_real_board_config(cfg, True, self.allow_placeholders, self.notes)
             cfg_text = json.dumps(cfg, separators=(",", ":"), sort_keys=True)
         self.check_drive()
         for pkg in PACKAGES:  # a stale module of an older release must not shadow or linger
@@ -435,6 +459,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="micropython: mpremote over --port; circuitpython: copy .py files to --drive")
     p.add_argument("--drive", type=Path, default=None,
                    help="mounted CIRCUITPY drive path (--runtime circuitpython), e.g. /media/$USER/CIRCUITPY")
+    p.add_argument("--allow-placeholders", action="store_true",
+                   help="deploy to a real board even with placeholder Wi-Fi (CHANGE-ME) or a loopback broker host")
     p.add_argument("--write-package-json", action="store_true",
                    help="only regenerate firmware/package.json (for `mpremote mip install`) and exit")
 
@@ -452,7 +478,8 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         try:
-            report = CircuitPythonDeployer(args.drive, args.board, site_config=args.site_config).run()
+            report = CircuitPythonDeployer(args.drive, args.board, site_config=args.site_config,
+                                           allow_placeholders=args.allow_placeholders).run()
         except (DeployError, OSError) as e:
             print(f"deploy: {e}", file=sys.stderr)
             return 1
@@ -462,7 +489,8 @@ def run(args: argparse.Namespace) -> int:
         print("deploy: --port is required (e.g. /dev/ttyACM0, or the pty `fogline vboard` printed)", file=sys.stderr)
         return 2
     d = Deployer(args.port, args.board, site_config=args.site_config, arch=args.arch,
-                 compile_mode="py" if args.py else "auto", reset=not args.no_reset)
+                 compile_mode="py" if args.py else "auto", reset=not args.no_reset,
+                 allow_placeholders=args.allow_placeholders)
     try:
         report = d.run()
     except (DeployError, OSError) as e:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -100,4 +101,21 @@ def run(args: argparse.Namespace) -> int:
     except config_mod.ConfigError as e:
         print(f"fogline gateway: config error: {e}", file=sys.stderr)
         return 2
+    warn_if_secrets_readable(args.config, cfg)
     return asyncio.run(serve(cfg))
+
+
+def warn_if_secrets_readable(path: str | None, cfg: config_mod.Config) -> bool:
+    """Log a warning (True) when a config file holding a password is readable by group or others."""
+    if not path or not (cfg.mqtt.password or getattr(cfg.cloud, "password", None)):
+        return False
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    if mode & 0o077:
+        logging.getLogger("gateway.serve").warning(
+            "event=config_secrets_readable path=%s mode=%o hint='holds a password: chmod 600 %s'",
+            path, mode & 0o777, path)
+        return True
+    return False

@@ -170,15 +170,15 @@ def test_gateway_sees_everything_and_writes_only_ack_and_config(site):
 def test_rerun_keeps_secrets_and_rotate_renews_them(tmp_path):
     out = tmp_path / "p"
     r1 = prov.provision(out, SITE, ["n1", "n2"])
-    before = {f: (out / f).read_bytes() for f in ("secrets.json", "mosquitto/passwd", "mosquitto/acl",
-                                                  "gateway_keys.json", "nodes/n1.json")}
+    before = {f: (out / f).read_bytes() for f in ("secrets.json", "mosquitto/fogline/passwd",
+                                                  "mosquitto/fogline/acl", "gateway_keys.json", "nodes/n1.json")}
     # The user fills in Wi-Fi; a re-run must keep it.
     cfg = json.loads((out / "nodes/n1.json").read_text())
     cfg["wifi"] = {"ssid": "home", "password": "pw"}
     (out / "nodes/n1.json").write_text(json.dumps(cfg))
     r2 = prov.provision(out, SITE, ["n1", "n2"])
     assert r1.created == ["n1", "n2"] and r2.created == [] and r2.rotated == []
-    for f in ("secrets.json", "mosquitto/passwd", "mosquitto/acl", "gateway_keys.json"):
+    for f in ("secrets.json", "mosquitto/fogline/passwd", "mosquitto/fogline/acl", "gateway_keys.json"):
         assert (out / f).read_bytes() == before[f], f
     assert json.loads((out / "nodes/n1.json").read_text())["wifi"] == {"ssid": "home", "password": "pw"}
     # Adding a node keeps the others.
@@ -198,7 +198,7 @@ def test_rerun_keeps_secrets_and_rotate_renews_them(tmp_path):
     n1 = json.loads((out / "nodes/n1.json").read_text())
     assert n1["wifi"] == {"ssid": "home", "password": "pw"}  # the user's edits survive a rotation
     assert n1["mqtt"]["password"] == rot["nodes"]["n1"]["password"] and n1["auth_key"] == rot["nodes"]["n1"]["auth_key"]
-    hashes = prov.read_passwd(out / "mosquitto/passwd")
+    hashes = prov.read_passwd(out / "mosquitto/fogline/passwd")
     assert prov.verify_password(rot["nodes"]["n1"]["password"], hashes["n1"])
     assert not prov.verify_password(old["nodes"]["n1"]["password"], hashes["n1"])
     with pytest.raises(ValueError, match="belongs to site"):
@@ -206,8 +206,11 @@ def test_rerun_keeps_secrets_and_rotate_renews_them(tmp_path):
     for bad in ("a/b", "+", "", "gateway"):
         with pytest.raises(ValueError):
             prov.provision(out, SITE, [bad])
-    for f in ("secrets.json", "mosquitto/passwd", "gateway_keys.json", "nodes/n1.json"):
+    for f in ("secrets.json", "mosquitto/fogline/passwd", "mosquitto/fogline/acl", "gateway_keys.json",
+              "nodes/n1.json", "gateway.toml"):
         assert (out / f).stat().st_mode & 0o077 == 0, f"{f} readable by others"
+    gw_toml = (out / "gateway.toml").read_text()
+    assert f'password = "{rot["gateway"]["password"]}"' in gw_toml  # follows a rotation
 
 
 def test_keys_files_agree_between_node_and_gateway(tmp_path):
@@ -301,3 +304,53 @@ def test_client_certificates_work_against_mosquitto_tls(tmp_path, mosquitto_fact
         rc = None
     c.c.loop_stop()
     assert rc is None or rc.is_failure, "connected without a client certificate"
+
+
+def test_cli_says_where_the_gateway_password_is_and_warns_on_placeholders(tmp_path, capsys):
+    from gateway import config as config_mod
+
+    assert cli.main(["provision", "--site", SITE, "--out", str(tmp_path / "a"), "n1"]) == 0
+    cap = capsys.readouterr()
+    gw_toml = tmp_path / "a" / "gateway.toml"
+    assert f"gateway: {gw_toml} holds the gateway's MQTT user and password" in cap.out
+    assert "WARNING fogline provision: wifi.ssid is 'CHANGE-ME'" in cap.err
+    assert "WARNING fogline provision: mqtt.host is '127.0.0.1'" in cap.err
+    cfg = config_mod.load(gw_toml)  # a valid gateway config for the site's broker
+    secrets = json.loads((tmp_path / "a" / "secrets.json").read_text())
+    assert (cfg.site.id, cfg.mqtt.port, cfg.mqtt.username, cfg.mqtt.password) == \
+        (SITE, 1884, "gateway", secrets["gateway"]["password"])
+    assert cfg.ingest.auth_keys_file == str((tmp_path / "a" / "gateway_keys.json").resolve())
+    assert cli.main(["provision", "--site", SITE, "--out", str(tmp_path / "b"), "n1", "--broker-host",
+                     "192.168.1.10", "--wifi-ssid", "home", "--wifi-password", "pw"]) == 0
+    assert "WARNING" not in capsys.readouterr().err
+    assert cli.main(["provision", "--site", SITE, "--out", str(tmp_path / "c"), "n1", "--gateway-port",
+                     "1883"]) == 2  # the nodes' and the gateway's listeners must differ
+    assert "ports must differ" in capsys.readouterr().err
+
+
+def test_node_config_problems_name_placeholders_and_loopback_hosts():
+    from gateway.provision_broker import node_config_problems
+
+    good = {"wifi": {"ssid": "home", "password": "pw"}, "mqtt": {"host": "192.168.1.10"}}
+    assert node_config_problems(good) == []
+    for host in ("127.0.0.1", "localhost", "::1", "127.1.2.3", ""):
+        (p,) = node_config_problems({**good, "mqtt": {"host": host}})
+        assert p.startswith(f"mqtt.host is {host!r}"), p
+    ps = node_config_problems({"wifi": {"ssid": "CHANGE-ME", "password": "CHANGE-ME"}, "mqtt": {"host": "gw.lan"}})
+    assert [p.split(" is ")[0] for p in ps] == ["wifi.ssid", "wifi.password"]
+    assert len(node_config_problems({})) == 3
+
+
+def test_gateway_warns_when_its_config_with_a_password_is_readable_by_others(tmp_path, caplog):
+    from gateway import config as config_mod
+    from gateway.commands.serve import warn_if_secrets_readable
+
+    prov.provision(tmp_path, SITE, ["n1"])
+    path = tmp_path / "gateway.toml"
+    cfg = config_mod.load(path)
+    assert not warn_if_secrets_readable(str(path), cfg)  # as provisioned: 0600
+    os.chmod(path, 0o644)
+    with caplog.at_level("WARNING"):
+        assert warn_if_secrets_readable(str(path), cfg)
+    assert "event=config_secrets_readable" in caplog.text and "chmod 600" in caplog.text
+    assert not warn_if_secrets_readable(str(path), config_mod.from_dict({}))  # no password: nothing to hide
