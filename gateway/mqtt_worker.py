@@ -29,13 +29,18 @@ from shared import topics
 log = logging.getLogger(__name__)
 
 Item = tuple[str, bytes, float]
+# Payload bytes held for the loop on each side of the pipe (child buffer, parent scheduled batches):
+# past it the side waits, so a slow loop backs up into the broker instead of into our memory.
+QUEUE_MAX_BYTES = 64 << 20
 
 
-def _child(mcfg: Any, client_id: str, filters: list[str], out: Any, inp: Any, queue_max: int) -> None:
+def _child(mcfg: Any, client_id: str, filters: list[str], out: Any, inp: Any, queue_max: int,
+           max_bytes: int = QUEUE_MAX_BYTES) -> None:
     """Child process: paho client; batches messages to `out`, executes commands from `inp` (never returns on EOF)."""
     import paho.mqtt.client as mqtt
 
     buf: list[Item] = []
+    held = [0]  # payload bytes in buf
     lock = threading.Condition()
     stopping = threading.Event()
     send_lock = threading.Lock()
@@ -65,11 +70,12 @@ def _child(mcfg: Any, client_id: str, filters: list[str], out: Any, inp: Any, qu
 
     def on_message(c: Any, u: Any, m: Any) -> None:
         with lock:
-            if len(buf) > queue_max:
+            if len(buf) > queue_max or held[0] > max_bytes:
                 deadline = time.monotonic() + 2.0
-                while len(buf) > queue_max and time.monotonic() < deadline:
+                while (len(buf) > queue_max or held[0] > max_bytes) and time.monotonic() < deadline:
                     lock.wait(0.01)
             buf.append((m.topic, m.payload, time.time()))
+            held[0] += len(m.payload)
             if len(buf) == 1:
                 lock.notify_all()
 
@@ -80,6 +86,7 @@ def _child(mcfg: Any, client_id: str, filters: list[str], out: Any, inp: Any, qu
                     lock.wait(0.05)
                 batch = buf[:]
                 buf.clear()
+                held[0] = 0
                 lock.notify_all()
             if batch:
                 send(("msgs", batch))
@@ -127,8 +134,12 @@ class MqttWorkerIngest:
     KINDS = ("up", "alert", "state")
 
     def __init__(self, cfg: Any, loop: asyncio.AbstractEventLoop, deliver: Callable[[list[Item]], None],
-                 metrics: Any, queue_max: int = 100000):
+                 metrics: Any, queue_max: int = 100000, queue_max_bytes: int = QUEUE_MAX_BYTES):
         self.cfg = cfg
+        self.queue_max_bytes = queue_max_bytes
+        self._held = 0  # payload bytes scheduled on the loop, not yet delivered (both threads, under _room)
+        self.held_peak = 0
+        self._room = threading.Condition()
         self.loop = loop
         self.deliver = deliver
         self.metrics = metrics
@@ -157,7 +168,8 @@ class MqttWorkerIngest:
         tx_child.close()
         self._rx = Connection(rx_parent.detach())
         self._tx = Connection(tx_parent.detach())
-        self._tx.send(("config", self.cfg.mqtt, self.cfg.mqtt_client_id(), self.filters, self.queue_max))
+        self._tx.send(("config", self.cfg.mqtt, self.cfg.mqtt_client_id(), self.filters, self.queue_max,
+                       self.queue_max_bytes))
         self._reader = threading.Thread(target=self._read, name="fogline-mqtt-reader", daemon=True)
         self._reader.start()
 
@@ -180,6 +192,11 @@ class MqttWorkerIngest:
                 return
             kind = obj[0]
             if kind == "msgs":
+                self._wait_for_room()
+                size = sum(len(it[1]) for it in obj[1])
+                with self._room:
+                    self._held += size
+                    self.held_peak = max(self.held_peak, self._held)
                 self._received += len(obj[1])
                 try:
                     self.loop.call_soon_threadsafe(self._deliver, obj[1])
@@ -209,9 +226,22 @@ class MqttWorkerIngest:
         if not self._stopping:
             self.start()
 
+    def _wait_for_room(self) -> None:
+        # The loop is behind: stop reading the pipe (the child, then paho, then the broker wait).
+        with self._room:
+            if self._held > self.queue_max_bytes or self.pending() > self.queue_max:
+                self.metrics.inc("ingest_backpressure_waits")
+            while (self._held > self.queue_max_bytes or self.pending() > self.queue_max) and not self._stopping:
+                self._room.wait(0.05)
+
     def _deliver(self, items: list[Item]) -> None:
         self._delivered += len(items)
-        self.deliver(items)
+        try:
+            self.deliver(items)
+        finally:
+            with self._room:
+                self._held -= sum(len(it[1]) for it in items)
+                self._room.notify_all()
 
     def _event(self, what: str, data: Any) -> None:
         if what == "connected":
@@ -274,8 +304,8 @@ def main(argv: list[str]) -> int:
         cmd = inp.recv()
     except (EOFError, OSError):
         return 0
-    _, mcfg, client_id, filters, queue_max = cmd
-    _child(mcfg, client_id, filters, out, inp, queue_max)
+    _, mcfg, client_id, filters, queue_max, max_bytes = cmd
+    _child(mcfg, client_id, filters, out, inp, queue_max, max_bytes)
     return 0
 
 
