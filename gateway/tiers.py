@@ -86,11 +86,27 @@ def _pack(points: list[tuple[float, float, int, int]]) -> bytes:
 
 def unpack_block(data: bytes) -> list[tuple[float, float]]:
     """(t, value) points of a compressed block."""
+    return [(t, v) for t, v, _lane, _seq in _unpack_rows(data)]
+
+
+def _unpack_rows(data: bytes) -> list[tuple[float, float, int, int]]:
     raw = zlib.decompress(data)
     n = int.from_bytes(raw[:4], "little")
     a = array.array("d")
     a.frombytes(raw[4:4 + 16 * n])
-    return [(a[2 * i], a[2 * i + 1]) for i in range(n)]
+    s = array.array("q")
+    s.frombytes(raw[4 + 16 * n:4 + 32 * n])
+    return [(a[2 * i], a[2 * i + 1], s[2 * i], s[2 * i + 1]) for i in range(n)]
+
+
+def _put_block(con: sqlite3.Connection, sid: int, points: list[tuple[float, float, int, int]]) -> None:
+    # Blocks are keyed by (sid, first t): a later block starting at the same instant (late readings,
+    # equal timestamps) merges with the stored one instead of replacing it.
+    old = con.execute("SELECT data FROM blocks WHERE sid=? AND t0=?", (sid, points[0][0])).fetchone()
+    if old is not None:
+        points = sorted(_unpack_rows(old[0]) + points, key=lambda p: (p[0], p[2], p[3]))
+    con.execute("INSERT OR REPLACE INTO blocks(sid, t0, t1, n, data) VALUES (?,?,?,?,?)",
+                (sid, points[0][0], max(p[0] for p in points), len(points), _pack(points)))
 
 
 def maintain(store: Any, tiers: Any, ingest: Any, now: float) -> dict[str, int]:
@@ -113,8 +129,7 @@ def maintain(store: Any, tiers: Any, ingest: Any, now: float) -> dict[str, int]:
                 rows = [r for r in rows if r[2] not in fed or r[3] <= cursor.get((r[4], r[2]), 0)]
             for i in range(0, len(rows), BLOCK_MAX):
                 chunk = rows[i:i + BLOCK_MAX]
-                con.execute("INSERT OR REPLACE INTO blocks(sid, t0, t1, n, data) VALUES (?,?,?,?,?)",
-                            (sid, chunk[0][0], chunk[-1][0], len(chunk), _pack([r[:4] for r in chunk])))
+                _put_block(con, sid, [r[:4] for r in chunk])
                 con.executemany("DELETE FROM readings WHERE nid=? AND lane=? AND seq=?",
                                 [(r[4], r[2], r[3]) for r in chunk])
                 for r in chunk:

@@ -89,3 +89,23 @@ def test_devices_and_status_commands_read_the_data_dir(tmp_path, capsys):
     st = json.loads(capsys.readouterr().out)
     assert st["running"] is False and st["store"]["readings_raw"] == 5
     assert cli(["devices", "--data-dir", str(tmp_path / "missing")]) == 1
+
+
+def test_a_later_block_starting_at_the_same_instant_merges_instead_of_replacing(tmp_path):
+    s = Store(tmp_path / "ingest.sqlite")
+    t = NOW - 7200.0
+    s.commit_batch([Message("n", "up", 1, [Reading("n", "up", 1, "temp", "Cel", 1.0, t)])], now=NOW)
+    assert maintain(s, TIERS, INGEST, NOW)["compressed_rows"] == 1
+    # later readings, the first at the same instant as the compressed block's first
+    s.commit_batch([Message("n", "up", 2, [Reading("n", "up", 2, "temp", "Cel", 2.0, t),
+                                           Reading("n", "up", 3, "temp", "Cel", 3.0, t + 60.0)])], now=NOW)
+    assert maintain(s, TIERS, INGEST, NOW)["compressed_rows"] == 2
+    res = query(s.con, "n", "temp", 0, NOW + 1)
+    assert sorted(v for _t, v in res.points) == [1.0, 2.0, 3.0], res.points  # before: [2.0, 3.0]
+    assert res.sources == {"compressed": 3, "raw": 0}
+    assert s.con.execute("SELECT n, t0, t1 FROM blocks").fetchall() == [(3, t, t + 60.0)]
+    # a third block at that instant keeps all of them too
+    s.commit_batch([Message("n", "up", 4, [Reading("n", "up", 4, "temp", "Cel", 4.0, t)])], now=NOW)
+    maintain(s, TIERS, INGEST, NOW)
+    assert sorted(v for _t, v in query(s.con, "n", "temp", 0, NOW + 1).points) == [1.0, 2.0, 3.0, 4.0]
+    s.close()
