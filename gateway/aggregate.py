@@ -1,12 +1,14 @@
-"""Fog-tier aggregation: tumbling windows per node and metric, closed by an event-time watermark.
+"""Fog-tier aggregation: event-time tumbling windows per node and metric, with allowed lateness.
 
-Each (node, metric, length) series keeps one open window per window start. A node's
-watermark is its newest reading time minus `watermark_s`; a window closes (and is
-delivered) once the watermark passes its end. Readings for an already-closed window
-are late: they stay in the raw store but are not aggregated (counted in
-`late_readings`). Windows of an idle node are closed by `close_idle()` after
-`idle_close_s` of wall-clock silence, so the last window of a node that went away is
-not held forever.
+Each (node, metric, length) series keeps one accumulator per window start. A node's watermark
+is its newest reading time minus `watermark_s`; a window fires (is delivered) once the
+watermark passes its end, or after `idle_close_s` of wall-clock silence of its node. A fired
+window stays in memory for corrections until the watermark passes end + allowed lateness (per
+length): a late reading then costs one accumulator update and the window is delivered again
+as a correction (same key, higher revision) at the next `flush_late()`. A late reading for a
+window no longer in memory asks for a re-open: the caller recomputes that window from the
+store (`take_reopen()` -> `gateway.late.recompute` -> `reopened()`), so memory stays bounded by
+the lateness horizon, not by how late data may come.
 """
 
 from __future__ import annotations
@@ -15,109 +17,61 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
+from gateway.windowstats import INF, Window, _Acc, acc_of, lateness_for
 
-@dataclass(frozen=True)
-class Window:
-    """Statistics of one tumbling window [start, end) of one node's metric (times: epoch s)."""
-    node: str
-    metric: str
-    start: float
-    end: float
-    count: int
-    min: float
-    max: float
-    mean: float
-    last: float
-    stddev: float          # population standard deviation (0.0 for a single reading)
-    unit: str | None = None
-
-    @property
-    def length(self) -> float:
-        return self.end - self.start
-
-    def as_dict(self) -> dict:
-        return {"node": self.node, "metric": self.metric, "start": self.start, "end": self.end,
-                "count": self.count, "min": self.min, "max": self.max, "mean": self.mean,
-                "last": self.last, "stddev": self.stddev, "unit": self.unit}
-
-
-@dataclass
-class _Acc:
-    start: float
-    end: float
-    unit: str | None
-    count: int = 0
-    mean: float = 0.0
-    m2: float = 0.0        # Welford sum of squared deviations
-    min: float = math.inf
-    max: float = -math.inf
-    last: float = 0.0
-    last_t: float = -math.inf
-
-    def merge(self, o: "_Acc") -> None:
-        """Fold a shorter window's statistics in (Chan et al. parallel mean/variance)."""
-        if o.count == 0:
-            return
-        n = self.count + o.count
-        d = o.mean - self.mean
-        self.mean += d * o.count / n
-        self.m2 += o.m2 + d * d * self.count * o.count / n
-        self.count = n
-        if o.min < self.min:
-            self.min = o.min
-        if o.max > self.max:
-            self.max = o.max
-        if o.last_t >= self.last_t:
-            self.last_t = o.last_t
-            self.last = o.last
-
-    def add(self, v: float, t: float) -> None:
-        self.count += 1
-        d = v - self.mean
-        self.mean += d / self.count
-        self.m2 += d * (v - self.mean)
-        if v < self.min:
-            self.min = v
-        if v > self.max:
-            self.max = v
-        if t >= self.last_t:  # 'last' is by reading time, not arrival order
-            self.last_t = t
-            self.last = v
+__all__ = ["Aggregator", "Window", "acc_of", "lateness_for"]
 
 
 @dataclass
 class _NodeState:
-    newest_t: float = -math.inf
+    newest_t: float = -INF
     last_wall: float = 0.0
-    min_end: float = math.inf  # earliest end of any open window: nothing closes before the watermark passes it
+    min_end: float = INF    # earliest end of any open window: nothing fires before the watermark passes it
+    min_evict: float = INF  # earliest end + lateness of any fired window kept for corrections
     # (metric, length) -> {start: acc}
     open: dict[tuple[str, float], dict[float, _Acc]] = field(default_factory=dict)
-    # (metric, length) -> end of newest closed window (late threshold)
-    closed_upto: dict[tuple[str, float], float] = field(default_factory=dict)
+    fired: dict[tuple[str, float], dict[float, _Acc]] = field(default_factory=dict)
+    # (metric, length) -> end of the newest fired window: windows starting before it never open again
+    fired_upto: dict[tuple[str, float], float] = field(default_factory=dict)
+    # (metric, length) -> newest end of a window dropped from memory: at or before it, only the store knows
+    evicted_upto: dict[tuple[str, float], float] = field(default_factory=dict)
 
 
 class Aggregator:
-    """Tumbling windows; `emit(window)` is called for each closed window (in the caller's thread)."""
+    """Tumbling windows; `emit(window)` is called for each delivered window or correction (caller's thread)."""
 
     def __init__(self, lengths: Iterable[float], watermark_s: float, emit: Callable[[Window], None],
-                 idle_close_s: float = 30.0):
-        self.lengths = sorted(set(float(x) for x in lengths))
+                 idle_close_s: float = 30.0, allowed_lateness_s: Sequence[float] | float | None = None,
+                 max_reopen: int = 100000):
+        given = [float(x) for x in lengths]
+        self.lengths = sorted(set(given))
         base = self.lengths[0]
-        # Longer windows that are whole multiples of the shortest are built by merging closed short
-        # windows (one accumulator update per reading instead of one per length); others directly.
+        # Longer windows that are whole multiples of the shortest are built by merging fired short
+        # windows (one accumulator update per on-time reading instead of one per length); others directly.
         self.merged = [ln for ln in self.lengths[1:] if (ln / base).is_integer()]
         self.direct = [ln for ln in self.lengths if ln not in self.merged]
+        self._merged_set = set(self.merged)
         self.base = base
         self.watermark_s = float(watermark_s)
         self.idle_close_s = float(idle_close_s)
+        self.lateness = lateness_for(given, allowed_lateness_s)
         self.emit = emit
         self.nodes: dict[str, _NodeState] = {}
-        self.late_readings = 0
+        self.late_readings = 0        # readings for windows that had fired already
+        self.corrections = 0          # deliveries of a window after its first
+        self.reopens = 0              # windows recomputed from the store
+        self.reopen_dropped = 0       # re-open requests refused (queue over max_reopen): counted, never silent
         self.windows_emitted = 0
-        # (node, metric, length) -> end of the newest window already delivered before a restart:
-        # replayed readings rebuild open windows without delivering those again
-        self.suppress: dict[tuple[str, str, float], float] = {}
+        self.max_reopen = max_reopen
+        # (node, metric) -> oldest reading time from which every stored reading went through add()
+        # (set from the replay at start; a series not listed was seen whole)
+        self.covered_from: dict[tuple[str, str], float] = {}
+        # (node, metric, length, start) -> count delivered before a restart (replay: deliver only what changed)
+        self.delivered: dict[tuple[str, str, float, float], int] = {}
+        self._dirty: dict[tuple[str, str, float, float], _Acc] = {}
+        self._reopen: set[tuple[str, str, float, float]] = set()
 
+    # ------------------------------------------------------------------ readings
     def add(self, node: str, metric: str, unit: str | None, value: float, t: float, wall: float) -> None:
         """Add one reading (t = reading time, wall = gateway clock now)."""
         st = self.nodes.get(node)
@@ -125,25 +79,34 @@ class Aggregator:
             st = self.nodes[node] = _NodeState()
         st.last_wall = wall
         v = float(value)
-        for ln in self.direct:
+        wm = st.newest_t - self.watermark_s
+        base_acc: _Acc | None = None  # the open short window holding this reading
+        for ln in self.lengths:
             key = (metric, ln)
             start = math.floor(t / ln) * ln
-            if start < st.closed_upto.get(key, -math.inf):
-                self.late_readings += 1
-                continue
+            if base_acc is not None and ln in self._merged_set and ln not in base_acc.merged_into:
+                continue  # it arrives with its short window's merge (into the open window, or as a correction)
             wins = st.open.get(key)
-            if wins is None:
-                wins = st.open[key] = {}
-            acc = wins.get(start)
-            if acc is None:
+            acc = wins.get(start) if wins else None
+            if acc is None and start >= st.fired_upto.get(key, -INF) and start + ln > wm:
+                if wins is None:
+                    wins = st.open[key] = {}
                 acc = wins[start] = _Acc(start, start + ln, unit)
                 if acc.end < st.min_end:
                     st.min_end = acc.end
-            acc.add(v, t)
+            if acc is not None:
+                acc.add(v, t)
+                if ln == self.base:
+                    base_acc = acc
+                continue
+            if ln == self.base:
+                self.late_readings += 1
+            self._late(node, st, key, start, unit, v, t)
         if t > st.newest_t:
             st.newest_t = t
-            if t - self.watermark_s >= st.min_end:
-                self._advance(node, st, t - self.watermark_s)
+            wm = t - self.watermark_s
+            if wm >= st.min_end or wm >= st.min_evict:
+                self._advance(node, st, wm, wall)
 
     def add_many(self, node: str, metrics: Sequence[str], units: Sequence[str | None], values: Sequence[float],
                  times: Sequence[float], wall: float) -> None:
@@ -152,71 +115,203 @@ class Aggregator:
         for metric, unit, v, t in zip(metrics, units, values, times):
             add(node, metric, unit, v, t, wall)
 
-    def _advance(self, node: str, st: _NodeState, watermark: float) -> None:
-        # shortest first: closing a short window feeds the longer ones before they are checked
-        for key in sorted(st.open, key=lambda k: k[1]):
-            wins = st.open[key]
-            if not wins:
-                continue
-            done = [s for s, a in wins.items() if a.end <= watermark]
-            for s in sorted(done):
-                self._close(node, key, st, wins.pop(s))
-        min_end = math.inf
-        for wins in st.open.values():
-            for a in wins.values():
-                if a.end < min_end:
-                    min_end = a.end
-        st.min_end = min_end
+    def _late(self, node: str, st: _NodeState, key: tuple[str, float], start: float, unit: str | None,
+              v: float, t: float) -> None:
+        """A reading for a fired window: update it in memory, or ask for a re-open from the store."""
+        metric, ln = key
+        f = st.fired.get(key)
+        acc = f.get(start) if f else None
+        dk = (node, metric, ln, start)
+        if acc is None:
+            if start >= self.covered_from.get((node, metric), -INF) and start + ln > st.evicted_upto.get(key, -INF):
+                # never in memory, never evicted, all its readings came through here: it had none before
+                if f is None:
+                    f = st.fired[key] = {}
+                acc = f[start] = _Acc(start, start + ln, unit)
+                self._track_evict(st, acc, ln)
+            else:
+                if dk not in self._reopen:
+                    if len(self._reopen) >= self.max_reopen:
+                        self.reopen_dropped += 1
+                        return
+                    self._reopen.add(dk)
+                return
+        acc.add(v, t)
+        self._dirty[dk] = acc
 
-    def _close(self, node: str, key: tuple[str, float], st: _NodeState, acc: _Acc) -> None:
-        if acc.end > st.closed_upto.get(key, -math.inf):
-            st.closed_upto[key] = acc.end
+    def _track_evict(self, st: _NodeState, acc: _Acc, ln: float) -> None:
+        e = acc.end + self.lateness[ln]
+        if e < st.min_evict:
+            st.min_evict = e
+
+    # ------------------------------------------------------------------ firing and eviction
+    def _advance(self, node: str, st: _NodeState, watermark: float, wall: float) -> None:
+        if watermark >= st.min_end:
+            # shortest first: firing a short window feeds the longer ones before they are checked
+            for key in sorted(st.open, key=lambda k: k[1]):
+                wins = st.open[key]
+                done = [s for s, a in wins.items() if a.end <= watermark]
+                for s in sorted(done):
+                    self._fire(node, key, st, wins.pop(s))
+                if not wins:
+                    del st.open[key]
+            st.min_end = min((a.end for w in st.open.values() for a in w.values()), default=INF)
+        if watermark >= st.min_evict:
+            self._evict(st, lambda key, a: a.end + self.lateness[key[1]] <= watermark and a.keep_until <= wall)
+
+    def _evict(self, st: _NodeState, gone: Callable[[tuple[str, float], _Acc], bool]) -> None:
+        min_evict = INF
+        for key in list(st.fired):
+            wins = st.fired[key]
+            for s in [s for s, a in wins.items() if gone(key, a)]:
+                a = wins.pop(s)
+                if a.end > st.evicted_upto.get(key, -INF):
+                    st.evicted_upto[key] = a.end
+            for a in wins.values():
+                min_evict = min(min_evict, a.end + self.lateness[key[1]])
+            if not wins:
+                del st.fired[key]
+        st.min_evict = min_evict
+
+    def _fire(self, node: str, key: tuple[str, float], st: _NodeState, acc: _Acc) -> None:
+        if acc.end > st.fired_upto.get(key, -INF):
+            st.fired_upto[key] = acc.end
         if key[1] == self.base:
             for ln in self.merged:
-                pkey = (key[0], ln)
-                pstart = math.floor(acc.start / ln) * ln
-                if pstart < st.closed_upto.get(pkey, -math.inf):
-                    self.late_readings += acc.count
-                    continue
-                wins = st.open.get(pkey)
-                if wins is None:
-                    wins = st.open[pkey] = {}
-                p = wins.get(pstart)
-                if p is None:
-                    p = wins[pstart] = _Acc(pstart, pstart + ln, acc.unit)
-                    if p.end < st.min_end:
-                        st.min_end = p.end
-                p.merge(acc)
-        if self.suppress and acc.end <= self.suppress.get((node, key[0], key[1]), -math.inf):
-            return  # delivered before the restart
+                self._merge_up(node, st, (key[0], ln), acc)
+        st.fired.setdefault(key, {})[acc.start] = acc
+        self._track_evict(st, acc, key[1])
+        dk = (node, key[0], key[1], acc.start)
+        if self.delivered:
+            before = self.delivered.pop(dk, 0)
+            if before >= acc.count:  # delivered before the restart, nothing new since
+                acc.sent = before
+                return
+            acc.sent = before
+        self._deliver(dk, acc)
+
+    def _merge_up(self, node: str, st: _NodeState, pkey: tuple[str, float], acc: _Acc) -> None:
+        ln = pkey[1]
+        if ln in acc.merged_into:
+            return
+        pstart = math.floor(acc.start / ln) * ln
+        wins = st.open.get(pkey)
+        p = wins.get(pstart) if wins else None
+        if p is None and pstart >= st.fired_upto.get(pkey, -INF):
+            if wins is None:
+                wins = st.open[pkey] = {}
+            p = wins[pstart] = _Acc(pstart, pstart + ln, acc.unit)
+            if p.end < st.min_end:
+                st.min_end = p.end
+        if p is not None:
+            p.merge(acc)
+            return
+        # the longer window fired before this short one (idle close): a correction of it
+        f = st.fired.get(pkey)
+        p = f.get(pstart) if f else None
+        dk = (node, pkey[0], ln, pstart)
+        if p is None:
+            if len(self._reopen) < self.max_reopen:
+                self._reopen.add(dk)
+            else:
+                self.reopen_dropped += 1
+            return
+        p.merge(acc)
+        self._dirty[dk] = p
+
+    def _deliver(self, dk: tuple[str, str, float, float], acc: _Acc) -> None:
+        node, metric = dk[0], dk[1]
+        correction = acc.sent > 0
+        acc.sent = acc.count
         std = math.sqrt(acc.m2 / acc.count) if acc.count > 1 else 0.0
-        w = Window(node, key[0], acc.start, acc.end, acc.count, acc.min, acc.max, acc.mean,
-                   acc.last, std, acc.unit)
+        w = Window(node, metric, acc.start, acc.end, acc.count, acc.min, acc.max, acc.mean, acc.last, std,
+                   acc.unit, correction)
         self.windows_emitted += 1
+        if correction:
+            self.corrections += 1
         self.emit(w)
 
-    def close_idle(self, wall: float) -> int:
-        """Close every open window of nodes silent for idle_close_s; returns windows closed."""
+    def flush_late(self) -> int:
+        """Deliver the windows late readings changed since the last call (one correction each); returns how many."""
+        if not self._dirty:
+            return 0
+        dirty, self._dirty = self._dirty, {}
         n = 0
-        for node, st in self.nodes.items():
-            if st.open and wall - st.last_wall >= self.idle_close_s:
-                n += self._flush_node(node, st)
+        for dk, acc in dirty.items():
+            if acc.count > acc.sent:
+                self._deliver(dk, acc)
+                n += 1
         return n
 
+    # ------------------------------------------------------------------ re-open from the store
+    def take_reopen(self) -> list[tuple[str, str, float, float]]:
+        """Windows (node, metric, length, start) to recompute from the store; the queue is emptied."""
+        out, self._reopen = sorted(self._reopen), set()
+        return out
+
+    def reopen_pending(self) -> int:
+        """Windows waiting to be recomputed from the store."""
+        return len(self._reopen)
+
+    def reopened(self, results: Iterable[tuple[tuple[str, str, float, float], _Acc | None, int]],
+                 wall: float) -> int:
+        """Recomputed windows back: (key, acc from the store or None, count delivered before); deliver the changed ones.
+
+        The window stays in memory for idle_close_s (wall clock) so the rest of a drain updates it in O(1)."""
+        n = 0
+        for dk, acc, before in results:
+            if acc is None or acc.count == 0:
+                continue
+            node, metric, ln, start = dk
+            st = self.nodes.get(node)
+            if st is None:
+                st = self.nodes[node] = _NodeState(last_wall=wall)
+            acc.sent = before
+            acc.keep_until = wall + self.idle_close_s
+            st.fired.setdefault((metric, ln), {})[start] = acc
+            if ln in self._merged_set:  # the store already has the readings of its open short windows
+                for s, a in st.open.get((metric, self.base), {}).items():
+                    if start <= s < acc.end:
+                        a.merged_into += (ln,)
+            self._track_evict(st, acc, ln)
+            self.reopens += 1
+            if acc.count > before:
+                self._deliver(dk, acc)
+                n += 1
+        return n
+
+    # ------------------------------------------------------------------ idle nodes, shutdown
+    def close_idle(self, wall: float) -> int:
+        """Fire every open window of nodes silent for idle_close_s; forget fired ones after the lateness too."""
+        n = 0
+        forget = self.idle_close_s + max(self.lateness.values())
+        for node, st in self.nodes.items():
+            idle = wall - st.last_wall
+            if st.open and idle >= self.idle_close_s:
+                n += self._flush_node(node, st)
+            if st.fired and idle >= forget:
+                self._evict(st, lambda key, a: a.keep_until <= wall)
+        return n + self.flush_late()
+
     def flush(self) -> int:
-        """Close every open window now (clean shutdown); returns windows closed."""
-        return sum(self._flush_node(node, st) for node, st in self.nodes.items())
+        """Fire every open window now (clean shutdown); returns windows delivered."""
+        return sum(self._flush_node(node, st) for node, st in self.nodes.items()) + self.flush_late()
 
     def _flush_node(self, node: str, st: _NodeState) -> int:
         n = 0
-        for ln in self.lengths:  # shortest first, so merged windows are complete when they close
+        for ln in self.lengths:  # shortest first, so merged windows are complete when they fire
             for key in [k for k in st.open if k[1] == ln]:
-                wins = st.open[key]
+                wins = st.open.pop(key)
                 for s in sorted(wins):
-                    self._close(node, key, st, wins.pop(s))
+                    self._fire(node, key, st, wins[s])
                     n += 1
-        st.min_end = math.inf
+        st.min_end = INF
         return n
 
     def open_count(self) -> int:
+        """Windows not fired yet."""
         return sum(len(w) for st in self.nodes.values() for w in st.open.values())
+
+    def kept_count(self) -> int:
+        """Fired windows kept in memory for corrections."""
+        return sum(len(w) for st in self.nodes.values() for w in st.fired.values())

@@ -60,7 +60,8 @@ class Gateway(IngestPath):
         ing = self.config.ingest
         self.registry = DeviceRegistry(ing.known_devices, ing.unknown_devices, ing.max_devices)
         agg = self.config.aggregate
-        self.aggregator = Aggregator(agg.windows_s, agg.watermark_s, self._emit_window, agg.idle_close_s)
+        self.aggregator = Aggregator(agg.windows_s, agg.watermark_s, self._emit_window, agg.idle_close_s,
+                                     agg.allowed_lateness_s)
         self.hot = HotTier(self.config.tiers.hot_points)
         self.verifier: Any = None  # gateway.packauth.PackVerifier when [ingest] auth_keys_file is set
         self.store: Store | None = None
@@ -178,17 +179,13 @@ class Gateway(IngestPath):
         log.info("event=gateway_started site=%s data_dir=%s db=%s", self.site, self.data_dir, db)
 
     async def _replay_windows(self) -> None:
-        """Rebuild the windows that were open at the last stop/crash from the stored readings."""
-        from gateway.tiers import replay_rows
-        done, rows = await self._run(replay_rows, self.store, self.aggregator.lengths)
-        agg = self.aggregator
-        agg.suppress = done
-        wall = self.clock()
-        for node, metric, unit, v, t in rows:
-            agg.add(node, metric, unit, v, t, wall)
-        agg.late_readings = 0
-        if rows:
-            log.info("event=windows_replayed readings=%d open_windows=%d", len(rows), agg.open_count())
+        """Rebuild the windows open at the last stop/crash from the stored readings (gateway.late)."""
+        from gateway import late
+        await late.replay_into(self)
+
+    async def _late_windows(self) -> None:
+        from gateway import late
+        await late.deliver_corrections(self)
 
     async def wait_connected(self, timeout: float = 10.0) -> bool:
         """True once the site broker connection is up (subscriptions sent)."""
@@ -305,8 +302,7 @@ class Gateway(IngestPath):
                 n = self.aggregator.close_idle(self.clock())
                 if n:
                     self._work.set()
-                self.metrics.set("open_windows", self.aggregator.open_count())
-                self.metrics.set("late_readings", self.aggregator.late_readings)
+                await self._late_windows()  # also exports the window gauges
                 self.metrics.set("devices", len(self.registry.devices))
                 self.metrics.set("uptime_s", self.clock() - self.started_at)
                 now = time.monotonic()

@@ -99,9 +99,13 @@ class StoreConfig:
 class AggregateConfig:
     """[aggregate] tumbling windows per node and metric."""
     windows_s: list[float] = field(default_factory=lambda: [10.0, 60.0, 900.0])
-    watermark_s: float = 5.0          # allowed lateness: a window closes when the node's newest
-                                      # reading time passes end + watermark_s
+    watermark_s: float = 5.0          # a window fires when the node's newest reading time passes
+                                      # end + watermark_s (out-of-order slack before the first delivery)
     idle_close_s: float = 30.0        # close a node's open windows after this long (wall clock) without data
+    allowed_lateness_s: list[float] = field(default_factory=list)  # per windows_s entry (one value = all;
+                                      # [] = max(length, 60 s)): a fired window stays in memory this far past
+                                      # the watermark, corrected by late readings; later ones re-open it from
+                                      # the store. Either way the cloud gets a new revision of the window.
     flush_on_stop: bool = False       # deliver partial windows on clean shutdown (they are then final);
                                       # False: open windows are rebuilt from the store on the next start
 
@@ -305,6 +309,9 @@ def _validate_core(cfg: Config) -> None:
         raise ConfigError("store.batch_max/batch_ms: must be positive")
     if not cfg.aggregate.windows_s or any(w <= 0 for w in cfg.aggregate.windows_s):
         raise ConfigError("aggregate.windows_s: needs one or more positive lengths")
+    lat = cfg.aggregate.allowed_lateness_s
+    if any(x < 0 for x in lat) or len(lat) not in (0, 1, len(cfg.aggregate.windows_s)):
+        raise ConfigError("aggregate.allowed_lateness_s: values >= 0, one for all lengths or one per windows_s entry")
     if cfg.tiers.hot_points < 1:
         raise ConfigError("tiers.hot_points: must be >= 1")
     if cfg.ingest.dead_letter_max_rows < 0:

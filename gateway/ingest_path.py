@@ -215,6 +215,7 @@ class IngestPath:
                 m.inc("alerts_in")
                 for cb in self._hooks["alert"]:
                     self._call(cb, rd)
+            await self._late_windows()  # before the next commit, so a re-open reads exactly this batch's rows
 
     def _publish_ack(self, node: str, ack: dict[str, int]) -> None:
         if self.mqtt is None or not ack:

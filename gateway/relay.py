@@ -22,6 +22,7 @@ from gateway.bandwidth import BandwidthPolicy
 from gateway.breaker import OPEN, Breaker
 from gateway.cloud import CloudConfig, CloudError, CloudLink, bundle, envelope
 from gateway.outbox import LANES, Outbox, OutboxConfig, Row
+from shared import summary as wire
 from shared import topics
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,9 @@ class Relay:
         self._last_expire = clock()
         self.latencies: deque[float] = deque(maxlen=2000)
         self.counters = {"messages": 0, "bundles": 0, "rows_sent": 0, "send_failures": 0, "timeouts": 0,
-                         "probes": 0, "submitted": 0, "submit_rejected": 0, "submit_errors": 0}
+                         "probes": 0, "submitted": 0, "submit_rejected": 0, "submit_errors": 0,
+                         # window summaries/decisions accepted (body bytes); corrections (a later revision) apart
+                         "summary_items": 0, "summary_bytes": 0, "correction_items": 0, "correction_bytes": 0}
         link._on_connect_cb = self._on_link_up
         link._on_disconnect_cb = self._on_link_down
 
@@ -80,14 +83,23 @@ class Relay:
     def submit_many(self, items: Iterable[tuple[str, Any, bool]]) -> list[int | None]:
         """Accept many items in one transaction."""
         enc: list[tuple[str, bytes, bool]] = []
+        kinds: list[str | None] = []
         for lane, obj, crit in items:
             try:
-                enc.append((lane, cbor2.dumps(_plain(obj)), crit))
+                plain = _plain(obj)
+                enc.append((lane, cbor2.dumps(plain), crit))
+                kinds.append(None if wire.body_key(plain) is None else
+                             ("correction" if plain.get(wire.CORR) else "summary"))
             except Exception as e:  # unencodable producer object: refuse it loudly, keep going
                 self.counters["submit_errors"] += 1
                 log.error("relay.submit_error lane=%s error=%s", lane, e)
                 enc.append((lane, None, crit))  # type: ignore[arg-type]
+                kinds.append(None)
         ids = self.outbox.put_many(enc)
+        for (_, body, _), kind, i in zip(enc, kinds, ids):
+            if kind is not None and i is not None:
+                self.counters[kind + "_items"] += 1
+                self.counters[kind + "_bytes"] += len(body)
         self.counters["submitted"] += sum(1 for i in ids if i is not None)
         self.counters["submit_rejected"] += sum(1 for i in ids if i is None)
         self._wake.set()
@@ -107,8 +119,8 @@ class Relay:
                            critical=critical)
 
     def submit_window(self, window: Any) -> int | None:
-        """An aggregation Window (or dict) -> summary lane."""
-        return self.submit("summary", window)
+        """An aggregation Window (its wire body: key + revision, shared/summary.py) or a dict -> summary lane."""
+        return self.submit("summary", window.as_dict() if hasattr(window, "as_dict") else window)
 
     def submit_decision(self, lane: str, decision: Any) -> int | None:
         """An inference decision: lane "summary", "anomaly" or "raw"."""

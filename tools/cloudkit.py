@@ -113,8 +113,31 @@ def tls_cloud_broker(workdir: Path, pki: Pki, users: dict[str, str], require_cer
     return Mosquitto(workdir, port=port, extra_conf=conf)
 
 
+def envelope_body(it: dict[str, Any]) -> Any:
+    """The producer's body of a row envelope (decoded if it came as bytes)."""
+    b = it.get("body")
+    if isinstance(b, (bytes, bytearray)):
+        import cbor2
+        b = cbor2.loads(b)
+    return b
+
+
+def latest_windows(items: list[dict[str, Any]], latest: dict | None = None) -> dict:
+    """The cloud's window record: per window key (shared/summary.py) the body with the highest revision."""
+    from shared import summary
+    latest = {} if latest is None else latest
+    for it in items:
+        if it.get("lane") in ("summary", "anomaly", "raw"):
+            b = envelope_body(it)
+            if isinstance(b, dict):
+                summary.keep_highest(latest, b)
+    return latest
+
+
 class CloudSubscriber:
-    """A cloud-side consumer: persistent QoS 1 subscription, decodes envelopes, records arrival times."""
+    """A cloud-side consumer: persistent QoS 1 subscription, decodes envelopes, records arrival times.
+
+    `latest` holds, per window key, the summary/decision with the highest revision (what a cloud keeps)."""
 
     def __init__(self, port: int, pki: Pki | None, user: str, password: str, topic: str = "fogline/#",
                  client_id: str = "cloud-consumer"):
@@ -122,6 +145,7 @@ class CloudSubscriber:
         self._decode = decode_cloud_message
         self.lock = threading.Lock()
         self.items: list[dict[str, Any]] = []  # each envelope + "_t" arrival (monotonic) + "_topic"
+        self.latest: dict = {}  # window key -> body of its highest revision
         self.messages = 0
         self.bytes = 0
         self.bad = 0
@@ -152,6 +176,7 @@ class CloudSubscriber:
                 it["_t"] = t
                 it["_topic"] = msg.topic
                 self.items.append(it)
+            latest_windows(items, self.latest)
 
     def start(self, timeout: float = 10) -> "CloudSubscriber":
         self.client.connect_async("127.0.0.1", self.port)

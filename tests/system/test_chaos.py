@@ -17,6 +17,10 @@ ground truth the node holds in its flash log (n = highest durable seq = readings
   kept reading is in the cloud record after de-duplication by (node, lane, seq), or is one of those
   explicit policy drops; every alert the gateway stored is there exactly once after de-duplication by
   (node, seq); nothing the gateway never stored; summaries present; nothing undecodable;
+- summaries (with `cloud`): the cloud keeps the highest revision of each window key (shared/summary.py);
+  every reading the gateway stored lies in a delivered 10 s summary window ("no summary" = 0, late data
+  included: windows are corrected, not dropped) and every window the cloud holds has, in its final
+  revision, the count/min/max/mean of the readings the gateway stored for it;
 - duplicates absorbed are counted (gateway: re-sent seqs it already had; cloud: re-sent rows with the same
   key, and the same (node, lane, seq) under another key after a gateway crash);
 - resources stay within the configured caps: gateway RSS (all its processes, sampled from
@@ -32,6 +36,7 @@ The test prints the reconciliation table. The short runs are in CI; the soak var
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import signal
@@ -61,6 +66,9 @@ OUTBOX_CAPS = {"alert": 8 << 20, "anomaly": 8 << 20, "summary": 8 << 20, "raw": 
 GATEWAY_RSS_BOUND_MB = 400   # all gateway processes together (main + MQTT worker), sampled every second
 GATEWAY_DISK_BOUND_MB = 256  # the gateway data dir (ingest store, outbox, WAL files, metrics)
 UPLINK_KINDS = ("cloud_outage", "uplink_throttle", "uplink_blackhole", "uplink_refuse")
+SUMMARY_S = 10.0  # the relay's summary window in these runs ([cloud] summary_windows_s)
+# a node silent this long (wall clock) has its windows fired: Wi-Fi drops then make late data normal
+IDLE_CLOSE_S = 3.0
 
 
 def _mp_available() -> bool:
@@ -83,7 +91,7 @@ def _gateway(d: Path, port: int, user: str, password: str, keys: Path, extra: st
                     f'port = {port}\nusername = "{user}"\npassword = "{password}"\n'
                     f'reconnect_min_s = 0.2\nreconnect_max_s = 1.0\n\n'
                     f'[ingest]\nauth_keys_file = "{keys}"\nrequire_auth = true\n\n'
-                    f'[metrics]\nsnapshot_s = 1.0\n' + lanes + extra)
+                    f'[metrics]\nsnapshot_s = 1.0\n\n[aggregate]\nidle_close_s = {IDLE_CLOSE_S}\n' + lanes + extra)
     return Proc([sys.executable, "-m", "gateway.cli", "gateway", "--config", str(conf), "--log-level", "WARNING"],
                 dict(os.environ), REPO, d / "gateway.log")
 
@@ -150,7 +158,7 @@ class GatewayWatch:
     """Samples the gateway every `every` s across its incarnations: RSS, disk, outbox bytes, metrics counters."""
 
     COUNTERS = ("duplicates", "duplicate_messages", "seq_gaps_skipped")
-    GAUGES = ("late_readings",)  # per incarnation: readings too late for a window (kept raw, not summarised)
+    GAUGES = ("late_readings", "window_corrections")  # per incarnation: readings for fired windows, corrections
 
     def __init__(self, gw: Proc, data: Path, every: float = 1.0):
         self.gw, self.data, self.every = gw, data, every
@@ -385,9 +393,12 @@ class _Cloud:
         deadline = time.monotonic() + timeout
         while True:
             stored = _stored_by_lane(db)
-            rep = reconcile_cloud(stored, self.sub.snapshot(), self.sub.bad, self.forward_readings)
+            items = self.sub.snapshot()
+            rep = reconcile_cloud(stored, items, self.sub.bad, self.forward_readings)
+            rep.update(reconcile_summaries(db, latest_windows(items)))
             rep["probe_acked"] = self.probe_acked
-            if (not rep["missing"] and rep["summaries"]) or time.monotonic() > deadline:
+            if (not rep["missing"] and rep["summaries"] and not rep["stored_in_no_summary"]
+                    and not rep["windows_mismatch"]) or time.monotonic() > deadline:
                 rep["settle_s"] = round(timeout - max(0.0, deadline - time.monotonic()), 1)
                 return rep
             time.sleep(1.0)
@@ -415,11 +426,57 @@ def _stored_by_lane(db: Path) -> dict[str, set[tuple[str, int]]]:
 
 
 def _body(it: dict):
-    b = it.get("body")
-    if isinstance(b, (bytes, bytearray)):
-        import cbor2
-        b = cbor2.loads(b)
-    return b
+    from tools.cloudkit import envelope_body
+    return envelope_body(it)
+
+
+def latest_windows(items: list[dict]) -> dict:
+    """The cloud's window record after de-duplication by row key: the highest revision per window key."""
+    from tools.cloudkit import latest_windows as latest
+    by_key = {it["k"]: it for it in items}
+    return latest(list(by_key.values()))
+
+
+def reconcile_summaries(db: Path, latest: dict, length: float = SUMMARY_S) -> dict:
+    """The gateway's stored readings against the cloud's final window revisions of `length`.
+
+    stored_in_no_summary: stored readings whose window the cloud does not hold (per node/lane in
+    no_summary_by); windows_mismatch: windows whose final count/min/max/mean differ from the stored
+    readings of that window (or that cover none)."""
+    from shared import summary
+    from gateway.tiers import unpack_block
+
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    truth: dict[tuple, list] = {}
+    by: dict[str, int] = {}
+    try:
+        rows = con.execute("SELECT n.name, s.metric, r.lane, r.t, r.v FROM readings r JOIN series s ON s.sid=r.sid "
+                           "JOIN nodes n ON n.nid=s.nid").fetchall()
+        for name, metric, data in con.execute("SELECT n.name, s.metric, b.data FROM blocks b JOIN series s ON "
+                                              "s.sid=b.sid JOIN nodes n ON n.nid=s.nid"):
+            rows.extend((name, metric, 0, t, v) for t, v in unpack_block(data))
+    finally:
+        con.close()
+    for node, metric, lane, t, v in rows:
+        start = math.floor(t / length) * length
+        k = summary.key(node, metric, start, start + length)
+        truth.setdefault(k, []).append(v)
+        if k not in latest:
+            lk = f"{node}/{'alert' if lane == 1 else 'up'}"
+            by[lk] = by.get(lk, 0) + 1
+    mismatch = []
+    held = [(k, b) for k, b in latest.items() if k[1] != summary.SET and k[2] == length]
+    for k, b in held:
+        vals = truth.get(k)
+        if vals is None or b.get("count") != len(vals) or b.get("min") != min(vals) or b.get("max") != max(vals) \
+                or not math.isclose(b.get("mean", math.nan), math.fsum(vals) / len(vals), rel_tol=1e-9, abs_tol=1e-9):
+            mismatch.append({"key": k, "cloud": {f: b.get(f) for f in ("count", "min", "max", "mean", "rev")},
+                             "stored": None if vals is None else {"count": len(vals), "min": min(vals),
+                                                                  "max": max(vals), "mean": math.fsum(vals) / len(vals)}})
+    return {"windows_in_cloud": len(held), "windows_stored": len(truth),
+            "stored_in_no_summary": sum(by.values()), "no_summary_by": by,
+            "windows_mismatch": len(mismatch), "mismatch_examples": mismatch[:3],
+            "windows_corrected_in_cloud": sum(1 for _, b in held if b.get(summary.CORR))}
 
 
 def reconcile_cloud(stored: dict[str, set[tuple[str, int]]], items: list[dict], bad: int,
@@ -449,7 +506,8 @@ def reconcile_cloud(stored: dict[str, set[tuple[str, int]]], items: list[dict], 
                 k = (b["node"], b["first_seq"] + i)
                 seen["up"][k] = seen["up"].get(k, 0) + 1
         elif lane == "summary":
-            sk = (b.get("node"), b.get("metric"), b.get("start"), b.get("end")) if isinstance(b, dict) else it["k"]
+            from shared.summary import body_key
+            sk = body_key(b) or it["k"]
             if sk not in summaries:
                 summaries.add(sk)
                 if isinstance(b, dict) and b.get("node"):
@@ -680,7 +738,7 @@ def run_chaos(tmp: Path, seed: int, duration: float, n_nodes: int, mean_gap_s: f
         finals = {n.name: n.final(timeout=40) for n in nodes}
         peaks = {n.name: n.peaks() for n in nodes}
         time.sleep(0.5)  # let the last commit land before the clean stop
-        cloud_rep = cl.settle(db, timeout=240 if soak else 30) if cl is not None else None
+        cloud_rep = cl.settle(db, timeout=240 if soak else 60) if cl is not None else None
         watch.stop()
         if gw.p and gw.p.poll() is None:
             gw.p.send_signal(signal.SIGTERM)
@@ -690,6 +748,9 @@ def run_chaos(tmp: Path, seed: int, duration: float, n_nodes: int, mean_gap_s: f
             cloud_seen = {"alert": {k for k in cloud_rep.pop("seen_alert")},
                           "up": cloud_rep.pop("seen_up") if forward else None}
         rows, dead = reconcile(db, finals, peaks, cloud_seen)
+        if cloud_rep is not None:
+            for r in rows:
+                r["no_summary"] = cloud_rep["no_summary_by"].get(f"{r['node']}/{r['lane']}", 0)
     finally:
         stop_side.set()
         for n in nodes:
@@ -724,7 +785,7 @@ def _print_table(rep: dict) -> None:
     head = (f"{'node':7}{'lane':6}{'sampled':>8}{'kept':>7}{'stored':>8}{'policy':>7}{'skipped':>8}{'unexpl':>7}"
             f"{'acked':>7}{'backlog':>8}")
     if has_cloud:
-        head += f"{'cloud':>7}{'c.unexpl':>9}"
+        head += f"{'cloud':>7}{'c.unexpl':>9}{'no.sum':>7}"
     print(head)
     tot: dict[tuple[str, str], int] = {}
     for r in rep["rows"] + [None]:  # type: ignore[operator]
@@ -732,25 +793,26 @@ def _print_table(rep: dict) -> None:
             for lane in ("up", "alert"):
                 t = {k: tot.get((lane, k), 0) for k in ("sampled", "kept", "stored", "policy", "skipped",
                                                          "unexplained", "acked", "backlog", "cloud",
-                                                         "cloud_unexplained")}
+                                                         "cloud_unexplained", "no_summary")}
                 line = (f"{'TOTAL':7}{lane:6}{t['sampled']:>8}{t['kept']:>7}{t['stored']:>8}{t['policy']:>7}"
                         f"{t['skipped']:>8}{t['unexplained']:>7}{t['acked']:>7}{t['backlog']:>8}")
                 if has_cloud:
-                    line += f"{t['cloud']:>7}{t['cloud_unexplained']:>9}"
+                    line += f"{t['cloud']:>7}{t['cloud_unexplained']:>9}{t['no_summary']:>7}"
                 print(line)
             break
         for k in ("sampled", "kept", "stored", "policy", "skipped", "unexplained", "acked", "backlog", "cloud",
-                  "cloud_unexplained"):
+                  "cloud_unexplained", "no_summary"):
             tot[(r["lane"], k)] = tot.get((r["lane"], k), 0) + int(r.get(k, 0) or 0)
         line = (f"{r['node']:7}{r['lane']:6}{r['sampled']:>8}{r['kept']:>7}{r['stored']:>8}{r['policy']:>7}"
                 f"{r['skipped']:>8}{r['unexplained']:>7}{r['acked']:>7}{r['backlog']:>8}")
         if has_cloud:
-            line += f"{r.get('cloud', '-'):>7}{r.get('cloud_unexplained', '-'):>9}"
+            line += f"{r.get('cloud', '-'):>7}{r.get('cloud_unexplained', '-'):>9}{r.get('no_summary', '-'):>7}"
         print(line)
     print("  sampled: readings the sensors produced (alerts raised for the alert lane), a lower bound: counted "
           "since each boot up to its last STAT line before a power cut; kept: highest durable seq in the node's "
           "flash log; policy: readings the node's capacity policy dropped (persisted counters); skipped: seqs "
-          "the gateway skipped on the node's word; cloud: kept seqs in the cloud record after de-duplication"
+          "the gateway skipped on the node's word; cloud: kept seqs in the cloud record after de-duplication; "
+          f"no.sum: stored readings in no delivered {SUMMARY_S:.0f} s summary (the cloud's highest revision)"
           + ("" if rep.get("cloud", {}).get("forward_readings", True) else " (alerts only: readings are not "
              "forwarded; see summary counts)"))
     g = rep["gateway"]
@@ -777,8 +839,12 @@ def _print_table(rep: dict) -> None:
     if "netem" in rep:
         print("uplink (netem):", json.dumps(rep["netem"]))
     if c:
-        print(f"summaries: {c['summaries']} distinct windows in the cloud; readings too late for aggregation "
-              f"(stored raw, in no window by design) >= {g['counters']['late_readings']}")
+        print(f"summaries: {c['summaries']} distinct keys in the cloud; {c['windows_in_cloud']} {SUMMARY_S:.0f} s "
+              f"windows (final revision) for {c['windows_stored']} windows of stored readings, "
+              f"{c['windows_corrected_in_cloud']} of them corrected; stored readings in no delivered summary "
+              f"{c['stored_in_no_summary']}; windows whose final count/min/max/mean differ from the stored "
+              f"readings {c['windows_mismatch']}; late readings (corrected, not dropped) >= "
+              f"{g['counters']['late_readings']}, window corrections >= {g['counters']['window_corrections']}")
         print("cloud:", json.dumps({k: v for k, v in c.items() if k != "per_node"}))
     print("attack:", rep["attack"], "| dead letters:", rep["dead_letters"])
     print(json.dumps({k: v for k, v in rep.items() if k not in ("faults", "rows")}, default=str))
@@ -834,6 +900,11 @@ def _check_cloud(rep: dict) -> None:
         assert r["alert_missing"] == 0 and r["up_missing"] == 0, f"{node}: stored at the gateway, not in the cloud: {r}"
         assert r["alert_not_stored"] == 0 and r["up_not_stored"] == 0, f"{node}: in the cloud, never stored: {r}"
     assert c["summaries"] > 0, f"no summary reached the cloud: {c}"
+    # late data is the normal case: every stored reading is in a delivered window, and the cloud's final
+    # revision of each window is exactly what the gateway stored for it
+    assert c["windows_in_cloud"] > 0 and c["stored_in_no_summary"] == 0, \
+        f"stored readings in no delivered summary: {c['no_summary_by']}"
+    assert c["windows_mismatch"] == 0, f"cloud windows differ from the stored readings: {c['mismatch_examples']}"
     assert c["undecodable"] == 0, c
 
 
@@ -892,3 +963,35 @@ def test_reconcile_explains_skips_only_by_counted_policy_drops(tmp_path):
     seen["up"].discard(("n0", 11))
     rows, _ = reconcile(tmp_path / "ingest.sqlite", {"n0": dict(fin, dropped={"up_capacity": 4})}, {}, seen)
     assert rows[0]["unexplained"] == 0 and rows[0]["cloud_unexplained"] == 1 and rows[0]["cloud_missing"] == [11]
+
+
+def test_reconcile_summaries_catches_missing_windows_and_stale_revisions(tmp_path):
+    """The summary reconciliation can fail: a stored reading in no window, a window whose final revision is stale."""
+    from gateway.aggregate import Aggregator
+    from gateway.store import Store
+    from gateway.validate import Message, Reading
+    from shared import summary
+
+    st = Store(tmp_path / "ingest.sqlite")
+    vals = [(1000.0 + i, 20.0 + i) for i in range(25)]  # windows [1000,1010), [1010,1020), [1020,1030)
+    st.commit_batch([Message("n0", "up", 1, [Reading("n0", "up", 1 + i, "t", "Cel", v, t)
+                                             for i, (t, v) in enumerate(vals)])])
+    st.con.close()
+    out = []
+    agg = Aggregator([SUMMARY_S], 0.0, out.append)
+    for t, v in vals:
+        agg.add("n0", "t", "Cel", v, t, 0)
+    agg.flush()
+    latest: dict = {}
+    for w in out:
+        summary.keep_highest(latest, w.as_dict())
+    ok = reconcile_summaries(tmp_path / "ingest.sqlite", latest)
+    assert (ok["windows_in_cloud"], ok["stored_in_no_summary"], ok["windows_mismatch"]) == (3, 0, 0)
+    gone = dict(latest)
+    del gone[("n0", "t", SUMMARY_S, 1020.0)]
+    bad = reconcile_summaries(tmp_path / "ingest.sqlite", gone)
+    assert bad["stored_in_no_summary"] == 5 and bad["no_summary_by"] == {"n0/up": 5}
+    stale = dict(latest)
+    k = ("n0", "t", SUMMARY_S, 1000.0)
+    stale[k] = dict(stale[k], count=9, rev=9)  # an older revision: one reading short
+    assert reconcile_summaries(tmp_path / "ingest.sqlite", stale)["windows_mismatch"] == 1
