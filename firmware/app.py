@@ -24,6 +24,7 @@ import time
 import machine
 
 from firmware.node import Node
+from shared.senml import NODE_EPOCH
 from firmware.hal import build_devices, build_pins, _pin_objs  # noqa: F401 (build_* re-exported)
 
 FW = "0.3.0"
@@ -33,15 +34,33 @@ SIM = hasattr(machine, "attach_i2c")  # host emulation HAL (tools/sim/machine.py
 _F32 = float(16777217) == 16777216.0  # single-precision floats (ESP32, RP2040)
 
 
+def _unix_now_s():
+    # time.time() is a float on the unix ports (a float32 one is 128 s coarse in 2026): integer ns.
+    return time.time_ns() // 1000000000
+
+
 class Clock:
-    """Monotonic non-wrapping ms (from ticks_ms) and epoch seconds (integers: float32 cannot hold them)."""
+    """Monotonic non-wrapping ms (from ticks_ms) and node seconds (ints counted from senml.NODE_EPOCH).
+
+    Node seconds stay small ints on a 32-bit board (epoch seconds are above 2**30 there, so each
+    one would be a heap-allocated long int, and a float32 cannot hold them at all).
+    """
 
     def __init__(self):
         self._raw = time.ticks_ms()
         self._ms = 0
-        self.base_s = int(time.time())  # epoch seconds at now_ms == base_ms
+        self.base_n = _unix_now_s() - NODE_EPOCH  # node seconds at now_ms == base_ms
         self.base_ms = 0
         self.synced = False
+
+    @property
+    def base_s(self):
+        """Unix epoch seconds at base_ms."""
+        return self.base_n + NODE_EPOCH
+
+    @base_s.setter
+    def base_s(self, epoch_s):
+        self.base_n = int(epoch_s) - NODE_EPOCH
 
     def now_ms(self):
         """Milliseconds since boot (never wraps)."""
@@ -52,16 +71,20 @@ class Clock:
 
     def rebase(self, epoch_s, frac_ms=0):
         """The wall clock says it is epoch_s (+ frac_ms) now (SNTP): later times follow it."""
-        self.base_s = int(epoch_s)
+        self.base_s = epoch_s
         self.base_ms = self.now_ms() - frac_ms
         self.synced = True
 
-    def epoch_s(self, now_ms, whole=True):
-        """Epoch seconds at now_ms: int, or a float with ms when asked and doubles are available."""
+    def node_s(self, now_ms, whole=True):
+        """Node seconds at now_ms: int, or a float with ms when asked and doubles are available."""
         d = now_ms - self.base_ms
         if whole or _F32:
-            return self.base_s + d // 1000
-        return self.base_s + d / 1000.0
+            return self.base_n + d // 1000
+        return self.base_n + d / 1000.0
+
+    def epoch_s(self, now_ms, whole=True):
+        """Unix epoch seconds at now_ms (a long int on a 32-bit board: not for per-sample use)."""
+        return self.node_s(now_ms, whole) + NODE_EPOCH
 
     async def sleep_until(self, t_ms):
         """Await until now_ms() reaches t_ms."""
@@ -198,7 +221,7 @@ class App:
     def sample_once(self):
         """One sampling iteration now (also used by benchmarks)."""
         now = self.clock.now_ms()
-        self.node.sample(now, self.clock.epoch_s(now, self.cfg["sample_ms"] % 1000 == 0))
+        self.node.sample(now, self.clock.node_s(now, self.cfg["sample_ms"] % 1000 == 0))
         s = self.store
         if s is not None and hasattr(s, "poll"):
             try:

@@ -1,14 +1,15 @@
 """Per-sample pipeline (pure): read -> rules(raw) -> filters -> rules(filtered) -> actuator -> records.
 
     node = Node.from_config(cfg, devices, actuator_pins, store=None)
-    node.sample(now_ms, t_s) -> records kept this iteration
+    node.sample(now_ms, t_s) -> records kept this iteration (t_s: node seconds, see app.Clock)
     node.latest     dict metric -> last filtered value (BTHome adverts read it)
     node.stats      counters (see STATS)
     node.last_error last driver/store error text or None
 
 Every kept record goes to `store.append(lane, body, now_ms)`: lane "up" for
 filtered readings, "alert" for rule transitions; body = CBOR
-[t_s, name, unit, value] with the value rounded to float32. Alert records:
+[t_s, name, unit, value] with the value rounded to float32 and t_s in node
+seconds (from shared.senml.NODE_EPOCH: a small int on a 32-bit board). Alert records:
 (rule, unit, value) when a rule fires, (rule + ".clear", unit, value) when it
 clears; value is the reading that caused it (1.0 / 0.0 for stale rules).
 Actuators are driven right after the transition, before filtering. A driver
@@ -150,7 +151,7 @@ class Node:
         return n
 
     def sample(self, now, t_s):
-        """One iteration at now ms (ticks) / t_s (epoch s); returns records kept."""
+        """One iteration at now ms (ticks) / t_s (node seconds); returns records kept."""
         st = self.stats
         st["samples"] += 1
         for d in self.devices:

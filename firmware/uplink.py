@@ -10,14 +10,20 @@ _LANES = ("alert", "up")  # alerts always drain first
 _IDLE_MS = const(20)
 
 
+_UNIX_TIMES = const(1000000000)  # a body time this large is Unix seconds (written before node seconds)
+
+
 def decode_body(body):
-    """(name, unit, value, t) of a FlashLog record body [t, name, unit, value]; ValueError if bad."""
+    """(name, unit, value, t) of a FlashLog record body [t, name, unit, value], t in node seconds; ValueError if bad."""
     r = cbor.loads(body)
     if (not isinstance(r, list) or len(r) != 4 or not isinstance(r[1], str)
             or not isinstance(r[0], (int, float)) or not (r[2] is None or isinstance(r[2], str))
             or not isinstance(r[3], (int, float, str, bytes))):
         raise ValueError("uplink: bad record body")
-    return r[1], r[2], r[3], r[0]
+    t = r[0]
+    if t >= _UNIX_TIMES:  # a log written by older firmware: Unix seconds
+        t -= senml.NODE_EPOCH
+    return r[1], r[2], r[3], t
 
 
 def _base_time(records):
@@ -26,8 +32,8 @@ def _base_time(records):
 
 
 def build_payload(node_id, lane, first_seq, records, key=None):
-    """CBOR [first_seq, pack(, tag)] for records (name, unit, value, t) with seqs first_seq.."""
-    pack = cbor.dumps(senml.build_pack(node_id + "/", _base_time(records), records))
+    """CBOR [first_seq, pack(, tag)] for records (name, unit, value, t in node seconds) with seqs first_seq.."""
+    pack = cbor.dumps(senml.build_pack(node_id + "/", _base_time(records), records, senml.NODE_EPOCH))
     return auth.seal_pack(key, node_id, lane, first_seq, pack)
 
 

@@ -10,6 +10,9 @@ a small offset from it, so the seq rule below is exact on single-precision
 runtimes too. There a float cannot hold epoch seconds (its spacing near 1.7e9
 is 128 s): nodes keep integer seconds, and `build_pack` refuses a float time
 of epoch size on such a runtime instead of silently reordering records.
+Epoch seconds are also above a 32-bit board's small-int range (2**30), so a
+node counts seconds from NODE_EPOCH (2020-01-01 UTC; small ints until 2054)
+and passes `epoch=NODE_EPOCH`: the pack adds it once, to the base time.
 
 Seq rule for `up`/`alert` packs: record order is a stable sort of the resolved
 records by time (`in_seq_order`). `build_pack` refuses input that this rule
@@ -47,6 +50,7 @@ _VALUE_LABELS = (V, VS, VB, VD)
 _NAME_FIRST = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 _NAME_REST = _NAME_FIRST + "-:./_"
 MAX_RECORDS = const(1024)
+NODE_EPOCH = 1577836800  # 2020-01-01T00:00:00Z in Unix seconds
 _F32_EXACT = 16777216.0  # 2**24: beyond this a float32 no longer holds whole seconds
 
 
@@ -90,7 +94,8 @@ def _pack_order(records):
 def _check_times(records, base_time):
     if not cbor.F32:
         return
-    for t in (base_time,) + tuple(r[3] for r in records):
+    for i in range(-1, len(records)):
+        t = base_time if i < 0 else records[i][3]
         if isinstance(t, float) and not -_F32_EXACT < t < _F32_EXACT:
             raise ValueError("senml: float time %r on a single-precision runtime; use integer seconds" % t)
 
@@ -127,8 +132,8 @@ def in_seq_order(records):
     return [records[i] for i in idx]
 
 
-def build_pack(base_name, base_time, records):
-    """Return the SenML pack (a list of label-keyed dicts); ValueError if the seq rule can't hold."""
+def build_pack(base_name, base_time, records, epoch=0):
+    """SenML pack (a list of label-keyed dicts) with times counted from epoch; ValueError if the seq rule can't hold."""
     _check_times(records, base_time)
     if not _restorable(records, base_time):
         raise ValueError("senml: records out of time order; put seq_prefix(records) in a pack")
@@ -145,7 +150,7 @@ def build_pack(base_name, base_time, records):
                 bu = rec[BU] = unit or ""
             prev = name
         if not pack:
-            rec[BT] = _num(base_time)
+            rec[BT] = _num(base_time) + epoch if epoch else _num(base_time)
         dt = _num(t - base_time)
         if dt:
             rec[T] = dt
@@ -154,9 +159,9 @@ def build_pack(base_name, base_time, records):
     return pack
 
 
-def encode_pack(base_name, base_time, records):
+def encode_pack(base_name, base_time, records, epoch=0):
     """Encode records (name, unit, value, time) as a CBOR SenML pack."""
-    return cbor.dumps(build_pack(base_name, base_time, records))
+    return cbor.dumps(build_pack(base_name, base_time, records, epoch))
 
 
 def _check_name(name):

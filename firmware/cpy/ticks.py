@@ -45,3 +45,8 @@ def sleep_us(us):
     """Block for us microseconds."""
     if us > 0:
         _sleep(us / 1000000)
+
+
+def time_ns():
+    """Wall-clock ns from the integer time.time() (CircuitPython has no time_ns)."""
+    return time() * 1000000000  # noqa: F405

@@ -9,6 +9,7 @@ import json
 import cbor2
 import pytest
 
+from shared.senml import NODE_EPOCH
 from tests.circuitpython.conftest import REPO
 
 pytestmark = pytest.mark.timeout(90)  # a hung socket must fail the test, not stall the suite
@@ -26,8 +27,8 @@ class ManualClock:
     def now_ms(self):
         return self.ms
 
-    def epoch_s(self, now_ms, whole=True):
-        return self.base_s + (now_ms - self.base_ms) // 1000
+    def node_s(self, now_ms, whole=True):
+        return self.base_s - NODE_EPOCH + (now_ms - self.base_ms) // 1000
 
     async def sleep_until(self, t):
         self.ms = max(self.ms, t)
@@ -131,7 +132,7 @@ def test_flashlog_on_plain_directory_survives_reopen(cpy, tmp_path):
     seqs = [s for s, _ in got]
     assert seqs == list(range(1, len(seqs) + 1))
     body = cbor2.loads(got[0][1])
-    assert body[0] == 1_700_000_000 and body[1] == "temperature" and body[2] == "Cel"
+    assert body[0] == 1_700_000_000 - NODE_EPOCH and body[1] == "temperature" and body[2] == "Cel"
     files = sorted(p.name for p in (tmp_path / "log").iterdir())
     assert any(f.startswith("u") for f in files)
     from firmware.flashlog import FlashLog

@@ -35,7 +35,8 @@ COMMON: dict[str, set[str] | None] = {
 
 # MicroPython APIs that firmware/cpy provides on CircuitPython: name -> (shim file, names it must define).
 SHIMS: dict[str, tuple[str, set[str] | None]] = {
-    "time": ("firmware/cpy/ticks.py", {"ticks_ms", "ticks_us", "ticks_diff", "ticks_add", "sleep_ms", "sleep_us"}),
+    "time": ("firmware/cpy/ticks.py", {"ticks_ms", "ticks_us", "ticks_diff", "ticks_add", "sleep_ms", "sleep_us",
+                                       "time_ns"}),
     "asyncio": ("firmware/cpy/sockets.py", {"open_connection"}),
     "machine": ("firmware/cpy/machine.py", {"Pin", "I2C", "ADC", "WDT", "deepsleep", "reset", "unique_id",
                                             "reset_cause", "freq", "lightsleep", "soft_reset"}),

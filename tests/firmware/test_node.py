@@ -246,7 +246,7 @@ def test_timer_filters_emit_between_inputs():
     st = a.node.stats
     temps = [r for r in recs if r[1] == "temperature"]
     # delta passes only the first reading; the heartbeat repeats it every 10 s (timer-driven)
-    t0 = a.clock.base_s
+    t0 = a.clock.base_n  # records carry node seconds
     assert [r[4] - t0 for r in temps] == [10, 20, 30, 40, 50, 60, 70], temps
     assert len(set(r[3] for r in temps)) == 1
     # timeout: humidity readings pass; 5 s after the last one a NaN is emitted once, counted, not stored

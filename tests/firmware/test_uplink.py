@@ -6,7 +6,8 @@ import asyncio
 from shared import auth, cbor, senml
 from firmware.uplink import Uplink, build_payload, decode_body
 
-T0 = 1764150000
+UNIX0 = 1764150000
+T0 = UNIX0 - senml.NODE_EPOCH  # node seconds, as the node writes record bodies
 
 
 class Recorder:
@@ -52,7 +53,8 @@ def test_payload_is_first_seq_and_senml_pack_with_optional_tag():
     p = build_payload("n1", "up", 7, recs)
     first, resolved, tag = _decode(p)
     assert first == 7 and tag is None
-    assert resolved == [("n1/temp", "Cel", 20.5, T0 + 1), ("n1/temp", "Cel", 21.0, T0 + 2)]
+    assert resolved == [("n1/temp", "Cel", 20.5, UNIX0 + 1), ("n1/temp", "Cel", 21.0, UNIX0 + 2)]
+    assert cbor.loads(auth.split_pack(p)[1])[0][senml.BT] == UNIX0 + 1  # node seconds + NODE_EPOCH, once
     key = bytes(range(16))
     signed = build_payload("n1", "up", 7, recs, key)
     assert auth.open_pack(key, "n1", "up", signed)[0] == 7
@@ -62,6 +64,8 @@ def test_payload_is_first_seq_and_senml_pack_with_optional_tag():
     except ValueError:
         pass
     assert decode_body(cbor.dumps([T0, "h", "%RH", 40.0])) == ("h", "%RH", 40.0, T0)
+    # a body written by firmware that stored Unix seconds still resolves to the same time
+    assert decode_body(cbor.dumps([UNIX0, "h", "%RH", 40.0])) == ("h", "%RH", 40.0, T0)
     for bad in (cbor.dumps([1, 2]), cbor.dumps({"a": 1}), b"\xff", cbor.dumps([T0, "x", None, None]),
                 cbor.dumps([T0, "x", 5, 1.0]), cbor.dumps(["t", "x", None, 1.0])):
         try:

@@ -20,6 +20,7 @@ from bthome_ble import BTHomeBluetoothDeviceData
 from littlefs import LittleFS
 
 from shared import frame, topics
+from shared.senml import NODE_EPOCH
 from tests.node.bthome_check import decode
 from tests.node.gateway_stub import AckingGateway
 from tools import hostemu
@@ -48,7 +49,7 @@ def lfs_file(img: Path, blocks: int, path: str) -> bytes:
 
 
 def flash_records(img: Path, blocks: int, prefix: str) -> list[tuple[int, list]]:
-    """(seq, [t, name, unit, value]) of the FlashLog records left on a node's LittleFS image."""
+    """(seq, [t, name, unit, value]) of the FlashLog records left on a node's LittleFS image (t: Unix s)."""
     fs = LittleFS(block_size=4096, block_count=blocks, prog_size=256, mount=False)
     fs.context.buffer = bytearray(img.read_bytes())
     fs.mount()
@@ -57,7 +58,8 @@ def flash_records(img: Path, blocks: int, prefix: str) -> list[tuple[int, list]]
         with fs.open("/log/" + n, "rb") as f:
             bodies, _, _ = frame.decode_all(f.read())
         out += [tuple(cbor2.loads(b)) for b in bodies]
-    return out
+    # bodies carry node seconds (from NODE_EPOCH); the gateway sees Unix seconds
+    return [(seq, [r[0] + NODE_EPOCH] + list(r[1:])) for seq, r in out]
 
 
 def run_app(tmp: Path, cfg: dict, samples: int, env: dict | None = None) -> subprocess.Popen:
