@@ -21,6 +21,7 @@ SUBCOMMANDS = [
     ("model", "gateway.commands.model"),
     ("federate", "gateway.commands.federate"),
     ("placement", "gateway.commands.placement"),
+    ("cloud", "gateway.commands.cloud"),
 ]
 
 

@@ -1,0 +1,119 @@
+"""Helpers of the cloud service tests: the service in a thread or a child process, and the database's record."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from gateway.cloudsvc import config as cfg_mod
+from gateway.cloudsvc.service import CloudService
+
+
+def service_config(broker_port: int, dsn: str = "", data_dir: str | Path = "", client_id: str = "c1",
+                   http: bool = False, tokens: dict[str, str] | None = None, **db: Any) -> cfg_mod.ServiceConfig:
+    return cfg_mod.from_dict({"cloud": {
+        "broker": {"port": broker_port, "client_id": client_id},
+        "db": {"dsn": dsn, "data_dir": str(data_dir), **db},
+        "http": {"enabled": http, "port": 0, "tokens": tokens or {}}}})
+
+
+class ServiceThread:
+    """A CloudService on its own event loop thread (start() waits until it runs)."""
+
+    def __init__(self, cfg: cfg_mod.ServiceConfig):
+        self.cfg = cfg
+        self.loop = asyncio.new_event_loop()
+        self.svc: CloudService | None = None
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def main() -> None:
+            self.svc = CloudService(self.cfg)
+            await self.svc.start()
+            if not await self.svc.consumer.wait_subscribed(60):
+                raise RuntimeError("no SUBACK from the cloud broker")
+            self.ready.set()
+
+        try:
+            self.loop.run_until_complete(main())
+            self.loop.run_forever()
+        except BaseException as e:  # surfaced by start()
+            self.error = e
+            self.ready.set()
+
+    def start(self, timeout: float = 60) -> "ServiceThread":
+        self.thread.start()
+        if not self.ready.wait(timeout) or self.error:
+            raise RuntimeError(f"cloud service did not start: {self.error}")
+        return self
+
+    def metric(self, name: str, **labels: Any) -> float:
+        return self.svc.metrics.get(name, **labels) if self.svc else 0.0
+
+    def stop(self) -> None:
+        if self.svc is not None:
+            asyncio.run_coroutine_threadsafe(self.svc.stop(), self.loop).result(60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(30)
+
+
+def write_config(path: Path, broker_port: int, dsn: str, client_id: str, data_dir: str = "") -> Path:
+    path.write_text(f'[cloud.broker]\nport = {broker_port}\nclient_id = "{client_id}"\n\n'
+                    f'[cloud.db]\ndsn = "{dsn}"\ndata_dir = "{data_dir}"\n\n[cloud.http]\nenabled = false\n')
+    return path
+
+
+def spawn(config: Path, log: Path) -> subprocess.Popen:
+    """`fogline cloud --config` as a child process (its own process group)."""
+    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "cloud", "--config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=open(log, "ab"), start_new_session=True)
+
+
+def kill9(p: subprocess.Popen) -> None:
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait(10)
+
+
+def term(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        os.killpg(p.pid, signal.SIGTERM)
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            kill9(p)
+
+
+_KEYS = "SELECT n.site, n.node, r.lane, r.seq FROM readings r JOIN nodes n ON n.nid = r.nid"
+
+
+def reading_keys(dsn: str = "", sqlite_path: Path | None = None) -> list[tuple[str, str, int, int]]:
+    """Every (site, node, lane, seq) row in the cloud database (duplicates would show twice)."""
+    if sqlite_path is not None:
+        with sqlite3.connect(str(sqlite_path)) as c:
+            return [tuple(r) for r in c.execute(_KEYS)]
+    import psycopg
+    try:
+        with psycopg.connect(dsn, connect_timeout=5) as c:
+            return [tuple(r) for r in c.execute(_KEYS)]
+    except psycopg.Error:
+        return []  # restarting, or the schema is not created yet
+
+
+def scalar(dsn: str, sql: str, sqlite_path: Path | None = None) -> Any:
+    if sqlite_path is not None:
+        with sqlite3.connect(str(sqlite_path)) as c:
+            return c.execute(sql).fetchone()
+    import psycopg
+    with psycopg.connect(dsn) as c:
+        return c.execute(sql).fetchone()

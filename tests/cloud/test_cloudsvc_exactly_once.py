@@ -1,0 +1,75 @@
+"""The cloud service writes every relayed row exactly once, on PostgreSQL and on the embedded SQLite."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from cloudsvc_helpers import ServiceThread, reading_keys, scalar, service_config
+from conftest import wait_for
+
+from tools.cloudfeed import Publisher, alert_message, raw_bundle, raw_message, summary_message
+
+
+def _backend(request, tmp_path):
+    if request.param == "pg":
+        dsn = request.getfixturevalue("pg_dsn")
+        return dsn, None
+    return "", tmp_path / "cloud" / "cloud.sqlite"
+
+
+@pytest.fixture(params=["pg", "sqlite"])
+def backend(request, tmp_path):
+    return _backend(request, tmp_path)
+
+
+def test_duplicates_revisions_and_bad_input_land_exactly_once(backend, cloud_broker, tmp_path):
+    dsn, sq = backend
+    svc = ServiceThread(service_config(cloud_broker.port, dsn=dsn, data_dir=tmp_path / "cloud")).start()
+    pub = Publisher(cloud_broker.port)
+    try:
+        want = set()
+        for i in range(40):  # 40 messages x 25 readings, two nodes
+            node = f"n{i % 2}"
+            first = 1 + (i // 2) * 25
+            pub.publish("fogline/s1/raw", raw_message("gw1", i + 1, node, first, 25))
+            want |= {("s1", node, 0, s) for s in range(first, first + 25)}
+        # the same readings again: re-sent rows (same key), and a second gateway's bundle (new keys)
+        for i in range(0, 40, 3):
+            pub.publish("fogline/s1/raw", raw_message("gw1", i + 1, f"n{i % 2}", 1 + (i // 2) * 25, 25))
+        pub.publish("fogline/s1/raw", raw_bundle("gw2", 900, "n0", 1, 25, 4))
+        for seq in (1, 2, 3, 2, 1):  # alerts, two of them twice
+            pub.publish("fogline/s1/alert", alert_message("gw1", 1000 + seq, "n0", seq))
+        want |= {("s1", "n0", 1, s) for s in (1, 2, 3)}
+        for rev, mean in ((3, 10.0), (5, 12.0), (4, 11.0), (5, 99.0)):  # highest rev wins, equal rev keeps the first
+            pub.publish("fogline/s1/summary", summary_message("gw1", 2000 + rev, "n0", 1_780_000_000.0, rev, mean))
+        pub.publish("fogline/s1/raw", b"\xff not cbor")
+        pub.publish("fogline/s2/raw", raw_message("gw9", 1, "n0", 1, 5))  # another site: its own keys
+        want |= {("s2", "n0", 0, s) for s in range(1, 6)}
+        assert pub.drain()
+
+        got = wait_for(lambda: (lambda k: k if set(k) >= want else None)(reading_keys(dsn, sq)), timeout=120)
+        assert got, "not every reading arrived"
+        wait_for(lambda: svc.metric("cloud_dead_letters") >= 1, timeout=60)
+        counts = Counter(got)
+        assert set(counts) == want
+        assert max(counts.values()) == 1
+        assert scalar(dsn, "SELECT count(*) FROM alerts", sq)[0] == 3
+        assert scalar(dsn, "SELECT rev, mean, corr FROM windows", sq) == (5, 12.0, 1)
+        assert scalar(dsn, "SELECT count(*) FROM dead_letters", sq)[0] == 1
+        assert svc.metric("cloud_duplicates", kind="readings") >= 14 * 25 + 100
+        assert svc.metric("cloud_duplicates", kind="alerts") == 2
+    finally:
+        pub.stop()
+        svc.stop()
+
+
+def test_schema_migrations_are_recorded_once(pg_dsn, cloud_broker, tmp_path):
+    for _ in range(2):  # a second start finds the schema and applies nothing
+        svc = ServiceThread(service_config(cloud_broker.port, dsn=pg_dsn)).start()
+        svc.stop()
+    assert scalar(pg_dsn, "SELECT count(*), max(version) FROM schema_migrations") == (1, 1)
+    # readings are partitioned by time: today's and tomorrow's partitions exist after a start
+    n = scalar(pg_dsn, "SELECT count(*) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent "
+                       "WHERE p.relname = 'readings'")[0]
+    assert n >= 3  # default + two days
