@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from shared import summary as wire
+
 ACTIONS = ("summary", "anomaly", "raw")
 
 
@@ -22,14 +24,31 @@ class Decision:
     windows: tuple[Any, ...] = ()
     readings: dict[str, list[tuple[float, float]]] | None = None  # raw (t, value) per metric, "raw" only
     reasons: tuple[str, ...] = ()  # up to 3 most unusual features as "name=z" (|z| >= 3), not for summaries
+    correction: bool = False  # a re-score of a set decided before (late windows changed it)
+    late: bool = False        # an anomaly found only by a re-score
+    retract: bool = False     # the re-score clears the anomaly sent before for this set
 
     @property
     def lane(self) -> str:
-        """Outbox lane: anomaly (high priority), summary, or raw."""
-        return self.action
+        """Outbox lane: anomaly (high priority; also a retraction, so it passes where the anomaly did), summary, raw."""
+        return "anomaly" if self.retract else self.action
+
+    @property
+    def rev(self) -> int:
+        """Revision (shared/summary.py): readings summarised by the set's windows."""
+        return sum(int(w.count) for w in self.windows)
 
     def as_dict(self) -> dict[str, Any]:
-        """Compact plain form for the outbox (CBOR): window stats per metric."""
+        """Compact plain form for the outbox (CBOR): window stats per metric, key and revision fields."""
+        body = self._body()
+        wire.stamp(body, self.rev, self.correction)
+        if self.late:
+            body[wire.LATE] = 1
+        if self.retract:
+            body[wire.RETRACT] = 1
+        return body
+
+    def _body(self) -> dict[str, Any]:
         return {"node": self.node, "start": self.start, "end": self.end, "score": round(self.score, 5),
                 "label": self.label, "confidence": round(self.confidence, 4), "action": self.action,
                 "model": self.model, **({"reasons": list(self.reasons)} if self.reasons else {}),

@@ -9,6 +9,7 @@ features on purpose: the test set's sites have climates the model never saw.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
@@ -53,6 +54,11 @@ class NodeFeatures:
     scales: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_SCALES))
     floors: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_FLOORS))
     _state: dict[str, _MetricState] = field(default_factory=dict)
+
+    def copy(self) -> "NodeFeatures":
+        """An independent copy of the context (a late set is re-scored in the context it was first scored in)."""
+        return NodeFeatures(self.metrics, self.scales, self.floors,
+                            {k: dataclasses.replace(v) for k, v in self._state.items()})
 
     def vector(self, stats: Mapping[str, Sequence[float]]) -> np.ndarray:
         """Feature vector of one window set; stats maps metric -> (count,min,max,mean,last,stddev).

@@ -17,7 +17,6 @@ verification is refused (ModelError, counted, logged) and the previous one keeps
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -30,7 +29,9 @@ import numpy as np
 
 from gateway.decisions import ACTIONS, Decision, confidence, model_topic, outbox_sink, relay_sink
 from gateway.features import NodeFeatures, normalise, window_stats
-from gateway.model_registry import BUNDLED_DIR, LoadedModel, ModelError, ModelRegistry, fetch, load_model
+from gateway.inference_models import ModelSlot
+from gateway.rescore import LateSet, LateSets
+from gateway.model_registry import LoadedModel, ModelError, ModelRegistry
 
 log = logging.getLogger(__name__)
 __all__ = ["ACTIONS", "Decision", "InferenceConfig", "InferenceEngine", "ModelError", "confidence", "model_topic",
@@ -56,6 +57,7 @@ class InferenceConfig:
     metric_aliases: dict[str, str] = field(default_factory=dict)  # node metric -> model metric, e.g. temp_c = "temperature"
     set_timeout_s: float = 5.0        # score an incomplete set this long (wall clock) after its first window
     max_pending_sets: int = 100000    # oldest incomplete sets are scored early beyond this
+    rescore_keep_sets: int = 16       # decided sets per node kept to re-score when late windows correct them
     keep_versions: int = 3            # installed model versions kept in the registry (CURRENT included)
 
 
@@ -63,9 +65,10 @@ class InferenceConfig:
 class _Set:
     first_seen: float
     windows: dict[str, Any] = field(default_factory=dict)
+    late: LateSet | None = None  # a re-score of a set decided before (or late for its interval)
 
 
-class InferenceEngine:
+class InferenceEngine(ModelSlot):
     """Groups windows into per-node sets, scores them with the current model and decides."""
 
     def __init__(self, cfg: InferenceConfig | None = None, sink: Callable[[list[Decision]], Any] | None = None,
@@ -87,110 +90,14 @@ class InferenceEngine:
         self._missing: dict[str, dict[str, int]] = {}
         self._done_upto: dict[str, float] = {}
         self._features: dict[str, NodeFeatures] = {}
+        self.late = LateSets(self.cfg.rescore_keep_sets)
         self.counters = {"windows_in": 0, "windows_other_length": 0, "windows_late": 0, "windows_duplicate": 0,
                          "windows_nonfinite": 0,
                          "sets_scored": 0, "sets_incomplete": 0, "summary": 0, "anomaly": 0, "raw": 0,
                          "model_loads": 0, "model_rejected": 0, "score_errors": 0, "sink_errors": 0,
-                         "raw_fetch_errors": 0}
+                         "raw_fetch_errors": 0, "windows_updated": 0, "sets_rescored": 0, "late_anomalies": 0,
+                         "retractions": 0}
         self.last_error: str | None = None
-
-    # ------------------------------------------------------------------ models
-    def start(self) -> LoadedModel:
-        """Load the registry's CURRENT model, else cfg.model_dir / the bundled one; then cfg.model_url."""
-        try:
-            removed = self.registry.cleanup(self.cfg.keep_versions)
-            if removed:
-                log.info("event=model_registry_cleanup removed=%d", removed)
-        except OSError as e:
-            log.warning("event=model_registry_cleanup_failed error=%s", e)
-        cur = self.registry.current_dir()
-        candidates = ([cur] if cur else []) + [Path(self.cfg.model_dir) if self.cfg.model_dir else BUNDLED_DIR]
-        for d in candidates:
-            try:
-                self.load(d)
-                break
-            except ModelError as e:
-                log.error("event=model_start_refused dir=%s error=%s", d, e)
-        if self.cfg.model_url:
-            try:
-                self.install(*fetch(self.cfg.model_url))
-            except ModelError as e:
-                self._refused(e)
-        if self.model is None:
-            raise ModelError(f"no usable model (last error: {self.last_error})")
-        return self.model
-
-    def load(self, model_dir: str | Path) -> LoadedModel:
-        """Verify a model dir and switch to it; on failure raise ModelError and keep the current model."""
-        with self._load_lock:
-            try:
-                new = load_model(model_dir)
-            except ModelError as e:
-                self._refused(e)
-                raise
-            with self._lock:
-                old = self.model
-                if old is None or old.manifest.get("features") != new.manifest.get("features") \
-                        or old.manifest["input"]["features"] != new.manifest["input"]["features"]:
-                    self._features.clear()  # a different feature definition: context restarts
-                self.model = new
-                self.counters["model_loads"] += 1
-            log.info("event=model_loaded model=%s variant=%s sha256=%s previous=%s", new.ident,
-                     new.manifest.get("variant"), new.manifest["sha256"][:12], old.ident if old else None)
-            return new
-
-    def install(self, manifest: dict[str, Any], model_bytes: bytes) -> LoadedModel:
-        """Verify, store in the registry, switch to it and make it CURRENT (atomic)."""
-        cur = self.model
-        if cur is not None and not self.cfg.allow_downgrade:
-            v = manifest.get("version") if isinstance(manifest, dict) else None
-            if isinstance(v, int) and v <= cur.manifest["version"]:
-                if v == cur.manifest["version"] and manifest.get("sha256") == cur.manifest["sha256"]:
-                    return cur  # the same model again (e.g. a retained message): nothing to do
-                e = ModelError(f"model version {v} is not newer than the running {cur.ident}")
-                self._refused(e)
-                raise e
-        try:
-            d = self.registry.install(manifest, model_bytes)
-        except ModelError as e:
-            self._refused(e)
-            raise
-        m = self.load(d)
-        self.registry.activate(d)
-        return m
-
-    def handle_model_message(self, payload: bytes) -> bool:
-        """A cloud model message: CBOR map {"manifest": map or JSON text, "model": bytes}. True if switched."""
-        import cbor2
-
-        if not self.cfg.accept_cloud_models:
-            log.warning("event=model_message_ignored reason=accept_cloud_models_false")
-            return False
-        try:
-            try:
-                msg = cbor2.loads(payload)
-            except Exception as e:
-                raise ModelError(f"model message: not CBOR ({e})") from None
-            if not isinstance(msg, dict) or "manifest" not in msg or "model" not in msg:
-                raise ModelError("model message: expected a map with 'manifest' and 'model'")
-            man = msg["manifest"]
-            if isinstance(man, (str, bytes)):
-                man = json.loads(man)
-            before = self.model
-            now = self.install(man, msg["model"])
-            return now is not before
-        except ModelError as e:
-            if self.last_error != str(e):
-                self._refused(e)
-            return False
-        except ValueError as e:
-            self._refused(ModelError(f"model message: bad manifest JSON ({e})"))
-            return False
-
-    def _refused(self, e: Exception) -> None:
-        self.counters["model_rejected"] += 1
-        self.last_error = str(e)
-        log.error("event=model_refused error=%s serving=%s", e, self.model.ident if self.model else None)
 
     # ------------------------------------------------------------------ windows
     def submit(self, window: Any) -> list[Decision]:
@@ -217,6 +124,8 @@ class InferenceEngine:
                 for start in sorted(sets):
                     if start in sets and (force or now - sets[start].first_seen >= self.cfg.set_timeout_s):
                         ready.extend(self._take(node, start, upto=start))
+            # windows that corrected sets scored before: one re-score per set and flush
+            ready.extend((ls.node, ls.start, _Set(now, ls.windows, ls), True) for ls in self.late.take())
             decisions = self._score(ready)
         self._deliver(decisions)
         return decisions
@@ -236,8 +145,9 @@ class InferenceEngine:
             return
         node, start = str(w.node), float(w.start)
         if start <= self._done_upto.get(node, -np.inf):
-            self.counters["windows_late"] += 1
-            log.warning("event=window_late node=%s metric=%s start=%s", node, w.metric, start)
+            self.counters["windows_late"] += 1  # re-scored at the next flush
+            if not self.late.add(w):
+                self.counters["windows_duplicate"] += 1
             return
         sets = self._pending.setdefault(node, {})
         s = sets.get(start)
@@ -245,7 +155,11 @@ class InferenceEngine:
             s = sets[start] = _Set(now)
         metric = str(w.metric)  # the node's own name; aliases map it to the model's at scoring
         if metric in s.windows:
-            self.counters["windows_duplicate"] += 1
+            if w.count > s.windows[metric].count:  # a correction before the set was scored: the newer one
+                s.windows[metric] = w
+                self.counters["windows_updated"] += 1
+            else:
+                self.counters["windows_duplicate"] += 1
             return
         s.windows[metric] = w
         known = self._known.setdefault(node, set())
@@ -290,11 +204,15 @@ class InferenceEngine:
             raise ModelError("inference: no model loaded (call start())")
         fcfg = m.manifest["features"]
         rows = []
+        ctxs: list[NodeFeatures] = []
         for node, _st, s, _c in ready:
             nf = self._features.get(node)
             if nf is None:
                 nf = self._features[node] = NodeFeatures(metrics=tuple(fcfg["metrics"]), scales=fcfg["scales"],
                                                          floors=fcfg["floors"])
+            if s.late is not None:  # a re-score: in the set's own context, the node's live one stays as it is
+                nf = s.late.ctx if s.late.ctx is not None else nf.copy()
+            ctxs.append(nf.copy())
             stats: dict[str, tuple[float, ...]] = {}
             for k, w in s.windows.items():
                 stats.setdefault(self.aliases.get(k, k), window_stats(w))  # two names for one metric: first wins
@@ -326,7 +244,18 @@ class InferenceEngine:
             if action != "summary":  # the most unusual features, for whoever looks at the event
                 top = np.argsort(-np.abs(x[i]))[:3]
                 why = tuple(f"{names[j]}={float(x[i, j]):+.1f}" for j in top if abs(x[i, j]) >= 3.0)
-            out.append(Decision(node, st, st + self.cfg.window_s, sc, label, conf, action, m.ident, ws, raw, why))
+            lt = s.late
+            prev = lt.prev_action if lt is not None else None
+            d = Decision(node, st, st + self.cfg.window_s, sc, label, conf, action, m.ident, ws, raw, why,
+                         correction=lt is not None and prev is not None,
+                         late=lt is not None and action == "anomaly" and prev != "anomaly",
+                         retract=prev == "anomaly" and action != "anomaly")
+            if lt is not None:
+                self.counters["sets_rescored"] += 1
+                self.counters["late_anomalies"] += d.late
+                self.counters["retractions"] += d.retract
+            self.late.remember(node, st, s.windows, ctxs[i], action)
+            out.append(d)
         self.counters["sets_scored"] += len(out)
         return out
 
