@@ -66,17 +66,18 @@ def confidence(score: float, thr: float) -> float:
     return min(1.0, (thr - score) / max(thr, 1e-9))
 
 
-def relay_sink(relay: Any, on_relayed: Callable[[Decision], Any] | None = None) -> Callable[[list[Decision]], Any]:
+def relay_sink(relay: Any, on_relayed: Callable[[Decision, int], Any] | None = None
+               ) -> Callable[[list[Decision]], Any]:
     """Sink that puts decisions into G-RELAY's outbox (one transaction per batch).
 
-    on_relayed(decision) runs for each decision the outbox accepted (tier retention may then prune
-    the data its windows summarise)."""
+    on_relayed(decision, row_id) runs for each decision the outbox accepted (tier retention prunes
+    the data its windows summarise once the cloud acknowledges that row)."""
     def sink(decisions: list[Decision]) -> Any:
         ids = relay.submit_many([(d.lane, d.as_dict(), False) for d in decisions])
         if on_relayed is not None:
             for d, i in zip(decisions, ids):
                 if i is not None:
-                    on_relayed(d)
+                    on_relayed(d, i)
         return ids
     return sink
 

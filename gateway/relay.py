@@ -14,7 +14,7 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import cbor2
 
@@ -57,6 +57,7 @@ class Relay:
         self._stopping = False
         self._last_expire = clock()
         self.latencies: deque[float] = deque(maxlen=2000)
+        self.on_acked: list[Callable[[list[int]], None]] = []  # outbox row ids the cloud acknowledged
         self.counters = {"messages": 0, "bundles": 0, "rows_sent": 0, "send_failures": 0, "timeouts": 0,
                          "probes": 0, "submitted": 0, "submit_rejected": 0, "submit_errors": 0,
                          # window summaries/decisions accepted (body bytes); corrections (a later revision) apart
@@ -276,6 +277,8 @@ class Relay:
             raise
         now = self.clock()
         self.outbox.ack(ids)
+        for cb in self.on_acked:
+            cb(ids)
         self.bw.meter.acked(nbytes, now)
         self.bw.account(nbytes)
         self.breaker.success(now, now - t0)

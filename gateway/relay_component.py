@@ -23,7 +23,8 @@ class RelayComponent:
 
     Alerts (and with `forward_readings` every up-lane reading) come from the gateway store through
     `gateway.relayfeed.RelayFeeder` (durable cursor, catch-up at start); windows from `gw.on_window`.
-    What is durably in the outbox is marked relayed so tier retention may prune it.
+    Series data in an outbox row is marked relayed once the cloud acknowledges the row, so tier
+    retention prunes only what the cloud has.
     """
 
     def __init__(self, relay: Relay, summary_windows_s: Iterable[float] = (60.0,), metrics_every_s: float = 1.0,
@@ -46,6 +47,7 @@ class RelayComponent:
             gw.on_window(self._on_window)
         await self.relay.start()
         self.feeder = RelayFeeder(self.relay, gw, forward_readings=self.forward_readings, batch=self.forward_batch)
+        self.relay.on_acked.append(self.feeder.note_acked)
         await self.feeder.start()
         self._task = asyncio.create_task(self._export(), name="relay-metrics")
 
@@ -65,14 +67,15 @@ class RelayComponent:
         if may is not None and not may(w.node, w.start):  # CLUSTER: lease held here since the window began?
             self.gw.metrics.inc("windows_not_leased", part="relay")
             return
-        if self.relay.submit_window(w) is not None and self.feeder is not None:
-            self.feeder.note_relayed(w.node, w.metric, float(w.end))
+        rid = self.relay.submit_window(w)
+        if rid is not None and self.feeder is not None:
+            self.feeder.note_submitted(rid, w.node, w.metric, float(w.start), float(w.end))
 
-    def note_decision(self, d: Any) -> None:
-        """An inference decision is in the outbox: the data its windows summarise counts as relayed."""
+    def note_decision(self, d: Any, row_id: int) -> None:
+        """An inference decision is outbox row row_id: the data its windows summarise waits for its cloud ack."""
         if self.feeder is not None:
             for w in getattr(d, "windows", ()):
-                self.feeder.note_relayed(d.node, w.metric, float(d.end))
+                self.feeder.note_submitted(row_id, d.node, w.metric, float(d.start), float(d.end))
 
     async def _export(self) -> None:
         next_health = time.monotonic() + self.health_every_s

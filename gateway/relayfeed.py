@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.store import LANE_ID
-from gateway.tiers import mark_relayed
+from gateway.tiers import ensure_pending, mark_acked, note_pending
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +71,22 @@ def init_cursors(store: Any, lanes: set[int], now: float) -> dict[str, int]:
     return {"new_lanes": len(lanes - have), "dropped_lanes": len(have - lanes), "behind": behind}
 
 
-def step(store: Any, advance: dict[tuple[int, int], int], marks: dict[tuple[str, str], float],
+Pending = tuple[int, str, str, float, float]  # outbox row id, node, metric, first t, last t
+
+
+def step(store: Any, advance: dict[tuple[int, int], int], marks: tuple[list[Pending], list[int]],
          lanes: tuple[int, ...], limit: int, skip: frozenset[tuple[int, int]] = frozenset()) -> tuple[list[Chunk], int]:
-    """Persist cursor advances and relayed marks, then read up to `limit` readings past the cursors
-    (of every fed (nid, lane) not in `skip`).
+    """Persist cursor advances, outbox rows holding series data (marks[0]) and the rows the cloud
+    acknowledged (marks[1]), then read up to `limit` readings past the cursors (of every fed
+    (nid, lane) not in `skip`).
 
     Returns (chunks, compacted) where compacted counts seqs found already packed into blocks
     below a cursor (only after running without the feed); they are skipped, not relayed.
     """
     con = store.con
     cur = store.relay_cursor
-    if advance or marks:
+    pending, acked = marks
+    if advance or pending or acked:
         # A cursor lost in a power cut only means re-sending (the cloud de-duplicates), so these
         # writes skip the fsync; the next FULL ingest commit makes them durable with it.
         con.execute("PRAGMA synchronous=NORMAL")
@@ -91,8 +96,11 @@ def step(store: Any, advance: dict[tuple[int, int], int], marks: dict[tuple[str,
                 if seq > cur.get(key, 0):
                     con.execute("INSERT INTO relay_cursor(nid, lane, seq) VALUES (?,?,?) ON CONFLICT(nid, lane) "
                                 "DO UPDATE SET seq=MAX(seq, excluded.seq)", (key[0], key[1], seq))
-            for (node, metric), upto in marks.items():
-                mark_relayed(store, node, metric, upto)
+            if pending or acked:
+                ensure_pending(con)
+            for rid, node, metric, t0, t1 in pending:  # before the acks: a row may be acked already
+                note_pending(store, rid, node, metric, t0, t1)
+            mark_acked(store, acked)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -149,7 +157,8 @@ class RelayFeeder:
         self._advance: dict[tuple[int, int], int] = {}
         self._held: set[tuple[int, int]] = set()  # up lanes whose relay lease is elsewhere (re-checked)
         self._held_at = 0.0
-        self._marks: dict[tuple[str, str], float] = {}
+        self._pending: list[Pending] = []  # outbox rows carrying series data, to persist with the next step
+        self._acked: list[int] = []         # outbox rows the cloud acknowledged, likewise
         self.counters = {"steps": 0, "alerts": 0, "raw_messages": 0, "readings": 0, "refused": 0,
                          "not_leased": 0, "compacted_skipped": 0, "errors": 0}
 
@@ -168,11 +177,14 @@ class RelayFeeder:
         """Wake the feeder (a hook: something new is durable in the store)."""
         self._wake.set()
 
-    def note_relayed(self, node: str, metric: str, upto: float) -> None:
-        """Data of node/metric up to `upto` is in the outbox: let retention prune it (written with the next step)."""
-        key = (node, metric)
-        if upto > self._marks.get(key, float("-inf")):
-            self._marks[key] = upto
+    def note_submitted(self, row_id: int, node: str, metric: str, t0: float, t1: float) -> None:
+        """Outbox row row_id carries node/metric data in [t0, t1]; retention waits for its cloud ack."""
+        self._pending.append((row_id, node, metric, t0, t1))
+        self._wake.set()
+
+    def note_acked(self, row_ids: list[int]) -> None:
+        """Relay hook: the cloud acknowledged these outbox rows (retention may prune what they carry)."""
+        self._acked.extend(row_ids)
         self._wake.set()
 
     async def stop(self, timeout: float = 10.0) -> None:
@@ -188,7 +200,7 @@ class RelayFeeder:
     async def _run(self) -> None:
         retry = False
         while True:
-            if retry or not (self._advance or self._marks):
+            if retry or not (self._advance or self._pending or self._acked):
                 if self._stopping and not self._wake.is_set():
                     break
                 try:
@@ -199,7 +211,8 @@ class RelayFeeder:
             if self._held and time.monotonic() - self._held_at >= self.retry_s:
                 self._held.clear()  # ask the lease again
             adv, self._advance = self._advance, {}
-            marks, self._marks = self._marks, {}
+            marks = (self._pending, self._acked)
+            self._pending, self._acked = [], []
             try:
                 chunks, compacted = await self.gw.run_store(step, adv, marks, self.lanes, self.read_limit,
                                                             frozenset(self._held))
@@ -208,8 +221,7 @@ class RelayFeeder:
                 log.exception("event=relay_feed_step_failed")
                 for k, v in adv.items():  # try the cursor write again with the next step
                     self._advance[k] = max(v, self._advance.get(k, 0))
-                for k, v in marks.items():
-                    self._marks[k] = max(v, self._marks.get(k, float("-inf")))
+                self._pending[:0], self._acked[:0] = marks
                 retry = True
                 continue
             self.counters["steps"] += 1
@@ -224,12 +236,12 @@ class RelayFeeder:
                 retry = True
             if chunks and not retry:
                 self._wake.set()  # write the cursors and look for more at once
-            if self._stopping and not chunks and not self._advance and not self._marks:
+            if self._stopping and not chunks and not self._advance and not self._pending and not self._acked:
                 break
-        if self._advance or self._marks:  # stopped while the outbox refused: keep what was accepted
+        if self._advance or self._pending or self._acked:  # stopped while the outbox refused: keep what was accepted
             try:
-                await self.gw.run_store(step, self._advance, self._marks, self.lanes, 0)
-                self._advance, self._marks = {}, {}
+                await self.gw.run_store(step, self._advance, (self._pending, self._acked), self.lanes, 0)
+                self._advance, self._pending, self._acked = {}, [], []
             except Exception:
                 log.exception("event=relay_feed_final_cursor_write_failed")
 
@@ -275,10 +287,12 @@ class RelayFeeder:
                 else:
                     self.counters["raw_messages"] += 1
                     self.counters["readings"] += len(body["records"])
+                    span: dict[str, list[float]] = {}
                     for m, _u, _v, t in body["records"]:
-                        mk = (ch.node, m)
-                        if t > self._marks.get(mk, float("-inf")):
-                            self._marks[mk] = t
+                        sp = span.setdefault(m, [t, t])
+                        sp[0], sp[1] = min(sp[0], t), max(sp[1], t)
+                    for m, (t0, t1) in span.items():
+                        self._pending.append((ids[k], ch.node, m, t0, t1))
             if upto > self._advance.get(key, 0):
                 self._advance[key] = upto
         if refused:

@@ -2,8 +2,12 @@
 
 Cold means: relayed to the cloud and pruned here by retention. `maintain()` (run on the
 store thread) packs acknowledged raw rows older than `compress_after_s` into zlib
-blocks and prunes blocks/windows older than `retention_s` once the relay has marked
-them as delivered (`mark_relayed`); pruned ranges are remembered in table `cold` so a
+blocks and prunes blocks/windows older than `retention_s` once the cloud has them:
+an outbox row carrying a series' data is noted (`note_pending`) when the outbox accepts it
+and marks the series relayed up to its end only when the cloud acknowledges it
+(`mark_acked`). A noted row that never gets its acknowledgement (expired or overwritten
+in the outbox during a long outage) holds retention below its start for good: what the
+cloud never got is never pruned here. Pruned ranges are remembered in table `cold` so a
 query can say which part of the asked range only the cloud has.
 """
 
@@ -143,13 +147,18 @@ def maintain(store: Any, tiers: Any, ingest: Any, now: float) -> dict[str, int]:
             if st is not None and fl > st.floor:
                 st.floor = fl
         horizon = now - tiers.retention_s
+        ensure_pending(con)
+        hold = dict(con.execute("SELECT sid, MIN(t0) FROM relay_pending GROUP BY sid").fetchall())
+        stats["held_series"] = 0
         for sid, upto in con.execute("SELECT sid, upto FROM relayed").fetchall():
-            lim = min(horizon, upto)
-            cur = con.execute("DELETE FROM blocks WHERE sid=? AND t1 < ?", (sid, lim))
-            stats["pruned_blocks"] += cur.rowcount
+            lim = min(horizon, upto, hold.get(sid, upto))
+            if sid in hold and hold[sid] < min(horizon, upto):
+                stats["held_series"] += 1  # the cloud lacks older data of it: pruned only below that
+            blocks = con.execute("DELETE FROM blocks WHERE sid=? AND t1 < ?", (sid, lim)).rowcount
+            stats["pruned_blocks"] += blocks
             cur = con.execute('DELETE FROM windows WHERE sid=? AND "end" <= ?', (sid, lim))
             stats["pruned_windows"] += cur.rowcount
-            if cur.rowcount or stats["pruned_blocks"]:
+            if cur.rowcount or blocks:  # this series lost local data: that range is cloud only now
                 con.execute("INSERT INTO cold(sid, upto) VALUES (?, ?) ON CONFLICT(sid) DO UPDATE SET "
                             "upto=MAX(upto, excluded.upto)", (sid, lim))
         cur = con.execute("DELETE FROM dead_letters WHERE id <= (SELECT MAX(id) FROM dead_letters) - ?",
@@ -160,6 +169,39 @@ def maintain(store: Any, tiers: Any, ingest: Any, now: float) -> dict[str, int]:
         con.execute("ROLLBACK")
         raise
     return stats
+
+
+PENDING_SCHEMA = ("CREATE TABLE IF NOT EXISTS relay_pending(id INT NOT NULL, sid INT NOT NULL, t0 REAL NOT NULL, "
+                  "t1 REAL NOT NULL, PRIMARY KEY(id, sid)); "
+                  "CREATE INDEX IF NOT EXISTS relay_pending_sid ON relay_pending(sid, t0)")
+
+
+def ensure_pending(con: sqlite3.Connection) -> None:
+    """Create the table of outbox rows not yet acknowledged by the cloud (idempotent)."""
+    for stmt in PENDING_SCHEMA.split("; "):
+        con.execute(stmt)
+
+
+def note_pending(store: Any, row_id: int, node: str, metric: str, t0: float, t1: float) -> None:
+    """Outbox row `row_id` carries node/metric data in [t0, t1]: hold it until the cloud acks the row."""
+    nid = store.nids.get(node)
+    sid = store.sids.get((nid, metric)) if nid is not None else None
+    if sid is None:
+        return
+    store.con.execute("INSERT INTO relay_pending(id, sid, t0, t1) VALUES (?,?,?,?) ON CONFLICT(id, sid) DO UPDATE "
+                      "SET t0=MIN(t0, excluded.t0), t1=MAX(t1, excluded.t1)", (row_id, sid, t0, t1))
+
+
+def mark_acked(store: Any, row_ids: list[int]) -> int:
+    """The cloud acknowledged these outbox rows: their series count as relayed up to each row's end."""
+    n = 0
+    for rid in row_ids:
+        for sid, t1 in store.con.execute("SELECT sid, t1 FROM relay_pending WHERE id=?", (rid,)).fetchall():
+            store.con.execute("INSERT INTO relayed(sid, upto) VALUES (?, ?) ON CONFLICT(sid) DO UPDATE SET "
+                              "upto=MAX(upto, excluded.upto)", (sid, t1))
+            n += 1
+        store.con.execute("DELETE FROM relay_pending WHERE id=?", (rid,))
+    return n
 
 
 def mark_relayed(store: Any, node: str, metric: str, upto: float) -> None:

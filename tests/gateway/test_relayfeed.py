@@ -247,12 +247,12 @@ def test_outbox_refusal_holds_the_cursor_and_resumes_when_room_frees(tmp_path, m
     assert sorted({i["body"]["seq"] for i in sub.snapshot()}) == [1, 2, 3, 4, 5]
 
 
-def test_retention_prunes_relayed_data_and_keeps_unrelayed(tmp_path, mosquitto, pki):
-    """Forwarded readings are marked relayed once in the outbox; retention prunes only those."""
+def test_retention_prunes_only_what_the_cloud_acknowledged(tmp_path, mosquitto, pki):
+    """Forwarded readings in the outbox are not enough: retention prunes them once the cloud acked them."""
     from gateway.relay_component import attach
     from gateway.tiers import maintain, query
 
-    cloud = tls_cloud_broker(tmp_path / "cloud", pki, USERS)  # never started: relayed = durably in the outbox
+    cloud = tls_cloud_broker(tmp_path / "cloud", pki, USERS)  # down at first: everything waits in the outbox
     cfg = gw_config(tmp_path, mosquitto.port, site={"gateway_id": "gw1"},
                     cloud=cloud_section(cloud.port, pki, forward_readings=True, forward_batch=10),
                     outbox={"synchronous": "NORMAL", "lanes": {"raw": {"max_rows": 5, "when_full": "reject"}}},
@@ -261,36 +261,42 @@ def test_retention_prunes_relayed_data_and_keeps_unrelayed(tmp_path, mosquitto, 
     (comp,) = attach(g.gw)
     g.start()
     now = time.time()
-    old = now - 10 * 86400  # past retention (1 day below) once relayed
+    old = now - 10 * 86400  # past retention (1 day below)
     a, b = SimNode(mosquitto.port, "ra"), SimNode(mosquitto.port, "rb")
+    data = tmp_path / "data"
+    tiers = cfg.tiers
+    tiers.compress_after_s, tiers.retention_s = 60.0, 86400.0
     try:
         for i in range(4):  # 40 old readings = 4 raw messages ...
             a.up(1 + 10 * i, [float(10 * i + j) for j in range(10)], t0=old + 10 * i)
         a.up(41, [float(40 + j) for j in range(10)], t0=now - 20)  # ... + 10 recent: the raw lane is full
         assert a.wait_ack("up", 50, 10)
         assert wait_for(lambda: comp.feeder.counters["readings"] == 50, 10), comp.feeder.counters
-        for i in range(3):  # refused by the full lane: never relayed
+        for i in range(3):  # refused by the full lane for now
             b.up(1 + 10 * i, [float(j) for j in range(10)], t0=old + 10 * i)
         assert b.wait_ack("up", 30, 10)
         assert wait_for(lambda: comp.feeder.counters["refused"] >= 3, 10), comp.feeder.counters
-        assert wait_for(lambda: cursors(tmp_path / "data").get(("ra", 0)) == 50, 5)
-        tiers = cfg.tiers
-        tiers.compress_after_s, tiers.retention_s = 60.0, 86400.0
+        assert wait_for(lambda: cursors(data).get(("ra", 0)) == 50, 5)
+        assert wait_for(lambda: len(db_rows(data, "SELECT * FROM relay_pending")) == 5, 5)
+        stats = g.call(g.gw.run_store(lambda st: maintain(st, tiers, cfg.ingest, time.time())))
+        assert stats["compressed_rows"] == 40 and stats["pruned_blocks"] == 0  # in the outbox only: kept
+        assert db_rows(data, "SELECT COUNT(*) FROM relayed") == [(0,)]
+        cloud.start()  # the cloud comes back: ra's rows are acked, then rb's refused ones go and are acked
+        assert wait_for(lambda: outbox_rows(data) == 0 and cursors(data).get(("rb", 0)) == 30
+                        and not db_rows(data, "SELECT * FROM relay_pending"), 30), comp.feeder.counters
         stats = g.call(g.gw.run_store(lambda st: maintain(st, tiers, cfg.ingest, time.time())))
     finally:
         a.close()
         b.close()
         g.stop()
-    data = tmp_path / "data"
-    assert cursors(data) == {("ra", 0): 50}  # rb: no cursor row, nothing handed over
+        cloud.stop()
     relayed = dict(db_rows(data, "SELECT n.name, r.upto FROM relayed r JOIN series s ON s.sid=r.sid "
                                  "JOIN nodes n ON n.nid=s.nid"))
-    assert relayed == {"ra": pytest.approx(now - 20 + 9)}
-    assert stats["compressed_rows"] == 40 and stats["pruned_blocks"] >= 1
-    # ra: old readings compressed then pruned (cloud only), recent ones raw; rb: all still here, raw
+    assert relayed == {"ra": pytest.approx(now - 20 + 9), "rb": pytest.approx(old + 29)}
+    assert stats["compressed_rows"] == 30 and stats["pruned_blocks"] == 1
+    # ra: old readings pruned (cloud only), recent ones raw; rb: compressed, its one block ends at the
+    # acked mark (a block goes only once wholly below it)
     assert stored_seqs(data, "ra") == list(range(41, 51))
-    assert db_rows(data, "SELECT COUNT(*) FROM blocks")[0][0] == 0
-    assert stored_seqs(data, "rb") == list(range(1, 31))
     con = sqlite3.connect(data / "ingest.sqlite")
     try:
         qa = query(con, "ra", "temp", old - 1, now + 1)
@@ -298,11 +304,57 @@ def test_retention_prunes_relayed_data_and_keeps_unrelayed(tmp_path, mosquitto, 
     finally:
         con.close()
     assert qa is not None and len(qa.points) == 10 and qa.cloud_only
-    assert qb is not None and len(qb.points) == 30 and not qb.cloud_only
-    # what was accepted is in the outbox, in seq order, once
-    body_seqs = [s for row in _outbox_bodies(data, "raw")
-                 for s in range(row["first_seq"], row["first_seq"] + len(row["records"]))]
-    assert body_seqs == list(range(1, 51))
+    assert qb is not None and qb.sources == {"compressed": 30, "raw": 0} and len(qb.points) == 30
+
+
+def test_readings_whose_outbox_rows_expired_unsent_are_never_pruned(tmp_path, mosquitto, pki):
+    """A long cloud outage: the raw lane's TTL drops rows unsent; once the cloud acks newer rows,
+    retention still keeps the dropped ones' readings (the cloud never got them)."""
+    from gateway.relay_component import attach
+    from gateway.tiers import maintain, query
+
+    cloud = tls_cloud_broker(tmp_path / "cloud", pki, USERS)  # down for "days"
+    cfg = gw_config(tmp_path, mosquitto.port, site={"gateway_id": "gw1"},
+                    cloud=cloud_section(cloud.port, pki, forward_readings=True, forward_batch=10),
+                    outbox={"synchronous": "NORMAL"}, tiers={"maintenance_s": 3600.0})
+    g = GatewayThread(cfg)
+    (comp,) = attach(g.gw)
+    g.start()
+    now = time.time()
+    old = now - 10 * 86400
+    node = SimNode(mosquitto.port, "lo")
+    data = tmp_path / "data"
+    tiers = cfg.tiers
+    tiers.compress_after_s, tiers.retention_s = 60.0, 86400.0
+
+    async def expire_after_two_days() -> int:
+        return comp.relay.outbox.expire(time.time() + 2 * 86400)
+
+    try:
+        node.up(1, [float(j) for j in range(10)], t0=old)
+        node.up(11, [float(10 + j) for j in range(10)], t0=old + 10)
+        assert node.wait_ack("up", 20, 10)
+        assert wait_for(lambda: comp.feeder.counters["readings"] == 20, 10), comp.feeder.counters
+        assert g.call(expire_after_two_days()) == 2  # TTL: both rows leave the outbox unsent
+        cloud.start()
+        node.up(21, [float(20 + j) for j in range(10)], t0=now - 20)
+        assert node.wait_ack("up", 30, 10)
+        sql = "SELECT r.upto FROM relayed r JOIN series s ON s.sid=r.sid"
+        assert wait_for(lambda: db_rows(data, sql) == [(pytest.approx(now - 20 + 9),)], 30), db_rows(data, sql)
+        stats = g.call(g.gw.run_store(lambda st: maintain(st, tiers, cfg.ingest, time.time())))
+    finally:
+        node.close()
+        g.stop()
+        cloud.stop()
+    assert stats["compressed_rows"] == 20 and stats["pruned_blocks"] == 0 and stats["held_series"] == 1, stats
+    con = sqlite3.connect(data / "ingest.sqlite")
+    try:
+        q = query(con, "lo", "temp", old - 1, now + 1)
+    finally:
+        con.close()
+    assert q is not None and [v for _t, v in q.points] == [float(i) for i in range(30)] and not q.cloud_only
+    # the two expired rows still hold the series; the acked one is gone from the pending table
+    assert db_rows(data, "SELECT COUNT(*) FROM relay_pending") == [(2,)]
 
 
 def _outbox_bodies(data: Path, lane: str) -> list[dict]:
@@ -349,8 +401,8 @@ def test_up_lane_waits_for_the_relay_lease_alerts_do_not(tmp_path, mosquitto, pk
     assert [(b["node"], b["seq"]) for b in _outbox_bodies(data, "alert")] == [("held", 1)]
 
 
-def test_inference_decisions_in_the_outbox_mark_their_windows_relayed(tmp_path, mosquitto, pki):
-    """Default site (inference on, no relay summaries): decisions accepted by the outbox mark the series relayed."""
+def test_inference_decisions_acked_by_the_cloud_mark_their_windows_relayed(tmp_path, mosquitto, pki, cloud):
+    """Default site (inference on, no relay summaries): decisions the cloud acked mark the series relayed."""
     import math
 
     import numpy as np
@@ -358,7 +410,6 @@ def test_inference_decisions_in_the_outbox_mark_their_windows_relayed(tmp_path, 
     from gateway.service_components import attach
     from shared import senml
 
-    cloud = tls_cloud_broker(tmp_path / "cloud", pki, USERS)  # not started: relayed = durably in the outbox
     cs = cloud_section(cloud.port, pki)
     del cs["summary_windows_s"]  # auto: none, the decisions carry the summaries
     cfg = gw_config(tmp_path, mosquitto.port, site={"gateway_id": "gw1"}, cloud=cs,
@@ -386,14 +437,14 @@ def test_inference_decisions_in_the_outbox_mark_their_windows_relayed(tmp_path, 
                 seq += len(chunk)
         assert wait_for(lambda: g.gw.inference.counters["sets_scored"] >= 4, 20), g.gw.inference.stats()
         data = tmp_path / "data"
-        assert wait_for(lambda: len(db_rows(data, "SELECT * FROM relayed")) == 3, 10)
+        sql = "SELECT s.metric, r.upto FROM relayed r JOIN series s ON s.sid=r.sid"
+        assert wait_for(lambda: set(dict(db_rows(data, sql)).values()) == {t0 + 240}, 20), db_rows(data, sql)
     finally:
         node.close()
         g.stop()
-    relayed = dict(db_rows(data, "SELECT s.metric, r.upto FROM relayed r JOIN series s ON s.sid=r.sid"))
+    relayed = dict(db_rows(data, sql))
     assert relayed == {"temperature": t0 + 240, "humidity": t0 + 240, "pressure": t0 + 240}
-    assert sum(1 for _ in _outbox_bodies(data, "summary")) + len(_outbox_bodies(data, "anomaly")) \
-        + len(_outbox_bodies(data, "raw")) == 4
+    assert db_rows(data, "SELECT COUNT(*) FROM relay_pending") == [(0,)]  # every decision row was acked
 
 
 def test_gateway_health_goes_to_the_cloud_summary_lane(tmp_path, mosquitto, pki):
