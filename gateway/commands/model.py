@@ -7,18 +7,26 @@ import json
 import sys
 from pathlib import Path
 
-from gateway.model_registry import BUNDLED_DIR, ModelError, ModelRegistry, fetch, load_model, read_manifest, sha256_bytes
+from gateway.model_registry import (BUNDLED_DIR, ModelError, ModelRegistry, fetch, load_model, read_manifest,
+                                     sha256_bytes)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `fogline model {build,info,verify,install}`."""
     p = sub.add_parser("model", help="build, inspect, verify or install the anomaly model")
     msub = p.add_subparsers(dest="model_cmd", metavar="ACTION")
-    b = msub.add_parser("build", help="train + export + measure variants (tools/build_model.py)")
-    b.add_argument("--quick", action="store_true")
-    b.add_argument("--seed", type=int, default=7)
-    b.add_argument("--version", type=int, default=1)
-    b.add_argument("--out", default=str(BUNDLED_DIR))
+    b = msub.add_parser("build", help="train + export + measure variants (tools/build_model.py)",
+                        description="Train the anomaly model on seeded generated data, export the variants "
+                                    "(FP32, INT8, pruned, distilled) to ONNX, measure them and write the chosen "
+                                    "one with its manifest. Install the result with `fogline model install DIR`.")
+    b.add_argument("--quick", action="store_true", help="small data and few epochs: seconds, for a smoke test")
+    b.add_argument("--seed", type=int, default=7, help="seed of the generated data and training (default: %(default)s)")
+    b.add_argument("--version", type=int, default=1, help="model version in the manifest (default: %(default)s)")
+    b.add_argument("--out", default="fogline-data/models/build",
+                   help="model dir to write (default: %(default)s; the model shipped in gateway/models is "
+                        "only replaced with --out gateway/models --replace-bundled)")
+    b.add_argument("--replace-bundled", action="store_true",
+                   help="allow --out to be the shipped model dir (maintainers regenerating it)")
     i = msub.add_parser("info", help="show a model dir's manifest summary")
     i.add_argument("dir", nargs="?", default=None, help="model dir (default: registry CURRENT, else bundled)")
     i.add_argument("--data-dir", default="./fogline-data")
@@ -44,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         if cmd == "build":
             from tools import build_model
+            if Path(args.out).resolve() == BUNDLED_DIR.resolve() and not args.replace_bundled:
+                print(f"fogline model build: --out {args.out} is the shipped model; pass --replace-bundled to "
+                      "overwrite it, or another --out", file=sys.stderr)
+                return 2
             argv = ["--seed", str(args.seed), "--version", str(args.version), "--out", args.out]
             return build_model.main(argv + (["--quick"] if args.quick else []))
         if cmd == "info":

@@ -79,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
     except config_mod.ConfigError as e:
         print(f"fogline status: {e}", file=sys.stderr)
         return 2
+    if not db.exists() and not (db.parent / "metrics.json").exists():
+        print(f"fogline status: no gateway data in {db.parent} (neither {db.name} nor metrics.json): pass the "
+              f"gateway's --data-dir or --config", file=sys.stderr)
+        return 1
     try:
         st = collect(db, db.parent / "metrics.json")
     except sqlite3.Error as e:
@@ -87,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(st, indent=1, default=str))
         return 0
+    age = "no metrics snapshot" if st["snapshot_age_s"] is None else f"metrics snapshot age {st['snapshot_age_s']} s"
     print(f"gateway: {'running (pid %s)' % st.get('pid') if st['running'] else 'not running'}; "
-          f"data dir {st['data_dir']}; metrics snapshot age {st['snapshot_age_s']} s")
+          f"data dir {st['data_dir']}; {age}")
     c = st["counters"]
     for k in ("messages_in", "readings_in", "readings_stored", "duplicates", "acks_sent", "windows_closed",
               "dead_letters", "commit_errors", "mqtt_disconnects", "ble_adverts", "ble_refused"):
