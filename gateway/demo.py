@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gateway.demo_cloud import DemoCloud
 from gateway.demo_fleet import Fleet
-from gateway.demo_observe import CloudSink, SiteMonitor
+from gateway.demo_observe import SiteMonitor
 from gateway.embedded_broker import EmbeddedBroker, parse_url
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class Demo:
         self.gw: Any = None
         self.fleet: Fleet | None = None
         self.monitor: SiteMonitor | None = None
-        self.sink: CloudSink | None = None
+        self.sink: DemoCloud | None = None  # the cloud service (fogline cloud) in-process
         self.radio: Any = None
         self.t0 = time.time()
         self.t_end: float | None = None
@@ -121,8 +122,13 @@ class Demo:
         cloud = await self._broker("cloud", None)
         self.monitor = SiteMonitor(site[0], site[1], self.site)
         self.monitor.start()
-        self.sink = CloudSink(cloud[0], cloud[1], self.site, self.workdir / "cloud.sqlite")
-        self.sink.start()
+        self.sink = DemoCloud(cloud[0], cloud[1], self.site, self.workdir / "cloud")
+        try:
+            await self.sink.start()
+            self.notes["cloud"] = f"fogline cloud in-process: {self.sink.db_path}, query API {self.sink.query_url}"
+        except Exception as e:
+            log.exception("event=demo_cloud_failed")
+            self.notes["cloud"] = f"failed: {e}"
         self.fleet = Fleet(self.workdir, self.site, site[0], site[1], self.n, self.seed, self.sample_ms,
                            self.time_scale, self.node_heap)
         await self._start_gateway(site, cloud)
@@ -174,13 +180,17 @@ class Demo:
                 await asyncio.wait_for(self.gw.stop(), 20)
             except Exception as e:
                 self.notes["gateway_stop"] = f"error: {e}"
-        await asyncio.sleep(0.5)  # last cloud PUBACKs -> sink
-        for o in (self.monitor, self.sink):
-            if o is not None:
-                try:
-                    o.stop()
-                except Exception as e:
-                    log.warning("event=observer_stop_failed error=%s", e)
+        await asyncio.sleep(0.5)  # last cloud PUBACKs -> the cloud service
+        if self.monitor is not None:
+            try:
+                self.monitor.stop()
+            except Exception as e:
+                log.warning("event=observer_stop_failed error=%s", e)
+        if self.sink is not None:
+            try:
+                await asyncio.wait_for(self.sink.stop(), 20)
+            except Exception as e:
+                log.warning("event=cloud_stop_failed error=%s", e)
         for b in self.brokers:
             await b.stop()
         if not self.keep:

@@ -1,20 +1,18 @@
-"""Demo observers: what the dashboard shows, measured on the wire (site broker) and at the cloud end.
+"""Demo observer: what the dashboard shows, measured on the wire of the site broker.
 
-SiteMonitor listens on the site broker (up/alert/state/ack) like a passive tap; CloudSink is the
-demo's "cloud": it subscribes to the cloud broker, de-duplicates by idempotency key and writes every
-row to SQLite. Both run paho's network thread and only touch their own state under a lock.
+SiteMonitor listens on the site broker (up/alert/state/ack) like a passive tap; it runs paho's network
+thread and only touches its own state under a lock. The demo's cloud is the real cloud service
+(gateway/demo_cloud.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -146,85 +144,3 @@ class SiteMonitor:
 
 def _fmt(x: Any) -> str:
     return f"{x:.2f}" if isinstance(x, float) else str(x)
-
-
-class CloudSink:
-    """The demo's cloud: every message on fogline/<site>/# of the cloud broker, de-duplicated, in SQLite."""
-
-    def __init__(self, host: str, port: int, site: str, db_path: Path):
-        self.host, self.port, self.site = host, port, site
-        self.lock = threading.Lock()
-        self.db = sqlite3.connect(str(db_path), check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS rows (k TEXT PRIMARY KEY, lane TEXT, received REAL, body BLOB)")
-        self.counters = {"messages": 0, "bytes": 0, "rows": 0, "duplicates": 0, "undecodable": 0}
-        self.lanes: dict[str, int] = {}
-        self.events: deque[str] = deque(maxlen=12)
-        self.connected = False
-        self._c = _client(f"fogline-demo-cloud-{int(time.time() * 1000) % 100000}")
-        self._c.on_connect = self._on_connect
-        self._c.on_disconnect = lambda *a: setattr(self, "connected", False)
-        self._c.on_message = self._on_message
-
-    def start(self) -> None:
-        self._c.connect_async(self.host, self.port, keepalive=30)
-        self._c.loop_start()
-
-    def stop(self) -> None:
-        self._c.disconnect()
-        self._c.loop_stop()
-        with self.lock:
-            self.db.commit()
-            self.db.close()
-
-    def _on_connect(self, c, _u, _f, rc, _p=None) -> None:
-        if not rc.is_failure:
-            self.connected = True
-            c.subscribe(f"{topics.ROOT}/{self.site}/#", qos=1)
-
-    def _on_message(self, _c, _u, msg) -> None:
-        try:
-            from gateway.cloud import decode_cloud_message
-            envs = decode_cloud_message(msg.payload)
-        except (ImportError, ValueError):
-            envs = None
-        kind = msg.topic.rsplit("/", 1)[-1]
-        with self.lock:
-            self.counters["messages"] += 1
-            self.counters["bytes"] += len(msg.payload) + len(msg.topic) + MQTT_OVERHEAD
-            if envs is None:
-                self.counters["undecodable"] += 1
-                return
-            for env in envs:
-                self._store(kind, env)
-            self.db.commit()
-
-    def _store(self, kind: str, env: dict[str, Any]) -> None:
-        key = str(env.get("k"))
-        lane = str(env.get("lane", kind))
-        body = env.get("body")
-        cur = self.db.execute("INSERT OR IGNORE INTO rows VALUES (?,?,?,?)",
-                              (key, lane, time.time(), cbor2.dumps(body)))
-        if cur.rowcount == 0:
-            self.counters["duplicates"] += 1
-            return
-        self.counters["rows"] += 1
-        self.lanes[lane] = self.lanes.get(lane, 0) + 1
-        if lane in ("alert", "anomaly"):
-            self.events.appendleft(f"{time.strftime('%H:%M:%S')} cloud got {lane.upper()} {_describe(body)}")
-
-    def count(self, lane: str) -> int:
-        with self.lock:
-            return self.lanes.get(lane, 0)
-
-
-def _describe(body: Any) -> str:
-    """Short text of an alert/anomaly body for the event list (shape-tolerant)."""
-    if isinstance(body, dict):
-        node = body.get("node", "?")
-        what = body.get("metric") or body.get("label") or ""
-        score = body.get("score")
-        return f"{node} {what}" + (f" score={score:.2f}" if isinstance(score, float) else "")
-    if isinstance(body, list) and body:
-        return str(body[0])[:40]
-    return str(body)[:40]

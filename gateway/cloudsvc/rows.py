@@ -33,9 +33,13 @@ class Batch:
     health: list[tuple[str, str, str, float, str]] = field(default_factory=list)  # site, k, gw, ts, body json
     dead: list[tuple[str, str, bytes]] = field(default_factory=list)  # topic, reason, payload
     envelopes: int = 0
+    messages: int = 0
+    wire_bytes: int = 0  # topic + payload of every message
 
     def add_message(self, topic: str, payload: bytes) -> None:
         """Decode one MQTT message into this batch (bad parts become dead letters)."""
+        self.messages += 1
+        self.wire_bytes += len(topic) + len(payload)
         try:
             site, kind = topics.parse_cloud(topic)
             envs = decode_cloud_message(payload)
