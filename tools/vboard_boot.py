@@ -83,6 +83,48 @@ def mount_flash():
     return fs
 
 
+HOST_MOUNTS = ("/_sim", "/_host")  # host folders the board sees; a real board's filesystem has neither
+
+
+class _Without:
+    """A built-in module seen without the host mounts: `fs ls` and `df` show what a real board would."""
+
+    def __init__(self, real):
+        self._real = real
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+def _at_root(path):
+    if isinstance(path, bytes):
+        path = path.decode()
+    return path == "/" or (path in ("", ".") and os.getcwd() == "/")
+
+
+def _hide_host_mounts():
+    names = [m[1:] for m in HOST_MOUNTS]
+    real_os, real_vfs = os, vfs
+    o, v = _Without(real_os), _Without(real_vfs)
+
+    def ilistdir(path="."):
+        it = real_os.ilistdir(path)
+        if not _at_root(path):
+            return it
+        return (e for e in it if (e[0].decode() if isinstance(e[0], bytes) else e[0]) not in names)
+
+    def listdir(path="."):
+        return [e[0] for e in ilistdir(path)]
+
+    def mount(*args, **kw):
+        if args or kw:
+            return real_vfs.mount(*args, **kw)
+        return [m for m in real_vfs.mount() if m[1] not in HOST_MOUNTS]
+
+    o.ilistdir, o.listdir, v.mount = ilistdir, listdir, mount
+    sys.modules["os"], sys.modules["vfs"] = o, v
+
+
 def _run_main():
     try:
         os.stat("/main.py")
@@ -111,6 +153,7 @@ def _board_argv():
 
 
 mount_flash()
+_hide_host_mounts()
 if _env("FOGLINE_VBOARD_RUN_MAIN") == "1":
     sys.argv[:] = _board_argv()
     _run_main()

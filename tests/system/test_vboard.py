@@ -87,6 +87,21 @@ def test_fs_cp_ls_cat_rm_and_image_readable_on_host(board, tmp_path):
     assert bad.returncode != 0
 
 
+def test_fs_ls_and_df_show_only_the_boards_own_filesystem(board, tmp_path):
+    src = tmp_path / "a.py"
+    src.write_text("x = 1\n")
+    mpr(board.port, "fs", "cp", str(src), ":a.py")
+    ls = mpr(board.port, "fs", "ls").stdout
+    assert "a.py" in ls and "_sim" not in ls and "_host" not in ls, ls  # host folders of the emulation
+    df = [ln.split() for ln in mpr(board.port, "df").stdout.splitlines()[1:] if ln.strip()]
+    assert len(df) == 1 and df[0][-1] == "/", df
+    size, used, avail = (int(x) for x in df[0][1:4])
+    assert size == board.info["fs_bytes"] and used + avail == size and 0 < used < size, df
+    # the firmware still imports the simulated HAL from there, and the folders stay reachable by path
+    out = mpr(board.port, "exec", "import os, machine; print(len(os.listdir('/_sim')) > 0, sorted(os.listdir(b'/')))")
+    assert out.stdout.strip() == "True [b'a.py']" or out.stdout.strip() == "True ['a.py']", out.stdout
+
+
 def test_exec_run_and_mount(board, tmp_path):
     assert mpr(board.port, "exec", "print(sum(range(10)))").stdout.strip() == "45"
     script = tmp_path / "script.py"
