@@ -130,7 +130,7 @@ class Uplink:
             except ValueError:
                 # Keep the seq slot so the gateway's contiguous ack can pass it.
                 self.stats["bad_records"] += 1
-                rec = ("fogline_bad_record", None, bytes(body), recs[-1][3] if recs else 0)
+                rec = (senml.BAD_RECORD, None, bytes(body), recs[-1][3] if recs else 0)
             if not recs:
                 first = seq
             recs.append(rec)

@@ -83,6 +83,8 @@ class IngestConfig:
     require_auth: bool = True         # with auth_keys_file: refuse nodes without a key / unsigned packs
     gap_skip_s: float = 120.0         # a seq gap the node keeps resending above for this long was
                                       # dropped on the node (policy): skip it so acks can advance; 0 = never
+    max_series_per_node: int = 64     # distinct metrics per node; readings of more are dead-lettered
+    max_series: int = 20000           # distinct (node, metric) series in all (each holds a hot ring + windows)
 
 
 @dataclass
@@ -345,43 +347,4 @@ def from_dict(raw: dict[str, Any]) -> Config:
     return Config(raw)
 
 
-def example_toml() -> str:
-    """Every registered section with its defaults, as TOML text (documentation/examples)."""
-    lines: list[str] = []
-    for name in list(SECTIONS):
-        cls = _section_class(name)
-        if cls is None:
-            continue
-        _example_table(lines, name, cls())
-    return "\n".join(lines)
-
-
-def _example_table(lines: list[str], name: str, obj: Any) -> None:
-    lines.append(f"[{name}]")
-    nested = []
-    for f in dataclasses.fields(obj):
-        v = getattr(obj, f.name)
-        if dataclasses.is_dataclass(v):
-            nested.append((f"{name}.{f.name}", v))
-            continue
-        lines.append(f"{'# ' if v is None else ''}{f.name} = {toml_value(v)}")
-    lines.append("")
-    for sub, v in nested:
-        _example_table(lines, sub, v)
-
-
-def toml_value(v: Any) -> str:
-    """A default value in TOML syntax (None as an empty string marked unset)."""
-    if v is None:
-        return '""  # unset'
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f'"{k}" = {toml_value(x)}' for k, x in v.items()) + "}"
-    return repr(v)
+from gateway.config_toml import example_toml, toml_value  # noqa: E402,F401  (public here; no cycle)

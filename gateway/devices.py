@@ -118,10 +118,10 @@ class DeviceRegistry:
                 setattr(dev, attr, state[k])
         for k in ("backlog", "dropped", "oldest"):
             v = state.get(k)
-            if isinstance(v, dict) and all(isinstance(a, str) and _plain(b) for a, b in v.items()):
+            if _small_map(v):
                 setattr(dev, k, dict(v))
         lq = state.get("link")  # PLACEMENT: the node's uplink quality (Device.link is the transport name)
-        if isinstance(lq, dict) and all(isinstance(a, str) and _plain(b) for a, b in lq.items()):
+        if _small_map(lq):
             dev.link_quality = dict(lq)
         ss = state.get("sensors")
         if isinstance(ss, list) and len(ss) <= 64 and all(isinstance(x, str) for x in ss):
@@ -136,3 +136,9 @@ class DeviceRegistry:
 
 def _plain(v: Any) -> bool:
     return v is None or isinstance(v, (str, int, float, bool))
+
+
+def _small_map(v: Any) -> bool:
+    # a few short text keys with plain values: a node's state must not grow the registry (or metric labels)
+    return (isinstance(v, dict) and len(v) <= 16
+            and all(isinstance(a, str) and len(a) <= 64 and _plain(b) for a, b in v.items()))

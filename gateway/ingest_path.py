@@ -23,6 +23,9 @@ log = logging.getLogger("gateway.app")
 
 class IngestPath:
     """Mixin: MQTT/BLE messages into durable, acked, aggregated readings (see gateway.app)."""
+
+    _series: dict[str, set[str]] | None = None  # node -> metrics admitted (the store's series and newer)
+    _series_total = 0
     # ------------------------------------------------------------------ ingest
     def _on_mqtt(self, items: list[tuple[str, bytes, float]]) -> None:
         self.metrics.inc("messages_in", len(items), link="mqtt")
@@ -36,7 +39,8 @@ class IngestPath:
         self._ingest_one(topic, payload, self.clock() if rx is None else rx, link)
 
     def _ingest_one(self, topic: str, payload: bytes, rx: float, link: str) -> None:
-        node = ""
+        node = kind = ""
+        msg = None
         try:
             nk = self._topics.get(topic)
             if nk is None:
@@ -47,6 +51,7 @@ class IngestPath:
             node, kind = nk
             if kind in ("up", "alert"):
                 msg = decode_uplink(node, kind, payload, self.policy, rx)
+                msg.topic = topic
                 for v in self._validators:
                     v(msg)
                 self.accept(msg)
@@ -56,11 +61,12 @@ class IngestPath:
             else:
                 raise Rejected("topic", f"gateway does not ingest kind {kind!r}")
         except Rejected as e:
-            self.reject(e.reason, e.detail, topic=topic, source=node, link=link, payload=payload, rx=rx)
+            self.reject(e.reason, e.detail, topic=topic, source=node, link=link, payload=payload, rx=rx,
+                        **_uplink_of(kind, msg))
         except Exception as e:  # a bug must not stop ingest: dead-letter it and go on
             log.exception("event=ingest_bug topic=%s", topic)
             self.reject("internal", f"{type(e).__name__}: {e}", topic=topic, source=node, link=link,
-                        payload=payload, rx=rx)
+                        payload=payload, rx=rx, **_uplink_of(kind, msg))
 
     def accept(self, msg: Message) -> None:
         """Queue a validated message (MQTT or BLE) for durable commit."""
@@ -69,6 +75,7 @@ class IngestPath:
                                              f"(policy {self.registry.policy}, {len(self.registry.devices)} devices)")
         if self._gate is not None and not self._gate(msg):
             return  # CLUSTER: another gateway is this node's primary; held there, never acked here
+        self._cap_series(msg)
         n = len(msg.readings)
         self.registry.touch(msg.node, msg.link, msg.rx, n)
         self._msgs.append(msg)
@@ -79,13 +86,57 @@ class IngestPath:
         if len(self._msgs) == 1 or self._n_readings >= self._batch_max or self._urgent:
             self._work.set()
 
+    def _cap_series(self, msg: Message) -> None:
+        """Readings of series beyond [ingest] max_series_per_node / max_series become refused records."""
+        series = self._series if self._series is not None else self._load_series()
+        known = series.get(msg.node)
+        if known is not None:
+            last = None
+            for r in msg.readings:  # records of one group share the metric object
+                if r.metric is not last:
+                    if r.metric not in known:
+                        break
+                    last = r.metric
+            else:
+                return
+        else:
+            known = series[msg.node] = set()
+        ing = self.config.ingest
+        keep: list[Reading] = []
+        for r in msg.readings:
+            if r.metric not in known:
+                if len(known) >= ing.max_series_per_node or self._series_total >= ing.max_series:
+                    msg.bad.append((r.seq, "series_cap", f"{r.metric}: node has {len(known)} series "
+                                    f"(max_series_per_node {ing.max_series_per_node}), gateway "
+                                    f"{self._series_total} (max_series {ing.max_series})"))
+                    continue
+                known.add(r.metric)
+                self._series_total += 1
+            keep.append(r)
+        msg.readings = keep
+        self.metrics.set("series", self._series_total)
+
+    def _load_series(self) -> dict[str, set[str]]:
+        series: dict[str, set[str]] = {}
+        store = self.store
+        if store is not None:
+            names = store.names.copy()  # copies are atomic: the store thread may be adding series
+            for nid, metric in store.sids.copy():
+                series.setdefault(names.get(nid, ""), set()).add(metric)
+        self._series = series
+        self._series_total = sum(len(v) for v in series.values())
+        return series
+
     def reject(self, reason: str, detail: str, *, topic: str = "", source: str = "", link: str = "mqtt",
-               payload: bytes = b"", rx: float | None = None) -> None:
-        """Record a refused message in the dead-letter table (with the next batch) and count it."""
+               payload: bytes = b"", rx: float | None = None, lane: str = "",
+               seqs: tuple[int, int] | None = None) -> None:
+        """Record a refused message in the dead-letter table (with the next batch) and count it.
+
+        lane (up/alert) marks a refused uplink of node `source` (seqs: its range, if known)."""
         self.metrics.inc("dead_letters", reason=reason)
         log.info("event=dead_letter reason=%s source=%s topic=%s detail=%s", reason, source, topic, detail[:200])
         self._dead.append(DeadLetter(reason, detail, topic, source, link, payload[:4096],
-                                     self.clock() if rx is None else rx))
+                                     self.clock() if rx is None else rx, lane, seqs))
         self._work.set()
 
     def _state(self, node: str, st: dict[str, Any], now: float) -> None:
@@ -94,7 +145,8 @@ class IngestPath:
         dev = self.registry.update_state(node, st, now)
         self.metrics.inc("state_messages")
         if isinstance(dev.backlog, dict):
-            for lane, n in dev.backlog.items():
+            for lane in ("up", "alert"):  # label values from a fixed set: a node cannot invent label sets
+                n = dev.backlog.get(lane)
                 if isinstance(n, (int, float)):
                     self.metrics.set("node_backlog", n, node=node, lane=lane)
         if dev.oldest and self.store is not None:
@@ -177,6 +229,11 @@ class IngestPath:
         new_all: list[Reading] = []
         wall = self.clock()
         for msg, r in zip(msgs, res.results):
+            for seq, reason in r.dead:
+                m.inc("dead_letters", reason=reason)
+                m.inc("records_refused", lane=msg.lane)
+                log.info("event=dead_letter reason=%s source=%s lane=%s seq=%d (record refused, pack kept)",
+                         reason, msg.node, msg.lane, seq)
             if r.refused:
                 m.inc("readings_refused", r.refused, lane=msg.lane)
                 self.reject("replayed_seq", r.detail, topic=topics.node(self.site, msg.node, msg.lane),
@@ -226,3 +283,12 @@ class IngestPath:
         except Exception:
             self.metrics.inc("ack_publish_errors")
             log.exception("event=ack_publish_failed node=%s", node)
+
+
+def _uplink_of(kind: str, msg: Message | None) -> dict[str, Any]:
+    """reject() keywords for a refused up/alert message: its lane and, once decoded, its seq range."""
+    if kind not in ("up", "alert"):
+        return {}
+    if msg is None:
+        return {"lane": kind}
+    return {"lane": kind, "seqs": (msg.first_seq, msg.first_seq + max(msg.records, 1) - 1)}

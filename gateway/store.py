@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS relay_cursor(nid INT NOT NULL, lane INT NOT NULL, seq
   PRIMARY KEY(nid, lane));
 CREATE TABLE IF NOT EXISTS relay_lanes(lane INT PRIMARY KEY, since REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS ble_counters(mac TEXT PRIMARY KEY, counter INT NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_seqs(nid INT NOT NULL, lane INT NOT NULL, seq INT NOT NULL, reason TEXT,
+  PRIMARY KEY(nid, lane, seq)) WITHOUT ROWID;
 """
 
 
@@ -65,6 +67,8 @@ class DeadLetter:
     link: str = "mqtt"
     payload: bytes = b""
     rx: float = 0.0
+    lane: str = ""                         # up/alert: a refused uplink of node `source` (holds back gap skips)
+    seqs: tuple[int, int] | None = None    # its seq range, when it could be read
 
 
 @dataclass
@@ -74,9 +78,11 @@ class LaneState:
     above: set[int] = field(default_factory=set)  # stored seqs > contig
     gap_since: float | None = None         # when a hole below `above` was first seen
     oldest_hint: int = 0                   # node-reported oldest pending seq (state "oldest")
+    refused_at: float | None = None        # last refused uplink that may hold seqs above the cursor
 
     def copy(self) -> "LaneState":
-        return LaneState(self.contig, self.floor, set(self.above), self.gap_since, self.oldest_hint)
+        return LaneState(self.contig, self.floor, set(self.above), self.gap_since, self.oldest_hint,
+                         self.refused_at)
 
 
 @dataclass
@@ -85,6 +91,7 @@ class MsgResult:
     new: list[Reading]
     detail: str = ""            # set when readings were refused (content differs / below the floor)
     refused: int = 0
+    dead: list[tuple[int, str]] = field(default_factory=list)  # (seq, reason) of records dead-lettered now
 
 
 @dataclass
@@ -160,6 +167,11 @@ class Store:
         for nid, lane, seq in c.execute(
                 "SELECT r.nid, r.lane, r.seq FROM readings r LEFT JOIN lanes l ON l.nid=r.nid AND l.lane=r.lane "
                 "WHERE r.seq > IFNULL(l.contig, 0)"):
+            self.lanes.setdefault((nid, lane), LaneState()).above.add(seq)
+        # seqs of refused records above a cursor: dead-lettered once, covered for the ack
+        c.execute("DELETE FROM dead_seqs WHERE seq <= IFNULL((SELECT contig FROM lanes l "
+                  "WHERE l.nid=dead_seqs.nid AND l.lane=dead_seqs.lane), 0)")
+        for nid, lane, seq in c.execute("SELECT nid, lane, seq FROM dead_seqs"):
             self.lanes.setdefault((nid, lane), LaneState()).above.add(seq)
         for st in self.lanes.values():
             self._advance(st)
@@ -264,9 +276,14 @@ class Store:
         results: list[MsgResult] = []
         gaps: list[tuple[str, str, int, int, str]] = []
         touched: set[str] = set()
+        dead = list(dead)
+        dead_rows: list[DeadLetter] = []
+        dead_seqs: list[tuple[int, int, int, str]] = []
         saved_nids = dict(self.nids), dict(self.names), dict(self.sids)
         con.execute("BEGIN IMMEDIATE")
         try:
+            for d in dead:
+                self._note_refused(d, work, now)
             for m in msgs:
                 nid = self._nid(m.node)
                 li = LANE_ID[m.lane]
@@ -302,12 +319,16 @@ class Store:
                             st.above.add(r.seq)
                     if st.above:
                         self._advance(st)
+                if m.bad:
+                    self._bad_records(m, nid, li, st, res, dead_rows, dead_seqs)
                 if res.status == "duplicate" and st.above and m.first_seq > st.contig + 1:
                     # The node re-sends above a hole: if that has lasted gap_skip_s, the node no
-                    # longer has the hole's readings (dropped by its own policy).
+                    # longer has the hole's readings (dropped by its own policy), unless it still sends
+                    # uplinks we refused: those may hold the hole's readings.
                     if st.gap_since is None:
                         st.gap_since = now
-                    elif self.gap_skip_s > 0 and now - st.gap_since >= self.gap_skip_s:
+                    elif (self.gap_skip_s > 0 and now - st.gap_since >= self.gap_skip_s
+                          and (st.refused_at is None or now - st.refused_at >= self.gap_skip_s)):
                         lo = st.contig + 1
                         self._skip(nid, li, st, m.first_seq - 1, "node re-sent above the hole for %.0f s"
                                    % (now - st.gap_since))
@@ -321,6 +342,11 @@ class Store:
                 con.executemany("INSERT INTO lanes(nid, lane, contig, floor) VALUES (?,?,?,?) "
                                 "ON CONFLICT(nid, lane) DO UPDATE SET contig=excluded.contig",
                                 [(k[0], k[1], s.contig, s.floor) for k, s in work.items()])
+            if dead_seqs:
+                con.executemany("INSERT OR IGNORE INTO dead_seqs(nid, lane, seq, reason) VALUES (?,?,?,?)",
+                                [x for x in dead_seqs if x[2] > work[(x[0], x[1])].contig])
+            if dead_rows:  # in arrival order with the refused messages
+                dead = sorted(dead + dead_rows, key=lambda d: d.rx or now)
             dl = [(d.rx or now, d.link, d.source, d.topic, d.reason, d.detail[:500], bytes(d.payload[:4096]))
                   for d in dead]
             if dl:
@@ -340,6 +366,39 @@ class Store:
         self.lanes.update(work)
         acks = {n: self.ack_state(n) for n in touched}
         return BatchResult(results, acks, gaps, time.perf_counter() - t0)
+
+    def _note_refused(self, d: DeadLetter, work: dict[tuple[int, int], LaneState], now: float) -> None:
+        """A refused uplink may hold seqs the node still has: no gap below them is skipped for gap_skip_s."""
+        li = LANE_ID.get(d.lane) if d.lane in ACK_LANES else None
+        nid = self.nids.get(d.source) if li is not None else None
+        if nid is None or li is None:
+            return
+        key = (nid, li)
+        st = work.get(key)
+        if st is None:
+            base = self.lanes.get(key)
+            if base is None:
+                return
+            st = work[key] = base.copy()
+        if d.seqs is None or d.seqs[1] > st.contig:
+            st.refused_at = now
+
+    def _bad_records(self, m: Message, nid: int, li: int, st: LaneState, res: MsgResult,
+                     dead_rows: list[DeadLetter], dead_seqs: list[tuple[int, int, int, str]]) -> None:
+        """Refused records of a message: dead-lettered once each, their seqs covered for the ack cursor."""
+        ble = li == LANE_ID["ble"]  # gateway-numbered: nothing to cover, nothing re-sent
+        for seq, reason, detail in m.bad:
+            if ble:
+                pass
+            elif seq <= st.contig or seq in st.above:
+                continue  # a resend: already dead-lettered (or a reading is stored under that seq)
+            else:
+                st.above.add(seq)
+                dead_seqs.append((nid, li, seq, reason))
+            res.dead.append((seq, reason))
+            dead_rows.append(DeadLetter(reason, f"seq {seq}: {detail}", m.topic, m.node, m.link,
+                                        m.raw[:4096], m.rx))
+        self._advance(st)
 
     def _classify(self, m: Message, nid: int, li: int, st: LaneState,
                   pend: "_Pending", now: float) -> MsgResult:

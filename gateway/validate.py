@@ -1,9 +1,11 @@
 """Decode and validate node messages (cbor2 + shared.senml.resolve): every refusal is a `Rejected` with a reason code.
 
 Reason codes (stable; used in the dead-letter table and the `dead_letters{reason=...}` counter):
-topic, too_large, cbor, tag, structure, seq, senml, name, type, unit, non_finite, time,
+topic, too_large, cbor, tag, structure, seq, senml, name, type, unit, non_finite, time, bad_record,
 unknown_device, replayed_seq, state, auth, ble_decrypt, ble_plaintext, ble_decode.
 
+Whole messages are refused only when their seqs cannot be told (framing, CBOR, SenML structure); a
+record with a bad name, type, unit, value or time is refused alone (`Message.bad`) and the rest stored.
 Untrusted objects are never formatted whole: details use `brief()` (bounded in length and work).
 """
 
@@ -45,7 +47,7 @@ class Reading:
 
 @dataclass(slots=True)
 class Message:
-    """A validated up/alert message: readings carry seqs first_seq..first_seq+n-1."""
+    """A validated up/alert message: readings and refused records (`bad`) carry seqs first_seq.. between them."""
     node: str
     lane: str
     first_seq: int
@@ -55,6 +57,9 @@ class Message:
     auth: bytes | None = None
     raw: bytes = b""
     rx: float = 0.0
+    bad: list[tuple[int, str, str]] = field(default_factory=list)  # (seq, reason, detail) of refused records
+    topic: str = ""
+    records: int = 0            # records in the pack (seqs first_seq..first_seq+records-1)
 
 
 @dataclass
@@ -186,16 +191,19 @@ def decode_uplink(node: str, lane: str, payload: bytes, pol: Policy, now: float)
     plen = len(prefix)
     out: list[Reading] = []
     append = out.append
+    bad: list[tuple[int, str, str]] = []  # one refused record does not refuse its pack
     lo = now - pol.max_age_s
     hi = now + pol.max_future_s
     units = pol.units
     isfinite = math.isfinite
-    seq = first
+    seq = first - 1
     last_name = last_metric = None
     for name, unit, value, t in recs:
+        seq += 1
         if name is not last_name:  # records of one group share the base name object
             if not name.startswith(prefix) or len(name) == plen:
-                raise Rejected("name", f"record name {name!r} is not under {prefix!r}")
+                bad.append((seq, "name", f"record name {brief(name, 80)} is not under {prefix!r}"))
+                continue
             last_name, last_metric = name, name[plen:]
         metric = last_metric
         tv = type(value)
@@ -203,21 +211,27 @@ def decode_uplink(node: str, lane: str, payload: bytes, pol: Policy, now: float)
             v = value
         elif tv is int:
             v = float(value)
+        elif metric == senml.BAD_RECORD:
+            # the node could not read this record back from its flash: its seq is used, its body is kept here
+            bad.append((seq, "bad_record", f"node could not read the record from flash: {brief(value, 120)}"))
+            continue
+        elif pol.numeric_only:
+            bad.append((seq, "type", f"{metric}: value must be a number, got {tv.__name__}"))
+            continue
         else:
-            if pol.numeric_only:
-                raise Rejected("type", f"{metric}: value must be a number, got {tv.__name__}")
-            seq += 1
             continue
         if not isfinite(v):
-            raise Rejected("non_finite", f"{metric}: value {v}")
+            bad.append((seq, "non_finite", f"{metric}: value {v}"))
+            continue
         if unit is not None and unit not in units:
-            raise Rejected("unit", f"{metric}: unit {unit!r} not accepted")
+            bad.append((seq, "unit", f"{metric}: unit {brief(unit, 40)} not accepted"))
+            continue
         tf = float(t)
         if not lo <= tf <= hi:  # NaN and inf fail this too
-            raise Rejected("time", f"{metric}: time {t} outside [{lo:.0f}, {hi:.0f}] (gateway clock {now:.0f})")
+            bad.append((seq, "time", f"{metric}: time {t} outside [{lo:.0f}, {hi:.0f}] (gateway clock {now:.0f})"))
+            continue
         append(Reading(node, lane, seq, metric, unit, v, tf))
-        seq += 1
-    return Message(node, lane, first, out, "mqtt", len(payload), auth, payload, now)
+    return Message(node, lane, first, out, "mqtt", len(payload), auth, payload, now, bad=bad, records=len(recs))
 
 
 def decode_state(payload: bytes, pol: Policy) -> dict[str, Any]:

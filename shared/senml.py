@@ -52,6 +52,9 @@ _NAME_REST = _NAME_FIRST + "-:./_"
 MAX_RECORDS = const(1024)
 NODE_EPOCH = 1577836800  # 2020-01-01T00:00:00Z in Unix seconds
 _F32_EXACT = 16777216.0  # 2**24: beyond this a float32 no longer holds whole seconds
+# Metric name of the placeholder a node sends (value: the raw bytes) for a record it cannot read back
+# from flash: the seq stays in place, the gateway dead-letters it alone.
+BAD_RECORD = "fogline_bad_record"
 
 
 def _num(x):

@@ -50,3 +50,43 @@ def test_firmware_node_drains_into_the_gateway_across_a_gateway_restart(mosquitt
     assert all(v == s * 0.25 and tt == T0 + s for s, v, tt in vals)
     assert stored_seqs(data, "node1", lane=1) == list(range(1, n // 40 + 1))
     assert db_rows(data, "SELECT COUNT(*) FROM dead_letters") == [(0,)]
+
+
+def test_firmware_unreadable_and_misdated_records_are_dead_lettered_alone(mosquitto, tmp_path):
+    """One bad record no longer costs its pack: the node's placeholder for a record it cannot read back
+    and a reading dated 1970 are dead-lettered one by one, every good reading is stored, all is acked."""
+    n, bad_every, badtime_every = 200, 17, 23
+    cfg = gw_config(tmp_path, mosquitto.port, site={"id": "s1"},
+                    ingest={"max_age_s": 10 * 365 * 86400.0, "numeric_only": True},
+                    tiers={"compress_after_s": 20 * 365 * 86400.0})
+    ctl = tmp_path / "ctl"
+    ctl.write_text("wifi 1")
+    g = GatewayThread(cfg).start()
+    proc = subprocess.Popen(hostemu.mp_command(NODE_SCRIPT, str(mosquitto.port), str(n), "2", str(ctl),
+                                               f"bad_every={bad_every}", f"badtime_every={badtime_every}"),
+                            env=hostemu.mp_env(), cwd=str(hostemu.REPO), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=120)
+        g.flush()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        g.stop()
+    done = [json.loads(ln[5:]) for ln in out.splitlines() if ln.startswith("DONE ")]
+    assert proc.returncode == 0 and done, (err, out.splitlines()[-3:])
+    assert done[0]["acked_up"] == n and done[0]["depth_up"] == 0
+    assert done[0]["uplink"]["bad_records"] >= n // bad_every
+    unreadable = [s for s in range(1, n + 1) if s % bad_every == 0]
+    misdated = [s for s in range(1, n + 1) if s % badtime_every == 0 and s % bad_every]
+    data = tmp_path / "data"
+    assert stored_seqs(data, "node1") == [s for s in range(1, n + 1) if s not in unreadable + misdated]
+    vals = db_rows(data, "SELECT seq, v, t FROM readings WHERE lane=0 ORDER BY seq")
+    assert all(v == s * 0.25 and tt == T0 + s for s, v, tt in vals)
+    dl = db_rows(data, "SELECT reason, detail FROM dead_letters ORDER BY id")
+    assert sorted(int(d.split(":")[0][4:]) for r, d in dl if r == "bad_record") == unreadable  # "seq N: ..."
+    assert sorted(int(d.split(":")[0][4:]) for r, d in dl if r == "time") == misdated
+    assert len(dl) == len(unreadable) + len(misdated)  # each exactly once
+    m = g.gw.metrics
+    assert m.get("dead_letters", reason="bad_record") == len(unreadable)
+    assert m.get("records_refused", lane="up") == len(unreadable) + len(misdated)
