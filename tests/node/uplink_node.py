@@ -1,7 +1,8 @@
 # MicroPython harness: counter "sensor" -> FlashLog (LittleFS on a sim flash device) -> Uplink -> MQTT.
 # usage: micropython uplink_node.py PORT N PERIOD_MS CONTROL_FILE [KEY=VALUE ...]
 # Reading i (seq i in lane "up") has value i * 0.25 and time T0 + i; every 40th reading also appends
-# an alert (value i); bad_every=K / badtime_every=K make every K-th record unreadable / dated 1970. The control file, polled every 50 ms, holds "wifi 0" / "wifi 1".
+# an alert (value i); bad_every=K / badtime_every=K make every K-th record unreadable / dated 3 years
+# ahead. The control file, polled every 50 ms, holds "wifi 0" / "wifi 1".
 # Prints "STAT {json}" every 250 ms and "DONE {json}" when everything produced was acked.
 import sys
 import json
@@ -40,7 +41,7 @@ up = Uplink(client, log, "s1", "node1", min_pack=opts.get("min_pack", 10),
             max_pack=opts.get("max_pack", 50), window=opts.get("window", 4), linger_ms=200,
             ack_timeout_ms=opts.get("ack_timeout", 800))
 bad_every = opts.get("bad_every", 0) or n + 1        # every k-th record unreadable when read back
-badtime_every = opts.get("badtime_every", 0) or n + 1  # every k-th record stamped 1970 (clock not set)
+badtime_every = opts.get("badtime_every", 0) or n + 1  # every k-th record stamped 3 years ahead
 state = {"produced": 0, "alerts": 0, "peak_bytes": 0, "max_gap_ms": 0}
 
 
@@ -53,7 +54,7 @@ async def producer():
         if gap > state["max_gap_ms"]:
             state["max_gap_ms"] = gap
         last = now
-        body = cbor.dumps([T0 + i if i % badtime_every else 100 + i, "temp", "Cel", i * 0.25])
+        body = cbor.dumps([T0 + i if i % badtime_every else T0 + i + 100000000, "temp", "Cel", i * 0.25])
         if i % bad_every == 0:
             body = b"\x84\xff" + body  # intact on flash (CRC) but not a record: sent as the placeholder
         seq = log.append("up", body, now)
