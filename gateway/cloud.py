@@ -66,6 +66,11 @@ class CloudConfig:
     # The gateway's own health (CPU, memory, disk, load, nodes served) to the cloud in the summary lane,
     # body {"kind": "gateway_health", "gw", "health", "nodes"}; 0 = never.
     health_every_s: float = 60.0
+    # `fogline query` fetches the ranges only the cloud keeps from the cloud tier's query API
+    # (`fogline cloud`), e.g. "https://cloud.example:8780"; "" = only name those ranges. The token is this site's.
+    query_url: str = ""
+    query_token: str | None = None
+    query_timeout_s: float = 10.0
     bandwidth: BandwidthConfig = field(default_factory=BandwidthConfig)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
 

@@ -224,6 +224,8 @@ class QueryResult:
     sources: dict[str, int] = field(default_factory=dict)   # raw / compressed counts
     cloud_only: list[tuple[float, float]] = field(default_factory=list)  # ranges pruned locally
     windows: list[dict[str, Any]] = field(default_factory=list)
+    raw_points: list[tuple[float, float]] = field(default_factory=list)    # of points: raw rows ...
+    block_points: list[tuple[float, float]] = field(default_factory=list)  # ... and from compressed blocks
 
 
 def query(con: sqlite3.Connection, node: str, metric: str, since: float, until: float,
@@ -241,9 +243,12 @@ def query(con: sqlite3.Connection, node: str, metric: str, since: float, until: 
         got = [p for p in unpack_block(data) if since <= p[0] < until]
         res.sources["compressed"] = res.sources.get("compressed", 0) + len(got)
         pts.extend(got)
+        res.block_points.extend(got)
     raw = con.execute("SELECT t, v FROM readings WHERE sid=? AND t >= ? AND t < ?", (sid, since, until)).fetchall()
     res.sources["raw"] = len(raw)
     pts.extend(raw)
+    res.raw_points = sorted(raw)
+    res.block_points.sort()
     pts.sort()
     res.points = pts
     c = con.execute("SELECT upto FROM cold WHERE sid=?", (sid,)).fetchone()

@@ -1,4 +1,8 @@
-"""`fogline query --node N --metric M --since --until`: one series across the warm tiers, cloud-only ranges named."""
+"""`fogline query --node N --metric M --since --until`: one series across the tiers, each point with its tier.
+
+hot = raw rows in the gateway store, warm = its compressed blocks, cold = the ranges pruned here, fetched from
+the cloud tier's query API when `[cloud] query_url` is set (else those ranges are only named).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,9 @@ import sqlite3
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 from gateway import config as config_mod
-from gateway.commands.devices import db_path
 
 
 def parse_time(s: str, now: float) -> float:
@@ -43,6 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--windows", action="store_true", help="also list aggregated windows")
     p.add_argument("--json", action="store_true")
     p.add_argument("--limit", type=int, default=50, help="points printed in table mode")
+    p.add_argument("--cloud-url", default=None, help="override [cloud] query_url ('' = do not ask the cloud)")
     return p
 
 
@@ -51,12 +56,14 @@ def _iso(t: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gateway.cloudsvc.query_client import tiered
     from gateway.store import connect
     from gateway.tiers import query
     now = time.time()
     try:
         since, until = parse_time(args.since, now), parse_time(args.until, now)
-        db = db_path(args)
+        cfg = config_mod.load(args.config, {"site": {"data_dir": args.data_dir}} if args.data_dir else None)
+        db = Path(cfg.site.data_dir) / cfg.store.db_file
     except (ValueError, config_mod.ConfigError) as e:
         print(f"fogline query: {e}", file=sys.stderr)
         return 2
@@ -73,20 +80,29 @@ def run(args: argparse.Namespace) -> int:
     if res is None:
         print(f"fogline query: no series {args.node}/{args.metric}", file=sys.stderr)
         return 1
+    url = cfg.cloud.query_url if args.cloud_url is None else args.cloud_url
+    cloud = {"url": url, "token": cfg.cloud.query_token, "timeout_s": cfg.cloud.query_timeout_s} if url else None
+    points, cloud_error = tiered(res, cloud, cfg.site.id)
+    sources = dict(res.sources)
+    if cloud:
+        sources["cloud"] = sum(1 for p in points if p[2] == "cold")
+    if cloud_error:
+        print(f"fogline query: {cloud_error}", file=sys.stderr)
     if args.json:
         print(json.dumps({"node": res.node, "metric": res.metric, "unit": res.unit, "since": since, "until": until,
-                          "points": res.points, "sources": res.sources,
-                          "cloud_only": res.cloud_only, "windows": res.windows}))
+                          "points": points, "sources": sources, "cloud_only": res.cloud_only,
+                          "cloud_error": cloud_error, "windows": res.windows}))
         return 0
-    print(f"{res.node}/{res.metric} [{res.unit or ''}] {_iso(since)} .. {_iso(until)}: {len(res.points)} readings "
-          f"({', '.join(f'{k} {v}' for k, v in res.sources.items())})")
+    print(f"{res.node}/{res.metric} [{res.unit or ''}] {_iso(since)} .. {_iso(until)}: {len(points)} readings "
+          f"({', '.join(f'{k} {v}' for k, v in sources.items())})")
     for a, b in res.cloud_only:
-        print(f"  only in the cloud: {_iso(a)} .. {_iso(b)} (pruned here by retention)")
-    pts = res.points if len(res.points) <= args.limit else res.points[-args.limit:]
-    if len(pts) < len(res.points):
+        how = "fetched from the cloud" if cloud and not cloud_error else "pruned here by retention"
+        print(f"  only in the cloud: {_iso(a)} .. {_iso(b)} ({how})")
+    pts = points if len(points) <= args.limit else points[-args.limit:]
+    if len(pts) < len(points):
         print(f"  (last {len(pts)} shown)")
-    for t, v in pts:
-        print(f"  {_iso(t)}  {v:g}")
+    for t, v, tier in pts:
+        print(f"  {_iso(t)}  {v:g}  {tier}")
     for w in res.windows:
         print(f"  window {w['length']:g}s {_iso(w['start'])} n={w['count']} mean={w['mean']:.4g} "
               f"min={w['min']:.4g} max={w['max']:.4g} sd={w['stddev']:.3g}")
