@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +118,13 @@ def scalar(dsn: str, sql: str, sqlite_path: Path | None = None) -> Any:
     import psycopg
     with psycopg.connect(dsn) as c:
         return c.execute(sql).fetchone()
+
+
+def wait_for(cond, timeout: float = 120.0, every: float = 0.2):
+    """Poll cond() until truthy (returned) or the deadline (returns the last falsy value)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(every)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 
 import pytest
 
@@ -47,13 +46,3 @@ def cloud_broker(tmp_path):
     b = Mosquitto(tmp_path / "mq", extra_conf="max_queued_messages 0\nmax_inflight_messages 0\n").start()
     yield b
     b.stop()
-
-
-def wait_for(cond, timeout: float = 120.0, every: float = 0.2):
-    """Poll cond() until truthy (returned) or the deadline (returns the last falsy value)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(every)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from cloudsvc_helpers import ServiceThread, reading_keys, scalar, service_config
-from conftest import wait_for
+from cloudsvc_helpers import ServiceThread, reading_keys, scalar, service_config, wait_for
 
 from tools.cloudfeed import Publisher, alert_message, raw_bundle, raw_message, summary_message
 

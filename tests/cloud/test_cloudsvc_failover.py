@@ -9,8 +9,8 @@ import threading
 import time
 from collections import Counter
 
-from cloudsvc_helpers import ServiceThread, kill9, reading_keys, service_config, spawn, term, write_config
-from conftest import wait_for
+from cloudsvc_helpers import (ServiceThread, kill9, reading_keys, service_config, spawn, term, wait_for,
+                              write_config)
 
 from tools.cloudfeed import Publisher, feed_plan
 

@@ -10,8 +10,7 @@ from types import SimpleNamespace
 
 import cbor2
 import pytest
-from cloudsvc_helpers import ServiceThread, reading_keys, service_config
-from conftest import wait_for
+from cloudsvc_helpers import ServiceThread, reading_keys, service_config, wait_for
 
 from gateway.cli import main as cli
 from gateway.cloud import envelope
