@@ -86,14 +86,7 @@ class Aggregator:
             start = math.floor(t / ln) * ln
             if base_acc is not None and ln in self._merged_set and ln not in base_acc.merged_into:
                 continue  # it arrives with its short window's merge (into the open window, or as a correction)
-            wins = st.open.get(key)
-            acc = wins.get(start) if wins else None
-            if acc is None and start >= st.fired_upto.get(key, -INF) and start + ln > wm:
-                if wins is None:
-                    wins = st.open[key] = {}
-                acc = wins[start] = _Acc(start, start + ln, unit)
-                if acc.end < st.min_end:
-                    st.min_end = acc.end
+            acc = self._open_for(node, st, key, start, unit, wm)
             if acc is not None:
                 acc.add(v, t)
                 if ln == self.base:
@@ -115,6 +108,42 @@ class Aggregator:
         for metric, unit, v, t in zip(metrics, units, values, times):
             add(node, metric, unit, v, t, wall)
 
+    def _open_for(self, node: str, st: _NodeState, key: tuple[str, float], start: float, unit: str | None,
+                  wm: float, due_ok: bool = False) -> _Acc | None:
+        """The open window for a reading, or None when the window is due (end <= watermark): a late reading.
+
+        A window fired early (idle close) before the watermark passed it opens again and fires again
+        at the watermark, as one correction; due_ok also opens a due window never fired (a merge)."""
+        wins = st.open.get(key)
+        acc = wins.get(start) if wins else None
+        if acc is not None:
+            return acc
+        end = start + key[1]
+        # never fired here, and (after a restart) every stored reading of it came through here
+        new = start >= st.fired_upto.get(key, -INF) and start >= self.covered_from.get((node, key[0]), -INF)
+        if end <= wm and not (due_ok and new):
+            return None
+        f = st.fired.get(key)
+        acc = f.pop(start, None) if f else None
+        if acc is not None:
+            self._dirty.pop((node, key[0], key[1], start), None)
+            if key[1] == self.base:  # its longer windows hold what it has: from now on they get readings directly
+                acc.merged_into = tuple(self.merged)
+        elif new or self._unseen(node, st, key, start):
+            acc = _Acc(start, end, unit)
+        else:
+            return None  # dropped from memory: only the store knows it (re-open)
+        if wins is None:
+            wins = st.open[key] = {}
+        wins[start] = acc
+        if end < st.min_end:
+            st.min_end = end
+        return acc
+
+    def _unseen(self, node: str, st: _NodeState, key: tuple[str, float], start: float) -> bool:
+        """Never in memory, never evicted, and every stored reading of it came through here: it has none."""
+        return start >= self.covered_from.get((node, key[0]), -INF) and start + key[1] > st.evicted_upto.get(key, -INF)
+
     def _late(self, node: str, st: _NodeState, key: tuple[str, float], start: float, unit: str | None,
               v: float, t: float) -> None:
         """A reading for a fired window: update it in memory, or ask for a re-open from the store."""
@@ -123,8 +152,7 @@ class Aggregator:
         acc = f.get(start) if f else None
         dk = (node, metric, ln, start)
         if acc is None:
-            if start >= self.covered_from.get((node, metric), -INF) and start + ln > st.evicted_upto.get(key, -INF):
-                # never in memory, never evicted, all its readings came through here: it had none before
+            if self._unseen(node, st, key, start):
                 if f is None:
                     f = st.fired[key] = {}
                 acc = f[start] = _Acc(start, start + ln, unit)
@@ -152,7 +180,7 @@ class Aggregator:
                 wins = st.open[key]
                 done = [s for s, a in wins.items() if a.end <= watermark]
                 for s in sorted(done):
-                    self._fire(node, key, st, wins.pop(s))
+                    self._fire(node, key, st, wins.pop(s), watermark)
                 if not wins:
                     del st.open[key]
             st.min_end = min((a.end for w in st.open.values() for a in w.values()), default=INF)
@@ -173,12 +201,12 @@ class Aggregator:
                 del st.fired[key]
         st.min_evict = min_evict
 
-    def _fire(self, node: str, key: tuple[str, float], st: _NodeState, acc: _Acc) -> None:
+    def _fire(self, node: str, key: tuple[str, float], st: _NodeState, acc: _Acc, wm: float) -> None:
         if acc.end > st.fired_upto.get(key, -INF):
             st.fired_upto[key] = acc.end
         if key[1] == self.base:
             for ln in self.merged:
-                self._merge_up(node, st, (key[0], ln), acc)
+                self._merge_up(node, st, (key[0], ln), acc, wm)
         st.fired.setdefault(key, {})[acc.start] = acc
         self._track_evict(st, acc, key[1])
         dk = (node, key[0], key[1], acc.start)
@@ -190,19 +218,12 @@ class Aggregator:
             acc.sent = before
         self._deliver(dk, acc)
 
-    def _merge_up(self, node: str, st: _NodeState, pkey: tuple[str, float], acc: _Acc) -> None:
+    def _merge_up(self, node: str, st: _NodeState, pkey: tuple[str, float], acc: _Acc, wm: float) -> None:
         ln = pkey[1]
         if ln in acc.merged_into:
             return
         pstart = math.floor(acc.start / ln) * ln
-        wins = st.open.get(pkey)
-        p = wins.get(pstart) if wins else None
-        if p is None and pstart >= st.fired_upto.get(pkey, -INF):
-            if wins is None:
-                wins = st.open[pkey] = {}
-            p = wins[pstart] = _Acc(pstart, pstart + ln, acc.unit)
-            if p.end < st.min_end:
-                st.min_end = p.end
+        p = self._open_for(node, st, pkey, pstart, acc.unit, wm, due_ok=True)
         if p is not None:
             p.merge(acc)
             return
@@ -303,7 +324,7 @@ class Aggregator:
             for key in [k for k in st.open if k[1] == ln]:
                 wins = st.open.pop(key)
                 for s in sorted(wins):
-                    self._fire(node, key, st, wins[s])
+                    self._fire(node, key, st, wins[s], st.newest_t - self.watermark_s)
                     n += 1
         st.min_end = INF
         return n

@@ -183,9 +183,9 @@ class Gateway(IngestPath):
         from gateway import late
         await late.replay_into(self)
 
-    async def _late_windows(self) -> None:
+    async def _late_windows(self, flush: bool = True) -> None:
         from gateway import late
-        await late.deliver_corrections(self)
+        await late.deliver_corrections(self, flush=flush)
 
     async def wait_connected(self, timeout: float = 10.0) -> bool:
         """True once the site broker connection is up (subscriptions sent)."""
@@ -201,6 +201,8 @@ class Gateway(IngestPath):
         await self.flush()
         if self.config.aggregate.flush_on_stop:
             self.aggregator.flush()  # partial windows reach the components before they stop
+        else:
+            self.aggregator.flush_late()  # corrections waiting for the next tick
         await self.flush()
         for c in reversed(self._components):
             try:

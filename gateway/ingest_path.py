@@ -272,7 +272,7 @@ class IngestPath:
                 m.inc("alerts_in")
                 for cb in self._hooks["alert"]:
                     self._call(cb, rd)
-            await self._late_windows()  # before the next commit, so a re-open reads exactly this batch's rows
+            await self._late_windows(flush=False)  # re-opens before the next commit: they read exactly what is stored
 
     def _publish_ack(self, node: str, ack: dict[str, int]) -> None:
         if self.mqtt is None or not ack:

@@ -130,7 +130,8 @@ async def replay_into(gw: Any) -> None:
     wall = gw.clock()
     for node, metric, unit, v, t in rep.rows:
         agg.add(node, metric, unit, v, t, wall)
-    stale = await gw.run_store(recent_windows, agg.lengths, rep.covered_from)
+    # windows open or just corrected at the crash have readings committed within idle_close_s of it
+    stale = await gw.run_store(recent_windows, agg.lengths, rep.covered_from, max(60.0, 2 * agg.idle_close_s))
     await deliver_corrections(gw, stale)
     agg.late_readings = 0
     if rep.rows or stale:
@@ -138,12 +139,15 @@ async def replay_into(gw: Any) -> None:
                  agg.open_count(), len(stale))
 
 
-async def deliver_corrections(gw: Any, extra: Iterable[Key] = ()) -> None:
-    """Deliver the corrections late readings made; re-open windows no longer in memory from the store.
+async def deliver_corrections(gw: Any, extra: Iterable[Key] = (), flush: bool = True) -> None:
+    """Re-open windows no longer in memory from the store; with flush, deliver the in-memory corrections too.
 
-    Called after each commit (before the next one, so a re-open reads exactly what is stored) and each tick."""
+    After each commit (before the next one, so a re-open reads exactly what is stored; flush=False) and
+    each tick (flush=True): a window a drain keeps correcting goes upstream about once a second, not
+    once per commit."""
     agg = gw.aggregator
-    agg.flush_late()
+    if flush:
+        agg.flush_late()
     keys = agg.take_reopen() + list(extra)
     m = gw.metrics
     if keys:

@@ -119,8 +119,9 @@ def test_idle_nodes_windows_closed_by_wall_clock():
     agg.add("n", "m", None, 1.0, 1000.0, wall=5000.0)
     assert agg.close_idle(5010.0) == 0 and out == []
     assert agg.close_idle(5031.0) == 1 and out[0].count == 1
-    agg.add("n", "m", None, 2.0, 1001.0, wall=5040.0)  # after closing, that window's data is late
-    assert agg.late_readings == 1
+    agg.add("n", "m", None, 2.0, 1001.0, wall=5040.0)  # fired early: the window takes it and fires again
+    assert agg.late_readings == 0 and agg.open_count() == 1
+    assert agg.close_idle(5071.0) == 1 and (out[1].count, out[1].correction) == (2, True)
 
 
 # --- store cursors ------------------------------------------------------------------------------

@@ -52,13 +52,16 @@ class Site:
         self.store_reads = 0
         self.saved = 0
 
-    def batch(self, node: str, points: list[tuple[str, float, float]], wall: float) -> None:
+    def batch(self, node: str, points: list[tuple[str, float, float]], wall: float, crash: bool = False) -> None:
         first = self.seq.get(node, 0) + 1
         rs = [Reading(node, "up", first + i, m, "Cel", v, t) for i, (m, v, t) in enumerate(points)]
         self.seq[node] = first + len(rs) - 1
         # delivered windows go to the windows table with the next commit, as in gateway.app
-        res = self.store.commit_batch([Message(node, "up", first, rs)], windows=self.out[self.saved:])
+        res = self.store.commit_batch([Message(node, "up", first, rs)], windows=self.out[self.saved:], now=wall)
         self.saved = len(self.out)
+        if crash:  # kill -9 right after the commit: acked, never aggregated
+            self.restart(wall)
+            return
         for r in res.results[0].new:
             self.agg.add(r.node, r.metric, r.unit, r.value, r.t, wall)
         self.agg.flush_late()
@@ -66,6 +69,24 @@ class Site:
         if keys:
             self.store_reads += len(keys)
             self.agg.reopened(late.recompute(self.store, keys), wall)
+
+
+    def restart(self, wall: float) -> None:
+        """A new gateway process on the same store: replay, recheck, as gateway.late.replay_into does."""
+        path, agg = self.store.path, self.agg
+        self.store.close()
+        self.store = Store(path)
+        self.saved = len(self.out)  # windows delivered but not yet in the windows table are lost from it
+        self.agg = Aggregator(agg.lengths, agg.watermark_s, self.out.append, idle_close_s=agg.idle_close_s,
+                              allowed_lateness_s=[agg.lateness[ln] for ln in agg.lengths])
+        rep = late.replay(self.store, self.agg.lengths)
+        self.agg.covered_from, self.agg.delivered = rep.covered_from, rep.delivered
+        for node, metric, unit, v, t in rep.rows:
+            self.agg.add(node, metric, unit, v, t, wall)
+        stale = late.recent_windows(self.store, self.agg.lengths, rep.covered_from, 60.0)
+        self.store_reads += len(stale)
+        self.agg.reopened(late.recompute(self.store, stale), wall)
+        self.agg.flush_late()
 
 
 def test_fired_window_is_corrected_in_memory_with_a_higher_revision():
@@ -167,3 +188,49 @@ def test_restart_delivers_only_changed_windows_and_recovers_a_cut_off_correction
     assert fixed[(10.0, 1000.0)].count == 11 and fixed[(10.0, 1000.0)].max == 77.0
     assert fixed[(60.0, 960.0)].count == 21
     st.close()
+
+
+def test_window_fired_by_idle_close_resumes_and_is_corrected_once():
+    """A node silent past idle_close_s gets its open windows fired; when its drain resumes them, each
+    fires again at the watermark as one correction, not one per tick."""
+    out: list[Window] = []
+    agg = Aggregator([10.0, 60.0, 900.0], 2.0, out.append, idle_close_s=30.0)
+    for t in range(0, 25):
+        agg.add("n", "m", None, 1.0, 9000.0 + t, wall=float(t))
+    agg.close_idle(60.0)  # the Wi-Fi went: [9020, 9030), [9000, 9060) and [9000, 9900) fire partial
+    fired = {(w.length, w.start): w.count for w in out}
+    assert fired[(10.0, 9020.0)] == 5 and fired[(60.0, 9000.0)] == 25 and fired[(900.0, 9000.0)] == 25
+    for k, t in enumerate(range(25, 400)):  # the drain, oldest first, one reading a tick
+        agg.add("n", "m", None, 2.0, 9000.0 + t, wall=61.0 + k)
+        agg.close_idle(61.0 + k)
+    agg.flush()
+    w900 = [w for w in out if w.length == 900.0]
+    assert [(w.count, w.correction) for w in w900] == [(25, False), (400, True)]
+    w10 = [w for w in out if (w.length, w.start) == (10.0, 9020.0)]
+    assert [(w.count, w.correction) for w in w10] == [(5, False), (10, True)]
+    _assert_final(_latest(out), _truth([("n", "m", 1.0 if t < 25 else 2.0, 9000.0 + t) for t in range(400)],
+                                       (10.0, 60.0, 900.0)))
+    assert agg.late_readings == 0  # none was past the watermark: resumed windows, not late ones
+
+
+def test_crashes_anywhere_in_a_drain_still_end_with_every_window_equal_to_the_stored_readings(tmp_path):
+    """kill -9 right after commits (acked, not aggregated), windows fired early by idle closes, replay."""
+    for seed in range(3):
+        rnd = random.Random(100 + seed)
+        s = Site(tmp_path / f"s{seed}.sqlite", lateness=[30.0, 120.0, 900.0])
+        readings = []
+        wall = 0.0
+        pts = [(m, round(rnd.gauss(20, 2), 3), 20_000.0 + i + rnd.uniform(0, 0.5)) for i in range(1500)
+               for m in ("t", "h")]
+        readings += [("a", m, v, t) for m, v, t in pts]
+        packs = [pts[i:i + 40] for i in range(0, len(pts), 40)]
+        live, backlog = packs[-2:], packs[:-2]
+        for p in live + backlog:
+            wall += 1.0
+            s.batch("a", p, wall, crash=rnd.random() < 0.08)
+            if rnd.random() < 0.1:
+                wall += 40.0
+                s.agg.close_idle(wall)
+        s.agg.flush()
+        _assert_final(_latest(s.out), _truth(readings, (10.0, 60.0, 900.0)))
+        s.store.close()

@@ -1,7 +1,9 @@
 """Upstream bytes: a simulated site through aggregation -> decision -> outbox -> real MQTT to a cloud broker.
 
 200 nodes x 3 metrics at 1 Hz for one simulated hour (seeded), with injected anomalies
-(spikes, steps, stuck sensors), ambiguous events and node alerts. Readings go through the
+(spikes, steps, stuck sensors), ambiguous events, node alerts and late readings (`--p-late` of the
+node-windows get their last 10 s one pack 40 s after the window closed: a correction, whose bytes are
+reported apart from the summaries'). Readings go through the
 gateway's Aggregator (60 s windows); each node's window set gets a local decision
 (summary / anomaly / raw window); decisions and alerts go through the Outbox and the Relay
 to a real mosquitto (through a counting TCP proxy). Compared with naive forwarding of every
@@ -38,6 +40,7 @@ from gateway.relay import MQTT_OVERHEAD, Relay  # noqa: E402
 from tools.broker import Mosquitto  # noqa: E402
 from tools.cloudkit import CloudSubscriber  # noqa: E402
 from tools.netem import NetEm  # noqa: E402
+from shared import summary as wire  # noqa: E402
 
 SITE = "site1"
 T0 = 1_764_150_000
@@ -59,9 +62,9 @@ def rule_decide(node: str, start: float, wins: dict[str, Window]) -> tuple[str, 
         if rng >= unsure:
             action = "raw"
     body = {"node": node, "start": start, "end": start + 60, "action": action,
-            "w": {m: [w.count, round(w.min, 2), round(w.max, 2), round(w.mean, 3), round(w.last, 2),
-                      round(w.stddev, 4)] for m, w in wins.items()}}
-    return action, body
+            "windows": {m: [w.count, round(w.min, 2), round(w.max, 2), round(w.mean, 3), round(w.last, 2),
+                            round(w.stddev, 4)] for m, w in wins.items()}}
+    return action, wire.stamp(body, sum(w.count for w in wins.values()), False)
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -102,6 +105,9 @@ async def run(args: argparse.Namespace) -> dict:
     anomaly_keys: dict[str, tuple[str, int]] = {}
 
     def on_window(w: Window) -> None:
+        if w.correction:  # late readings changed a window already decided: its new revision as a summary
+            pending.append(("summary", w.as_dict(), False))
+            return
         s = sets.setdefault((w.node, w.start), {})
         s[w.metric] = w
         if len(s) == len(METRICS):
@@ -156,6 +162,8 @@ async def run(args: argparse.Namespace) -> dict:
         engine.submit(w)
 
     agg = Aggregator([60.0], 0.0, on_window if engine is None else on_window_model, idle_close_s=1e9)
+    held: list[tuple[float, str, str, str, float, float]] = []  # late readings: (due, node, metric, unit, v, t)
+    late_win = {(n, wi) for n in nodes for wi in range(n_windows) if rng.random() < args.p_late}
     naive_bytes = 0
     readings = 0
     alerts_sent = 0
@@ -187,7 +195,10 @@ async def run(args: argparse.Namespace) -> dict:
                         closed_raw[(node, m, buf[0])] = buf[1]
                     buf = raw_buf[key] = (start, [])
                 buf[1].append(v)
-                agg.add(node, m, unit, v, t, t)
+                if (node, wi) in late_win and off >= 50:  # its last 10 s arrive in one pack 40 s after it closed
+                    held.append((t - off + 100, node, m, unit, v, t))
+                else:
+                    agg.add(node, m, unit, v, t, t)
                 readings += 1
                 # naive: one JSON message per reading
                 topic = f"fogline/{SITE}/{node}/{m}"
@@ -198,10 +209,16 @@ async def run(args: argparse.Namespace) -> dict:
                 alerts_sent += 1
                 if rid is not None:
                     alert_ids.add(rid)
+        while held and held[0][0] <= t:
+            _, hn, hm, hu, hv, ht = held.pop(0)
+            agg.add(hn, hm, hu, hv, ht, t)
+        agg.flush_late()
         if engine is not None and off == 0:
             engine.flush()
         submit(pending)
         await asyncio.sleep(0)
+    for _, hn, hm, hu, hv, ht in held:
+        agg.add(hn, hm, hu, hv, ht, T0 + args.seconds)
     agg.flush()
     if engine is not None:
         engine.flush(force=True)
@@ -237,6 +254,10 @@ async def run(args: argparse.Namespace) -> dict:
         "naive_json_bytes": naive_bytes, "relay_bytes": ours, "relay_tcp_bytes": proxy.counters["bytes_up"],
         "ratio": round(naive_bytes / max(1, ours), 1), "ratio_tcp": round(naive_bytes / max(1, proxy.counters["bytes_up"]), 1),
         "messages": st["relay"]["messages"], "bundles": st["relay"]["bundles"],
+        # window summaries/decisions (body bytes) vs corrections, the later revisions late readings caused
+        "summary_bytes": st["relay"]["summary_bytes"], "correction_bytes": st["relay"]["correction_bytes"],
+        "correction_items": st["relay"]["correction_items"], "late_node_windows": len(late_win),
+        "correction_fraction": round(st["relay"]["correction_bytes"] / max(1, st["relay"]["summary_bytes"]), 4),
         "decisions": dict(decided), "items_at_cloud": len(got_keys),
         "alerts_injected": alerts_sent, "alerts_delivered": alerts_delivered,
         "anomalies_injected": anomalies_injected, "anomalies_detected": len(detected & true_anoms),
@@ -261,6 +282,8 @@ def main() -> int:
     ap.add_argument("--p-anomaly", type=float, default=0.005, help="per node-window")
     ap.add_argument("--p-ambiguous", type=float, default=0.003, help="per node-window")
     ap.add_argument("--p-alert", type=float, default=0.004, help="per node-window")
+    ap.add_argument("--p-late", type=float, default=0.02,
+                    help="per node-window: its last 10 s of readings arrive 40 s after it closed (a correction)")
     args = ap.parse_args()
     if args.quick:
         args.nodes, args.seconds = 50, 600
@@ -272,6 +295,9 @@ def main() -> int:
             ("reduction", f"{r['ratio']}x ({r['ratio_tcp']}x TCP)"), ("messages / bundles",
                                                                        f"{r['messages']} / {r['bundles']}"),
             ("decisions", r["decisions"]),
+            ("summary bytes / correction bytes", f"{r['summary_bytes']} / {r['correction_bytes']} "
+                                                 f"({100 * r['correction_fraction']:.1f} %, "
+                                                 f"{r['late_node_windows']} late node-windows)"),
             ("alerts delivered / injected", f"{r['alerts_delivered']} / {r['alerts_injected']}"),
             ("anomalies injected / detected / delivered",
              f"{r['anomalies_injected']} / {r['anomalies_detected']} / {r['anomalies_delivered']}"),
