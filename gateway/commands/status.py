@@ -107,9 +107,25 @@ def run(args: argparse.Namespace) -> int:
         print("  dead letters ever: " + ", ".join(f"{k}={v}" for k, v in sorted(st["dead_letter_totals"].items())))
     if "relay_feed_behind" in st:
         print(f"  relay feed: {st['relay_feed_behind']} stored readings not yet handed to the outbox")
+    _print_late(st)
     _print_relay(st, db.parent)  # G-RELAY
     _print_cluster(st)  # CLUSTER
     return 0 if st["running"] or not st.get("pid") else 0
+
+
+def _print_late(st: dict) -> None:
+    """Late data: readings for fired windows, corrections sent (their bytes apart from first summaries), re-opens."""
+    g, c = st.get("gauges", {}), st.get("counters", {})
+    v = lambda name: int(sum(g.get(name, {}).values()) or 0)  # noqa: E731
+    if "late_readings" not in g:
+        return
+    line = (f"  late data: late readings {v('late_readings')}, window corrections {v('window_corrections')}, "
+            f"re-opened from the store {int(c.get('windows_reopened', 0))}, kept for corrections "
+            f"{v('windows_kept_for_corrections')}")
+    if "relay_correction_bytes" in g:
+        line += (f"; upstream correction bytes {v('relay_correction_bytes')} ({v('relay_correction_items')} items) vs "
+                 f"summary bytes {v('relay_summary_bytes')} ({v('relay_summary_items')} items)")
+    print(line)
 
 
 def _print_cluster(st: dict) -> None:
