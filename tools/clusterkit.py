@@ -26,6 +26,7 @@ import cbor2
 import paho.mqtt.client as mqtt
 
 from gateway.provision import broker_conf, provision
+from shared import summary as wire
 from tools import hostemu
 from tools.broker import Mosquitto, free_port
 from tools.sitekit import Proc, VNode
@@ -436,7 +437,8 @@ def _cloud_sets(items: list[dict[str, Any]]) -> dict[str, Any]:
         by_key[it["k"]] = it
     raw: dict[tuple[str, int], int] = {}
     alerts: dict[tuple[str, int], int] = {}
-    summaries: dict[tuple[str, str, float, float], set[str]] = {}
+    summaries: dict[tuple, set[str]] = {}  # window key (shared/summary.py) -> gateways that sent one
+    latest: dict = {}                        # window key -> its highest revision (what the cloud keeps)
     for it in by_key.values():
         b = it["body"]
         if isinstance(b, (bytes, bytearray)):
@@ -448,10 +450,10 @@ def _cloud_sets(items: list[dict[str, Any]]) -> dict[str, Any]:
             for i in range(len(b.get("records", []))):
                 k = (b["node"], b["first_seq"] + i)
                 raw[k] = raw.get(k, 0) + 1
-        elif lane == "summary" and isinstance(b, dict) and "node" in b:
-            key = (b["node"], b.get("metric", ""), float(b.get("start", 0)), float(b.get("end", 0)))
-            summaries.setdefault(key, set()).add(it.get("gw", ""))
-    return {"raw": raw, "alerts": alerts, "summaries": summaries, "absorbed_keys": absorbed_keys}
+        elif lane == "summary" and isinstance(b, dict) and wire.body_key(b) is not None:
+            summaries.setdefault(wire.body_key(b), set()).add(it.get("gw", ""))
+            wire.keep_highest(latest, b)
+    return {"raw": raw, "alerts": alerts, "summaries": summaries, "latest": latest, "absorbed_keys": absorbed_keys}
 
 
 def reconcile_cloud(dbs: dict[str, Path], items: list[dict[str, Any]], bad: int) -> dict[str, Any]:
@@ -472,6 +474,7 @@ def reconcile_cloud(dbs: dict[str, Path], items: list[dict[str, Any]], bad: int)
             "duplicates_absorbed": dup_raw + dup_alert + cs["absorbed_keys"],
             "duplicate_readings": dup_raw, "duplicate_alerts": dup_alert, "resent_envelopes": cs["absorbed_keys"],
             "summaries": len(cs["summaries"]),
+            "summary_corrections": sum(1 for b in cs["latest"].values() if b.get(wire.CORR)),
             "doubled_summaries": sum(1 for g in cs["summaries"].values() if len(g) > 1),
             "undecodable": bad, "deliveries": len(items)}
 
