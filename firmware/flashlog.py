@@ -2,7 +2,7 @@
 
 FlashLog(root_dir, capacity_bytes, segment_bytes, sync_every, sync_ms): append(lane, body, now_ms)
 -> seq; poll(now_ms); flush(); checkpoint(); pending(lane, limit, after=0) -> [(seq, body)];
-next_lane(); ack_upto(lane, seq); depth/backlog/durable_seq/last_seq/acked(lane); stats().
+next_lane(); ack_upto(lane, seq); depth/backlog/durable_seq/last_seq/acked(lane); stats(); epoch.
 
 Two lanes, "up" (readings) and "alert", each with its own seq space starting at 1.
 A lane is a run of segment files `<root>/u%08x` / `a%08x` named by their first seq;
@@ -13,7 +13,9 @@ LittleFS commit, so a record is durable exactly when its flush returned.  Only
 durable records are handed to the uplink (a non-durable seq may be reassigned
 after a crash, so it must never leave the node).  Acks, drop floors and counters
 live in two alternating CRC-framed state slots (`s0`, `s1`): a torn state write
-leaves the other slot valid.  Full (cap or ENOSPC): the oldest reading segment goes
+leaves the other slot valid. So does the log's epoch (shared/epoch.py): a log that starts
+without state (erased flash, new board) draws a fresh one, so the gateway can tell its
+restarted seqs from resends.  Full (cap or ENOSPC): the oldest reading segment goes
 first, alerts only when no readings are left; every dropped record is counted by reason.
 """
 
@@ -80,6 +82,7 @@ class FlashLog(logfile.Segments):
         self._floor = [1, 1]  # seqs below were dropped by policy (or acked)
         self._hint = [None, None]  # (segment first seq, file offset, seq at that offset)
         self._gen = 0
+        self.epoch = 0  # shared/epoch.py: set by _load_state (a fresh log draws a new one)
         self._cnt = {}  # persisted counters
         self._rt = {"flushes": 0, "bytes_written": 0, "state_writes": 0, "read_errors": 0}
         self._dirty = False
@@ -215,7 +218,7 @@ class FlashLog(logfile.Segments):
              "torn_tail_skipped": c.get("torn_tail_skipped", 0), "rejected": c.get("rejected", 0),
              "ack_ahead": c.get("ack_ahead", 0), "bytes_used": self.used_bytes(),
              "segments": len(self._segs[0]) + len(self._segs[1]),
-             "buffered": self._bufn[0] + self._bufn[1]}
+             "buffered": self._bufn[0] + self._bufn[1], "epoch": self.epoch}
         for k in self._rt:
             s[k] = self._rt[k]
         for li in (_UP, _AL):

@@ -1,7 +1,7 @@
 """FlashLog files: [seq, record] frame bodies, streaming frame reads, tail repair, state slots, recovery."""
 
 import os
-from shared import cbor, frame
+from shared import cbor, frame, epoch as _epoch
 
 try:
     from micropython import const
@@ -127,9 +127,12 @@ def load_state(root):
     return best
 
 
-def save_state(root, gen, ack, floor, counters):
+def save_state(root, gen, ack, floor, counters, epoch=0):
     """Write state generation gen into slot gen % 2 (the other slot keeps the previous one)."""
-    data = frame.encode(cbor.dumps({"g": gen, "a": ack, "f": floor, "c": counters}))
+    st = {"g": gen, "a": ack, "f": floor, "c": counters}
+    if epoch:
+        st["e"] = epoch  # shared/epoch.py: absent on a log that predates epochs
+    data = frame.encode(cbor.dumps(st))
     with open("%s/s%d" % (root, gen & 1), "wb") as f:
         f.write(data)
 
@@ -184,7 +187,13 @@ class Segments:
 
     def _load_state(self):
         st = load_state(self.root)
-        if st:
+        if not st:
+            # A fresh log (flash erased, new board): its seqs restart, so it gets a new epoch at once.
+            self.epoch = _epoch.fresh()
+            self._dirty = True
+        else:
+            e = st.get("e", 0)
+            self.epoch = e if _epoch.valid(e) else _epoch.fresh()
             self._gen = st["g"]
             self._ack = [int(st["a"][0]), int(st["a"][1])]
             self._ack_saved = list(self._ack)
@@ -193,7 +202,7 @@ class Segments:
 
     def _save_state(self):
         self._gen += 1
-        save_state(self.root, self._gen, self._ack, self._floor, self._cnt)
+        save_state(self.root, self._gen, self._ack, self._floor, self._cnt, self.epoch)
         self._ack_saved = list(self._ack)
         self._dirty = False
         self._rt["state_writes"] += 1

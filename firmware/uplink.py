@@ -4,7 +4,7 @@ import asyncio
 from time import ticks_ms, ticks_diff
 from micropython import const
 
-from shared import auth, cbor, senml, topics
+from shared import auth, cbor, epoch as _epoch, senml, topics
 
 _LANES = ("alert", "up")  # alerts always drain first
 _IDLE_MS = const(20)
@@ -31,10 +31,10 @@ def _base_time(records):
     return int(t0) if isinstance(t0, (int, float)) else 0
 
 
-def build_payload(node_id, lane, first_seq, records, key=None):
-    """CBOR [first_seq, pack(, tag)] for records (name, unit, value, t in node seconds) with seqs first_seq.."""
+def build_payload(node_id, lane, first_seq, records, key=None, epoch=0):
+    """CBOR [first_seq, pack(, tag)(, epoch)] for records (name, unit, value, t in node seconds) with seqs first_seq.."""
     pack = cbor.dumps(senml.build_pack(node_id + "/", _base_time(records), records, senml.NODE_EPOCH))
-    return auth.seal_pack(key, node_id, lane, first_seq, pack)
+    return auth.seal_pack(key, node_id, lane, first_seq, pack, epoch)
 
 
 class Uplink:
@@ -46,6 +46,7 @@ class Uplink:
         self.store = store
         self.node_id = node_id
         self.key = auth_key
+        self.epoch = getattr(store, "epoch", 0)  # the log's flash generation (shared/epoch.py)
         self.min_pack = min_pack
         self.max_pack = max_pack
         self.window = window  # messages per lane published but not yet acked by the gateway
@@ -65,7 +66,7 @@ class Uplink:
         self._connects = -1
         self._wake = asyncio.Event()
         self.stats = {"msgs": 0, "records": 0, "resent_records": 0, "bytes": 0, "acks": 0,
-                      "bad_acks": 0, "bad_records": 0, "timeouts": 0, "publish_errors": 0, "errors": 0}
+                      "bad_acks": 0, "foreign_acks": 0, "bad_records": 0, "timeouts": 0, "publish_errors": 0, "errors": 0}
         self.last_error = None
 
     def on_ack(self, topic, payload, retained):
@@ -76,9 +77,15 @@ class Uplink:
             m = cbor.loads(payload)
             if not isinstance(m, dict):
                 raise ValueError("ack must be a map")
+            ep = _epoch.ack_epoch(m)
         except ValueError as e:
             self.stats["bad_acks"] += 1
             self.last_error = "uplink: %s" % (e,)
+            return
+        if ep != self.epoch:
+            # A cursor of another flash generation (sent before this log was erased): applying it
+            # would delete readings the gateway never stored.
+            self.stats["foreign_acks"] += 1
             return
         for ln in _LANES:
             n = m.get(ln)
@@ -170,7 +177,7 @@ class Uplink:
         first, recs = self._batch(lane, limit)
         if not recs:
             return False
-        payload = build_payload(self.node_id, lane, first, recs, self.key)
+        payload = build_payload(self.node_id, lane, first, recs, self.key, self.epoch)
         await self.client.publish(self.topic[lane], payload, self.qos)
         if lane == "up":
             self._first_wait = None
@@ -191,7 +198,7 @@ class Uplink:
         for ln in _LANES:
             rows = self.store.pending(ln, 1)
             oldest[ln] = rows[0][0] if rows else self.store.durable_seq(ln) + 1
-        return {"oldest": oldest, "uplink": {"msgs": self.stats["msgs"], "resent": self.stats["resent_records"],
+        return {"oldest": oldest, "epoch": self.epoch, "uplink": {"msgs": self.stats["msgs"], "resent": self.stats["resent_records"],
                                              "timeouts": self.stats["timeouts"]}}
 
     def kick(self):

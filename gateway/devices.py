@@ -41,6 +41,9 @@ class Device:
     power: str | None = None            # capabilities (PLACEMENT): "usb" | "battery" | "mains"
     link_quality: dict[str, Any] = field(default_factory=dict)  # state "link": {"loss": 0..1, "rtt_ms", "reconnects"}
     sensors: list[str] | None = None    # state "sensors": names of the sensors the node runs
+    epoch: int | None = None            # the node's flash generation (shared/epoch.py), from its packs
+    epoch_resets: int = 0               # times its seqs restarted under a new epoch (erased flash, new board)
+    epoch_skipped: int = 0              # seqs of earlier epochs never received (gone with the old flash)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -127,6 +130,17 @@ class DeviceRegistry:
         if isinstance(ss, list) and len(ss) <= 64 and all(isinstance(x, str) for x in ss):
             dev.sensors = list(ss)
         return dev
+
+    def note_epoch(self, node: str, epoch: int, reset: bool, skipped: int = 0) -> None:
+        """The store heard node under epoch (reset: its seqs restarted); counted once per node and epoch."""
+        dev = self.devices.get(node)
+        if dev is None or dev.epoch == epoch:
+            return
+        if reset:
+            dev.epoch_resets += 1
+        dev.epoch = epoch
+        dev.epoch_skipped += skipped
+        self.dirty.add(node)
 
     def take_dirty(self) -> dict[str, dict[str, Any]]:
         out = {n: self.devices[n].as_dict() for n in self.dirty if n in self.devices}

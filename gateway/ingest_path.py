@@ -14,7 +14,8 @@ from typing import Any
 import cbor2
 
 from gateway.aggregate import Window
-from gateway.store import DeadLetter
+from gateway.epochs import EpochEvent
+from gateway.store import LANE_NAME, DeadLetter
 from gateway.validate import Message, Reading, Rejected, decode_state, decode_uplink, parse_topic
 from shared import topics
 
@@ -150,16 +151,17 @@ class IngestPath:
                 if isinstance(n, (int, float)):
                     self.metrics.set("node_backlog", n, node=node, lane=lane)
         if dev.oldest and self.store is not None:
+            ep = st.get("epoch", 0)
             for lane, seq in dev.oldest.items():
-                if isinstance(seq, int):
-                    self._spawn(self._note_oldest(node, lane, seq))
+                if isinstance(seq, int) and isinstance(ep, int):
+                    self._spawn(self._note_oldest(node, lane, seq, ep))
         for cb in self._hooks["state"]:
             self._call(cb, node, st, dev)
         self._work.set()
 
-    async def _note_oldest(self, node: str, lane: str, seq: int) -> None:
+    async def _note_oldest(self, node: str, lane: str, seq: int, epoch: int = 0) -> None:
         assert self.store is not None
-        gap = await self._run(self.store.note_oldest, node, lane, seq)
+        gap = await self._run(self.store.note_oldest, node, lane, seq, epoch)
         if gap:
             self.metrics.inc("seq_gaps_skipped", lane=lane)
             log.warning("event=seq_gap_skipped node=%s lane=%s lo=%d hi=%d why=node_oldest", node, lane, *gap)
@@ -236,7 +238,7 @@ class IngestPath:
                          reason, msg.node, msg.lane, seq)
             if r.refused:
                 m.inc("readings_refused", r.refused, lane=msg.lane)
-                self.reject("replayed_seq", r.detail, topic=topics.node(self.site, msg.node, msg.lane),
+                self.reject(r.reason, r.detail, topic=topics.node(self.site, msg.node, msg.lane),
                             source=msg.node, link=msg.link, payload=msg.raw, rx=msg.rx)
             if r.status == "duplicate":  # counted in readings, like partial overlaps
                 m.inc("duplicates", len(msg.readings), lane=msg.lane)
@@ -248,6 +250,8 @@ class IngestPath:
         for node, lane, lo, hi, why in res.gaps:
             m.inc("seq_gaps_skipped", lane=lane)
             log.warning("event=seq_gap_skipped node=%s lane=%s lo=%d hi=%d why=%s", node, lane, lo, hi, why)
+        for ev in res.epochs:
+            self._epoch_event(ev)
         m.inc("readings_stored", len(new_all))
         mqtt_nodes = {x.node for x in msgs if x.link == "mqtt"}
         for node, ack in res.acks.items():
@@ -273,6 +277,15 @@ class IngestPath:
                 for cb in self._hooks["alert"]:
                     self._call(cb, rd)
             await self._late_windows(flush=False)  # re-opens before the next commit: they read exactly what is stored
+
+    def _epoch_event(self, ev: EpochEvent) -> None:
+        assert self.store is not None
+        node, lane = self.store.names.get(ev.nid, "?"), LANE_NAME.get(ev.lane, "?")
+        if ev.old is not None:
+            self.metrics.inc("epoch_resets", lane=lane)
+            log.warning("event=node_epoch_reset node=%s lane=%s old=%d new=%d base=%d skipped=%d",
+                        node, lane, ev.old, ev.new, ev.base, ev.skipped)
+        self.registry.note_epoch(node, ev.new, ev.old is not None, ev.skipped)
 
     def _publish_ack(self, node: str, ack: dict[str, int]) -> None:
         if self.mqtt is None or not ack:

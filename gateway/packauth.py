@@ -47,7 +47,7 @@ class PackVerifier:
         """first_seq of an authentic payload; Rejected('auth') if it is not."""
         key = self.keys.get(node)
         try:
-            first_seq, pack, tag = auth.split_pack(payload)
+            first_seq, pack, tag, ep = auth.split_uplink(payload)
         except ValueError as e:
             raise self._refuse("malformed", node, str(e)) from None
         if key is None:
@@ -57,7 +57,7 @@ class PackVerifier:
             return first_seq
         if tag is None:
             raise self._refuse("missing_tag", node, "payload has no authenticator")
-        if not auth.verify_pack(key, node, lane, first_seq, pack, tag):
+        if not auth.verify_pack(key, node, lane, first_seq, pack, tag, ep):
             raise self._refuse("bad_tag", node, f"tag does not match ({lane} seq {first_seq})")
         self.counters["ok"] += 1
         return first_seq

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from gateway.aggregate import Window
+from gateway.epochs import EpochEvent, EpochRefused, Epochs, place_message
 from gateway.validate import Message, Reading
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class MsgResult:
     detail: str = ""            # set when readings were refused (content differs / below the floor)
     refused: int = 0
     dead: list[tuple[int, str]] = field(default_factory=list)  # (seq, reason) of records dead-lettered now
+    reason: str = "replayed_seq"  # dead-letter reason of the refused readings
 
 
 @dataclass
@@ -100,6 +102,7 @@ class BatchResult:
     acks: dict[str, dict[str, int]]        # node -> {"up": n, "alert": m} after this batch
     gaps: list[tuple[str, str, int, int, str]]
     commit_s: float = 0.0
+    epochs: list[EpochEvent] = field(default_factory=list)  # lanes heard under a new node epoch
 
 
 def connect(path: Path, synchronous: str = "FULL", readonly: bool = False) -> sqlite3.Connection:
@@ -152,6 +155,7 @@ class Store:
         self.names: dict[int, str] = {}
         self.sids: dict[tuple[int, str], int] = {}
         self.lanes: dict[tuple[int, int], LaneState] = {}
+        self.epochs = Epochs(self.con)  # node epochs: seq s of epoch k is stored as base_k + s
         self._load()
 
     def _load(self) -> None:
@@ -210,24 +214,37 @@ class Store:
             st.gap_since = None
 
     def ack_state(self, node: str) -> dict[str, int]:
-        """{"up": n, "alert": m} for lanes with something durable (contig > 0)."""
+        """{"up": n, "alert": m(, "e": epoch)} in the node's seqs of its newest epoch, lanes with something durable."""
         nid = self.nids.get(node)
         out: dict[str, int] = {}
         if nid is None:
             return out
+        newest = self.epochs.node_epoch(nid)
         for lane in ACK_LANES:
-            st = self.lanes.get((nid, LANE_ID[lane]))
-            if st is not None and st.contig > 0:
-                out[lane] = st.contig
+            key = (nid, LANE_ID[lane])
+            st = self.lanes.get(key)
+            ep, base = self.epochs.current(key)
+            if st is not None and st.contig > base and ep == newest:
+                out[lane] = st.contig - base
+        if out and newest:
+            out["e"] = newest
         return out
 
-    def note_oldest(self, node: str, lane: str, oldest: int) -> tuple[int, int] | None:
-        """Node says its oldest pending seq in lane is `oldest`: skip a gap below it. Returns the skipped range."""
+    def note_oldest(self, node: str, lane: str, oldest: int, epoch: int = 0) -> tuple[int, int] | None:
+        """Node says its oldest pending seq of epoch in lane is `oldest`: skip a gap below it. Returns the skipped range."""
         li = LANE_ID.get(lane)
         if li is None or oldest < 1:
             return None
         nid = self.nids.get(node)
         st = self.lanes.get((nid, li)) if nid is not None else None
+        fresh = st is None or (st.contig == 0 and not st.above)
+        if nid is not None and self.epochs.lanes.get((nid, li)):
+            ep, base = self.epochs.current((nid, li))
+            if ep != epoch:
+                return None  # about another epoch than the lane's (its first pack will say)
+            oldest += base
+        elif epoch and not fresh:
+            return None  # a legacy lane's node now has an epoch: a reset, placed by its first pack
         if oldest <= (st.contig if st is not None else 0) + 1:
             return None
         # A lane never stored here yet (its first readings were dropped by the node's policy, or acked by
@@ -240,8 +257,11 @@ class Store:
             if st is None:
                 st = self.lanes[(nid, li)] = LaneState()
             lo = st.contig + 1
+            txn = self.epochs.begin()
+            txn.adopt(self.con, (nid, li), epoch, time.time())
             self._skip(nid, li, st, oldest - 1, "node reported oldest pending seq %d" % oldest)
             self.con.execute("COMMIT")
+            self.epochs.apply(txn)
         except BaseException:
             self.con.execute("ROLLBACK")
             if new_st and nid is not None:
@@ -280,6 +300,7 @@ class Store:
         dead_rows: list[DeadLetter] = []
         dead_seqs: list[tuple[int, int, int, str]] = []
         saved_nids = dict(self.nids), dict(self.names), dict(self.sids)
+        etx = self.epochs.begin()
         con.execute("BEGIN IMMEDIATE")
         try:
             for d in dead:
@@ -297,6 +318,15 @@ class Store:
                     m.first_seq = st.contig + 1
                     for i, r in enumerate(m.readings):
                         r.seq = m.first_seq + i
+                else:
+                    nev = len(etx.events)
+                    try:
+                        m = place_message(etx, con, m, key, st.contig, st.above, now)
+                    except EpochRefused as e:
+                        results.append(MsgResult("replayed", [], str(e), len(m.readings), "stale_epoch"))
+                        continue
+                    if len(etx.events) > nev:
+                        self._epoch_started(m, nid, li, st, etx.events[-1], gaps)
                 res = self._classify(m, nid, li, st, pend, now)
                 results.append(res)
                 if res.status == "replayed":
@@ -364,8 +394,19 @@ class Store:
                 self.nids, self.names, self.sids = saved_nids
             raise
         self.lanes.update(work)
+        self.epochs.apply(etx)
         acks = {n: self.ack_state(n) for n in touched}
-        return BatchResult(results, acks, gaps, time.perf_counter() - t0)
+        return BatchResult(results, acks, gaps, time.perf_counter() - t0, etx.events)
+
+    def _epoch_started(self, m: Message, nid: int, li: int, st: LaneState, ev: EpochEvent,
+                       gaps: list[tuple[str, str, int, int, str]]) -> None:
+        # The old epoch's holes will never be filled (that flash is gone): skip them so the new
+        # epoch's seq 1 continues the stored seq space.
+        if ev.base > st.contig:
+            ev.skipped = ev.base - st.contig - len(st.above)
+            lo = st.contig + 1
+            self._skip(nid, li, st, ev.base, "node epoch %d -> %d" % (ev.old or 0, ev.new))
+            gaps.append((m.node, m.lane, lo, ev.base, "epoch-reset"))
 
     def _note_refused(self, d: DeadLetter, work: dict[tuple[int, int], LaneState], now: float) -> None:
         """A refused uplink may hold seqs the node still has: no gap below them is skipped for gap_skip_s."""

@@ -2,7 +2,7 @@
 
 Reason codes (stable; used in the dead-letter table and the `dead_letters{reason=...}` counter):
 topic, too_large, cbor, tag, structure, seq, senml, name, type, unit, non_finite, time, bad_record,
-unknown_device, replayed_seq, state, auth, ble_decrypt, ble_plaintext, ble_decode.
+unknown_device, replayed_seq, stale_epoch, state, auth, ble_decrypt, ble_plaintext, ble_decode.
 
 Whole messages are refused only when their seqs cannot be told (framing, CBOR, SenML structure); a
 record with a bad name, type, unit, value or time is refused alone (`Message.bad`) and the rest stored.
@@ -18,7 +18,7 @@ from typing import Any
 
 import cbor2
 
-from shared import senml, topics
+from shared import epoch, senml, topics
 
 LANES = ("up", "alert")
 MAX_SEQ = (1 << 63) - 1
@@ -60,6 +60,7 @@ class Message:
     bad: list[tuple[int, str, str]] = field(default_factory=list)  # (seq, reason, detail) of refused records
     topic: str = ""
     records: int = 0            # records in the pack (seqs first_seq..first_seq+records-1)
+    epoch: int = 0              # the node's flash generation (shared/epoch.py); 0 = legacy node
 
 
 @dataclass
@@ -165,12 +166,15 @@ def _senml_reason(msg: str) -> str:
 def decode_uplink(node: str, lane: str, payload: bytes, pol: Policy, now: float) -> Message:
     """Decode an up/alert payload `[first_seq, pack(, auth)]` into a Message or raise Rejected."""
     obj = _cbor(payload, pol)
-    if not isinstance(obj, list) or len(obj) not in (2, 3):
-        raise Rejected("structure", "payload must be [first_seq, senml_pack(, auth)]")
+    if not isinstance(obj, list) or len(obj) not in (2, 3, 4):
+        raise Rejected("structure", "payload must be [first_seq, senml_pack(, auth(, epoch))]")
     first, pack = obj[0], obj[1]
-    auth = obj[2] if len(obj) == 3 else None
+    auth = obj[2] if len(obj) >= 3 else None
     if auth is not None and not isinstance(auth, bytes):
         raise Rejected("structure", "authenticator must be bytes")
+    ep = obj[3] if len(obj) == 4 else 0
+    if not epoch.valid(ep) or (len(obj) == 4 and not ep):
+        raise Rejected("structure", f"epoch must be an integer in 1..{epoch.MAX}, got {brief(ep, 40)}")
     if isinstance(first, bool) or not isinstance(first, int) or not 1 <= first <= MAX_SEQ:
         raise Rejected("seq", f"first_seq must be an integer >= 1, got {brief(first, 80)}")
     if not isinstance(pack, list):
@@ -231,7 +235,8 @@ def decode_uplink(node: str, lane: str, payload: bytes, pol: Policy, now: float)
             bad.append((seq, "time", f"{metric}: time {t} outside [{lo:.0f}, {hi:.0f}] (gateway clock {now:.0f})"))
             continue
         append(Reading(node, lane, seq, metric, unit, v, tf))
-    return Message(node, lane, first, out, "mqtt", len(payload), auth, payload, now, bad=bad, records=len(recs))
+    return Message(node, lane, first, out, "mqtt", len(payload), auth, payload, now, bad=bad, records=len(recs),
+                   epoch=ep)
 
 
 def decode_state(payload: bytes, pol: Policy) -> dict[str, Any]:

@@ -4,8 +4,9 @@ API (keys are bytes; a site config carries them as hex, see key_from_hex):
 
   hmac_sha256(key, msg) -> 32 bytes                  RFC 2104 over hashlib.sha256 (no `hmac` on MicroPython)
   TAG_LEN = 16                                       tags are HMAC-SHA256 truncated to 16 bytes
-  sign_pack(key, node_id, lane, first_seq, pack_bytes) -> 16-byte tag
+  sign_pack(key, node_id, lane, first_seq, pack_bytes, epoch=0) -> 16-byte tag
       MAC input = canonical CBOR of [node_id, lane, first_seq, pack_bytes] (pack_bytes as a byte string),
+      or [node_id, lane, first_seq, pack_bytes, epoch] for a node epoch != 0 (shared/epoch.py),
       i.e. the tag binds node id (take it from the topic, never from the payload), lane ("up"/"alert"),
       first seq and the exact pack bytes.
   verify_pack(key, node_id, lane, first_seq, pack_bytes, tag) -> bool   (constant-time compare)
@@ -17,8 +18,10 @@ Wire placement (what F-LINK sends and G-INGEST / G-RELAY check):
   up / alert payload = CBOR array [first_seq, senml_pack, tag]; the 3rd element is the 16-byte tag
       (CBOR byte string) over the pack's exact encoded bytes as they sit in the payload, so nobody
       re-encodes anything (float32 boards would not reproduce a double-encoded pack).
-      seal_pack(key, node_id, lane, first_seq, pack_bytes) -> payload   (key None -> 2-element array, no tag)
-      split_pack(payload) -> (first_seq, pack_bytes, tag or None)        (no verification; ValueError if malformed)
+      seal_pack(key, node_id, lane, first_seq, pack_bytes, epoch=0) -> payload   (key None -> no tag; an epoch
+          != 0 makes it [first_seq, pack, tag or null, epoch])
+      split_uplink(payload) -> (first_seq, pack_bytes, tag or None, epoch)   (no verification; ValueError if malformed)
+      split_pack(payload) -> (first_seq, pack_bytes, tag or None)
       open_pack(key, node_id, lane, payload) -> (first_seq, pack_bytes)  (ValueError "auth: ..." when the tag
           is missing, not 16 bytes or wrong; key None = unauthenticated node allowed, tag ignored).
       Replays: a replayed pack verifies (same bytes) and must be refused by seq at the gateway
@@ -37,7 +40,7 @@ Wire placement (what F-LINK sends and G-INGEST / G-RELAY check):
 
 import hashlib
 
-from shared import cbor
+from shared import cbor, epoch as _epoch
 
 try:
     from micropython import const
@@ -92,19 +95,23 @@ def _check_key(key):
         raise ValueError("auth: key must be non-empty bytes")
 
 
-def sign_pack(key, node_id, lane, first_seq, pack_bytes):
-    """16-byte tag over canonical CBOR [node_id, lane, first_seq, pack_bytes]."""
+def sign_pack(key, node_id, lane, first_seq, pack_bytes, epoch=0):
+    """16-byte tag over canonical CBOR [node_id, lane, first_seq, pack_bytes(, epoch if not 0)]."""
     _check_key(key)
     if lane not in _LANES:
         raise ValueError("auth: unknown lane %s" % lane)
     if not isinstance(first_seq, int) or first_seq < 0:
         raise ValueError("auth: first_seq must be an int >= 0")
-    head = bytearray(b"\x84")
+    head = bytearray(b"\x85" if epoch else b"\x84")
     cbor.encode_into(head, node_id)
     cbor.encode_into(head, lane)
     cbor.encode_into(head, first_seq)
     cbor._head(head, 2, len(pack_bytes))
-    return _hmac_parts(key, (bytes(head), pack_bytes))[:TAG_LEN]
+    if not epoch:
+        return _hmac_parts(key, (bytes(head), pack_bytes))[:TAG_LEN]
+    tail = bytearray()
+    cbor.encode_into(tail, epoch)
+    return _hmac_parts(key, (bytes(head), pack_bytes, bytes(tail)))[:TAG_LEN]
 
 
 def equal(a, b):
@@ -119,10 +126,10 @@ def equal(a, b):
     return acc == 0
 
 
-def verify_pack(key, node_id, lane, first_seq, pack_bytes, tag):
-    """True if tag authenticates this pack for node_id/lane/first_seq."""
+def verify_pack(key, node_id, lane, first_seq, pack_bytes, tag, epoch=0):
+    """True if tag authenticates this pack for node_id/lane/first_seq(/epoch)."""
     try:
-        want = sign_pack(key, node_id, lane, first_seq, pack_bytes)
+        want = sign_pack(key, node_id, lane, first_seq, pack_bytes, epoch)
     except ValueError:
         return False
     return equal(want, tag)
@@ -146,23 +153,29 @@ def verify_config(key, cfg_bytes, tag):
     return equal(want, tag)
 
 
-def seal_pack(key, node_id, lane, first_seq, pack_bytes):
-    """up/alert payload [first_seq, pack, tag] built around the already-encoded pack (no tag if key is None)."""
-    out = bytearray(b"\x82" if key is None else b"\x83")
+def seal_pack(key, node_id, lane, first_seq, pack_bytes, epoch=0):
+    """up/alert payload [first_seq, pack(, tag)(, epoch)] built around the encoded pack (no tag if key is None).
+
+    With an epoch (shared/epoch.py) the payload has 4 elements, the 3rd null when there is no key."""
+    out = bytearray(b"\x84" if epoch else b"\x82" if key is None else b"\x83")
     cbor.encode_into(out, first_seq)
     out.extend(pack_bytes)
     if key is not None:
-        cbor.encode_into(out, sign_pack(key, node_id, lane, first_seq, pack_bytes))
+        cbor.encode_into(out, sign_pack(key, node_id, lane, first_seq, pack_bytes, epoch))
+    elif epoch:
+        out.append(0xF6)
+    if epoch:
+        cbor.encode_into(out, epoch)
     return bytes(out)
 
 
-def split_pack(payload):
-    """(first_seq, pack_bytes, tag or None) of an up/alert payload, without verifying; ValueError if malformed."""
+def split_uplink(payload):
+    """(first_seq, pack_bytes, tag or None, epoch) of an up/alert payload, unverified; ValueError if malformed."""
     if not isinstance(payload, (bytes, bytearray, memoryview)) or len(payload) < 3:
         raise ValueError("auth: payload too short")
     n = payload[0]
-    if n not in (0x82, 0x83):
-        raise ValueError("auth: payload must be a definite 2- or 3-element array")
+    if n not in (0x82, 0x83, 0x84):
+        raise ValueError("auth: payload must be a definite 2-, 3- or 4-element array")
     r = cbor._Reader(payload)
     r.i = 1
     try:
@@ -170,7 +183,8 @@ def split_pack(payload):
         start = r.i
         r.item(0)
         end = r.i
-        tag = r.item(0) if n == 0x83 else None
+        tag = r.item(0) if n != 0x82 else None
+        ep = r.item(0) if n == 0x84 else 0
     except (IndexError, TypeError, KeyError, OverflowError, MemoryError, RuntimeError):
         raise ValueError("auth: malformed payload")
     if r.i != r.n:
@@ -179,19 +193,26 @@ def split_pack(payload):
         raise ValueError("auth: first_seq must be an int >= 0")
     if tag is not None and not isinstance(tag, bytes):
         raise ValueError("auth: tag must be a byte string")
-    return first_seq, bytes(payload[start:end]), tag
+    if not _epoch.valid(ep) or (n == 0x84 and not ep):
+        raise ValueError("auth: epoch must be an int in 1..2**30-1")
+    return first_seq, bytes(payload[start:end]), tag, ep
+
+
+def split_pack(payload):
+    """(first_seq, pack_bytes, tag or None) of an up/alert payload, without verifying; ValueError if malformed."""
+    return split_uplink(payload)[:3]
 
 
 def open_pack(key, node_id, lane, payload):
     """(first_seq, pack_bytes) after checking the tag; ValueError("auth: ...") if refused."""
-    first_seq, pack_bytes, tag = split_pack(payload)
+    first_seq, pack_bytes, tag, ep = split_uplink(payload)
     if key is None:
         return first_seq, pack_bytes
     if tag is None:
         raise ValueError("auth: missing tag")
     if len(tag) != TAG_LEN:
         raise ValueError("auth: tag must be %d bytes" % TAG_LEN)
-    if not verify_pack(key, node_id, lane, first_seq, pack_bytes, tag):
+    if not verify_pack(key, node_id, lane, first_seq, pack_bytes, tag, ep):
         raise ValueError("auth: bad tag")
     return first_seq, pack_bytes
 

@@ -52,6 +52,15 @@ def _uplink(q: dict | None) -> str:
     return f"loss {q.get('loss', 0):.2f}" + (f" rtt {rtt}ms" if rtt is not None else "")
 
 
+def _epoch(d: dict) -> str:
+    """The node's epoch in hex and how often its seqs restarted (flash erased, board replaced)."""
+    e = d.get("epoch")
+    if not e:
+        return "-"
+    n = d.get("epoch_resets", 0)
+    return f"{e:08x}" + (f" ({n} reset{'s' if n != 1 else ''})" if n else "")
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         db = db_path(args)
@@ -74,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
     t = Table(title=f"{len(devs)} devices ({db})")
     for col in ("node", "link", "last seen", "rssi", "battery", "power", "uplink", "fw", "config", "backlog", "dropped",
-                "readings", "state"):
+                "readings", "epoch", "state"):
         t.add_column(col)
     for d in devs:
         rej = d.get("config_rejected")
@@ -85,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
                   + (f" (rejected: {rej})" if rej else ""),
                   " ".join(f"{k}={v}" for k, v in (d.get("backlog") or {}).items()) or "-",
                   " ".join(f"{k}={v}" for k, v in (d.get("dropped") or {}).items()) or "-",
-                  str(d.get("readings", 0)),
+                  str(d.get("readings", 0)), _epoch(d),
                   ("ok" if d.get("approved", True) else "quarantined")
                   + (" offline" if d.get("online") is False else ""))
     Console().print(t)

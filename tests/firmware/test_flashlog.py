@@ -214,8 +214,8 @@ def test_state_slots_survive_a_corrupt_slot():
         with open(_ROOT + "/" + n, "rb") as f:
             st = cbor.loads(frame.decode_all(f.read())[0][0])
         if st["g"] > gen:
-            newest, gen = n, st["g"]
-            assert st["a"][0] == 9
+            newest, gen, acked = n, st["g"], st["a"][0]
+    assert acked == 9
     with open(_ROOT + "/" + newest, "wb") as f:  # torn cursor write
         f.write(b"\x20\x00garbage")
     dev = reboot(dev)
@@ -383,3 +383,35 @@ def test_max_size_records_round_trip():
     dev = reboot(dev)
     log = FlashLog(_ROOT, max_record=300, sync_every=2)
     assert log.pending("up", 10) == [(i + 1, b) for i, b in enumerate(big)]
+
+
+def test_epoch_is_drawn_for_a_fresh_log_and_kept_across_reboots():
+    from shared import epoch
+    dev = setup()
+    log = FlashLog(_ROOT, sync_every=1)
+    e1 = log.epoch
+    assert 1 <= e1 <= epoch.MAX and log.stats()["epoch"] == e1
+    for i in range(1, 6):
+        log.append("up", rec(i), i)
+    dev = reboot(dev)
+    log = FlashLog(_ROOT, sync_every=1)
+    assert log.epoch == e1 and log.last_seq("up") == 5  # a reboot is no reset
+    seen = {e1}
+    for _ in range(3):  # an erased flash starts over at seq 1 under a new epoch
+        dev = setup()
+        log = FlashLog(_ROOT, sync_every=1)
+        assert log.last_seq("up") == 0 and log.epoch not in seen
+        seen.add(log.epoch)
+
+
+def test_log_written_before_epochs_keeps_epoch_0():
+    # Upgrading the firmware on a log without an epoch must not look like a reset to the gateway.
+    dev = setup()
+    os.mkdir(_ROOT)
+    with open(_ROOT + "/s1", "wb") as f:
+        f.write(frame.encode(cbor.dumps({"g": 1, "a": [0, 0], "f": [1, 1], "c": {}})))
+    log = FlashLog(_ROOT, sync_every=1)
+    assert log.epoch == 0
+    log.append("up", rec(1), 1)
+    dev = reboot(dev)
+    assert FlashLog(_ROOT, sync_every=1).epoch == 0

@@ -3,7 +3,7 @@
 # against mosquitto is exercised in tests/node/test_uplink_mqtt.py).
 import asyncio
 
-from shared import auth, cbor, senml
+from shared import auth, cbor, epoch, senml
 from firmware.uplink import Uplink, build_payload, decode_body
 
 UNIX0 = 1764150000
@@ -41,6 +41,11 @@ def _store(name):
 def _fill(log, n, lane="up"):
     for i in range(1, n + 1):
         log.append(lane, cbor.dumps([T0 + i, "temp", "Cel", 20.0 + i * 0.5]), i)
+
+
+def _ack(log, **lanes):
+    """An ack for the log's epoch, as the gateway sends it."""
+    return cbor.dumps(epoch.ack_map(lanes, log.epoch))
 
 
 def _decode(payload):
@@ -95,17 +100,17 @@ def test_alerts_first_window_and_gateway_ack_deletes():
         assert [_decode(p)[0] for _, p in c.sent] == [1, 1, 51]
         assert log.depth("up") == 120  # PUBACKs mean nothing: only the gateway's ack deletes
         ack = c.subs["fogline/s1/n1/ack"]
-        ack("fogline/s1/n1/ack", cbor.dumps({"up": 50, "alert": 1}), False)
+        ack("fogline/s1/n1/ack", _ack(log, up=50, alert=1), False)
         await asyncio.sleep_ms(100)
         assert log.depth("up") == 70 and log.depth("alert") == 0
         assert [_decode(p)[0] for _, p in c.sent][-1] == 101 and len(c.sent) == 4
         # an ack beyond anything sent is clamped; garbage acks are counted, not fatal
-        ack("fogline/s1/n1/ack", cbor.dumps({"up": 10 ** 6}), False)
+        ack("fogline/s1/n1/ack", _ack(log, up=10 ** 6), False)
         assert up.acked["up"] == 120
-        for bad in (b"\xff", cbor.dumps([1]), cbor.dumps({"up": "x"}), None):
+        for bad in (b"\xff", cbor.dumps([1]), _ack(log, up="x"), None):
             ack("fogline/s1/n1/ack", bad, False)
         assert up.stats["bad_acks"] == 4 and up.acked["up"] == 120 and log.depth("up") == 0
-        ack("fogline/s1/n1/ack", cbor.dumps({"up": 5}), False)  # acks never go backwards
+        ack("fogline/s1/n1/ack", _ack(log, up=5), False)  # acks never go backwards
         assert up.acked["up"] == 120
         task.cancel()
     asyncio.run(main())
@@ -120,7 +125,7 @@ def test_timeout_and_reconnect_resend_the_same_seqs():
         task = asyncio.create_task(up.run())
         await asyncio.sleep_ms(60)
         assert [_decode(p)[0] for _, p in c.sent] == [1, 11, 21]
-        c.subs["fogline/s1/n1/ack"]("x", cbor.dumps({"up": 10}), False)
+        c.subs["fogline/s1/n1/ack"]("x", _ack(log, up=10), False)
         await asyncio.sleep_ms(300)  # no further ack: resend from the gateway's cursor
         firsts = [_decode(p)[0] for _, p in c.sent]
         assert firsts[3:5] == [11, 21], firsts
@@ -208,3 +213,29 @@ def test_state_fields_report_oldest_pending():
     assert up.state_fields()["oldest"]["up"] == 4
 
 
+
+
+def test_ack_of_another_epoch_deletes_nothing():
+    # A gateway cursor from before the flash was erased (no "e", or another epoch) must not delete
+    # readings of this log: it is counted and ignored; the ack of this epoch works.
+    async def main():
+        log = _store("g")
+        _fill(log, 30)
+        assert 1 <= log.epoch <= epoch.MAX
+        c = Recorder()
+        up = Uplink(c, log, "s1", "n1", min_pack=10, max_pack=10, window=3, linger_ms=0, ack_timeout_ms=100000)
+        task = asyncio.create_task(up.run())
+        await asyncio.sleep_ms(60)
+        first, pack, tag, ep = auth.split_uplink(c.sent[0][1])
+        assert first == 1 and tag is None and ep == log.epoch  # the payload names its epoch
+        ack = c.subs["fogline/s1/n1/ack"]
+        other = log.epoch % epoch.MAX + 1
+        for stale in (cbor.dumps({"up": 20}), cbor.dumps(epoch.ack_map({"up": 20}, other))):
+            ack("x", stale, False)
+        assert up.stats["foreign_acks"] == 2 and log.depth("up") == 30 and up.acked["up"] == 0
+        ack("x", cbor.dumps({"up": 20, "e": "x"}), False)
+        assert up.stats["bad_acks"] == 1 and log.depth("up") == 30
+        ack("x", _ack(log, up=20), False)
+        assert up.acked["up"] == 20 and log.depth("up") == 10
+        task.cancel()
+    asyncio.run(main())

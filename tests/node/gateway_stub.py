@@ -8,7 +8,7 @@ import time
 import cbor2
 import paho.mqtt.client as mqtt
 
-from shared import auth, senml, topics
+from shared import auth, epoch, senml, topics
 
 
 class AckingGateway:
@@ -47,7 +47,7 @@ class AckingGateway:
             return
         if self.delay_s:
             time.sleep(self.delay_s)
-        first, pack_bytes = auth.open_pack(None, node, kind, msg.payload)
+        first, pack_bytes, _, ep = auth.split_uplink(msg.payload)
         recs = senml.resolve(cbor2.loads(pack_bytes))
         key = (node, kind)
         with self.lock:
@@ -67,7 +67,8 @@ class AckingGateway:
             while n + 1 in got:
                 n += 1
             self.contig[key] = n
-            ack = {ln: self.contig[(node, ln)] for ln in ("up", "alert") if (node, ln) in self.contig}
+            ack = epoch.ack_map({ln: self.contig[(node, ln)] for ln in ("up", "alert") if (node, ln) in self.contig},
+                                ep)  # one flash generation per node here: echo the node's epoch
         if self.ack:
             c.publish(topics.node(self.site, node, "ack"), cbor2.dumps(ack), qos=1)
 

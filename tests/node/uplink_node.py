@@ -3,6 +3,8 @@
 # Reading i (seq i in lane "up") has value i * 0.25 and time T0 + i; every 40th reading also appends
 # an alert (value i); bad_every=K / badtime_every=K make every K-th record unreadable / dated 3 years
 # ahead. The control file, polled every 50 ms, holds "wifi 0" / "wifi 1".
+# offset=K shifts values and times by K readings; keep=1 mounts the flash image as it is (a reboot)
+# instead of formatting it, so seqs continue after the ones already in the log.
 # Prints "STAT {json}" every 250 ms and "DONE {json}" when everything produced was acked.
 import sys
 import json
@@ -27,7 +29,7 @@ for a in sys.argv[5:]:
     opts[k] = int(v)
 
 dev = flashdev.FlashDev(256, path=ctl + ".img")  # 1 MiB, 4 KiB blocks, host-file-backed
-flashdev.mount(dev, "/flash", format=True)
+flashdev.mount(dev, "/flash", format=not opts.get("keep"))
 log = FlashLog("/flash/log", capacity_bytes=opts.get("capacity", 512 * 1024), segment_bytes=4096,
                sync_every=opts.get("sync_every", 8), sync_ms=100)
 wlan = network.WLAN(network.STA_IF)
@@ -37,12 +39,15 @@ client = MQTTClient("node1", "127.0.0.1", port, keepalive_s=opts.get("keepalive"
                     backoff_min_ms=100, backoff_max_ms=800, connect_timeout_ms=1000,
                     retry_ms=1000, link_up=wlan.isconnected,
                     will=("fogline/s1/node1/state", b"\xa1\x66online\xf4", 1, False))
+seq0 = log.last_seq("up")  # seqs already in the log (keep=1)
+alerts0 = log.last_seq("alert")
+off = opts.get("offset", 0)
 up = Uplink(client, log, "s1", "node1", min_pack=opts.get("min_pack", 10),
             max_pack=opts.get("max_pack", 50), window=opts.get("window", 4), linger_ms=200,
             ack_timeout_ms=opts.get("ack_timeout", 800))
 bad_every = opts.get("bad_every", 0) or n + 1        # every k-th record unreadable when read back
 badtime_every = opts.get("badtime_every", 0) or n + 1  # every k-th record stamped 3 years ahead
-state = {"produced": 0, "alerts": 0, "peak_bytes": 0, "max_gap_ms": 0}
+state = {"produced": 0, "alerts": alerts0, "peak_bytes": 0, "max_gap_ms": 0}
 
 
 async def producer():
@@ -54,16 +59,17 @@ async def producer():
         if gap > state["max_gap_ms"]:
             state["max_gap_ms"] = gap
         last = now
-        body = cbor.dumps([T0 + i if i % badtime_every else T0 + i + 100000000, "temp", "Cel", i * 0.25])
+        t = T0 + off + i if i % badtime_every else T0 + i + 100000000
+        body = cbor.dumps([t, "temp", "Cel", (off + i) * 0.25])
         if i % bad_every == 0:
             body = b"\x84\xff" + body  # intact on flash (CRC) but not a record: sent as the placeholder
         seq = log.append("up", body, now)
-        if seq != i:
-            raise RuntimeError("seq %d != %d" % (seq, i))
+        if seq != seq0 + i:
+            raise RuntimeError("seq %d != %d" % (seq, seq0 + i))
         if i % 40 == 0:
             # with stamp=1 an alert carries its wall-clock creation time (latency benchmark)
-            t = time.time_ns() / 1e9 if opts.get("stamp") else T0 + i
-            log.append("alert", cbor.dumps([t, "temp_high", None, i]), now)
+            t = time.time_ns() / 1e9 if opts.get("stamp") else T0 + off + i
+            log.append("alert", cbor.dumps([t, "temp_high", None, off + i]), now)
             state["alerts"] += 1
             up.kick()
         state["produced"] = i
@@ -92,7 +98,7 @@ def stat():
          "depth_alert": log.depth("alert"), "bytes_used": used, "peak_bytes": state["peak_bytes"],
          "segments": s["segments"], "acked_up": log.acked("up"), "acked_alert": log.acked("alert"),
          "uplink": up.stats, "mqtt": client.stats, "max_gap_ms": state["max_gap_ms"],
-         "heap_free": gc.mem_free(), "last_error": client.last_error}
+         "heap_free": gc.mem_free(), "last_error": client.last_error, "epoch": getattr(log, "epoch", 0)}
     return d
 
 
@@ -105,7 +111,7 @@ async def main():
         await asyncio.sleep_ms(250)
         d = stat()
         print("STAT", json.dumps(d))
-        if prod.done() and d["produced"] == n and log.acked("up") == n and log.acked("alert") == state["alerts"]:
+        if prod.done() and d["produced"] == n and log.acked("up") == seq0 + n and log.acked("alert") == state["alerts"]:
             break
     await client.disconnect()
     print("DONE", json.dumps(stat()))
