@@ -139,7 +139,7 @@ def decode_health(msg: Any) -> tuple[bool, GatewayView, dict[str, dict[str, int]
     clean_acks: dict[str, dict[str, int]] = {}
     for n, a in acks.items():
         if isinstance(a, dict):
-            clean_acks[str(n)] = {ln: v for ln, v in a.items() if ln in ("up", "alert") and isinstance(v, int)}
+            clean_acks[str(n)] = {ln: v for ln, v in a.items() if ln in ("up", "alert", "e") and isinstance(v, int)}
     return True, GatewayView(clean_nodes, load), clean_acks  # type: ignore[arg-type]
 
 

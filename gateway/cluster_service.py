@@ -178,13 +178,17 @@ class ClusterService:
         """A node's state says which seq it holds oldest: everything below was acked by some gateway."""
         oldest = getattr(dev, "oldest", None)
         if isinstance(oldest, dict):
-            self._hint(node, {ln: v - 1 for ln, v in oldest.items() if isinstance(v, int) and v > 1})
+            hint: dict[str, Any] = {ln: v - 1 for ln, v in oldest.items() if isinstance(v, int) and v > 1}
+            self._hint(node, dict(hint, e=st.get("epoch", 0)))
 
     def _hint(self, node: str, acks: dict[str, Any]) -> None:
         store = self.gw.store
+        ep = acks.get("e", 0)
+        if not isinstance(ep, int) or isinstance(ep, bool):
+            return
         for lane in LANES:
             n = acks.get(lane)
-            if isinstance(n, int) and not isinstance(n, bool) and self.held.hint(node, lane, n) \
+            if isinstance(n, int) and not isinstance(n, bool) and self.held.hint(node, lane, n, ep) \
                     and node in self.active and store is not None and n > store.ack_state(node).get(lane, 0):
                 self._want_adopt(node)  # views differed for a moment: catch the cursor up
 
@@ -218,7 +222,7 @@ class ClusterService:
             await self._adopt_ev.wait()
             self._adopt_ev.clear()
             nodes, self._to_adopt = self._to_adopt, set()
-            plan = [(n, ln, self.held.hints.get((n, ln), 0)) for n in nodes for ln in LANES]
+            plan = [(n, ln, self.held.hints.get((n, ln), 0), self.held.epochs.get(n, 0)) for n in nodes for ln in LANES]
             try:
                 skipped = await self.gw.run_store(adopt_cursors, plan,
                                                   f"cluster: {self.me} took over; acked by another gateway up to %d")

@@ -110,10 +110,10 @@ def test_adopt_cursors_skips_only_what_another_gateway_acked(tmp_path, seen_befo
         if seen_before:
             st.commit_batch([_msg("x", 1, 3)])
         why = "cluster: test; acked by another gateway up to %d"
-        got = cluster_service.adopt_cursors(st, [("x", "up", 10), ("x", "alert", 0)], why)
+        got = cluster_service.adopt_cursors(st, [("x", "up", 10, 0), ("x", "alert", 0, 0)], why)
         assert got == [("x", "up", 4 if seen_before else 1, 10)]
         assert st.ack_state("x") == {"up": 10}
-        assert cluster_service.adopt_cursors(st, [("x", "up", 7)], why) == []  # never backwards
+        assert cluster_service.adopt_cursors(st, [("x", "up", 7, 0)], why) == []  # never backwards
         res = st.commit_batch([_msg("x", 11, 2)])  # the node continues where the other gateway left it
         assert res.acks["x"] == {"up": 12}
         gaps = st.con.execute("SELECT lo, hi, why FROM gaps").fetchall()

@@ -115,3 +115,26 @@ def test_a_signed_pack_binds_its_epoch():
         v.check("n", "up", forged)
     legacy = auth.seal_pack(key, "n", "up", 1, pack)             # epoch 0: the payload and tag as before
     assert legacy[0] == 0x83 and auth.split_uplink(legacy) == (1, pack, auth.sign_pack(key, "n", "up", 1, pack), 0)
+
+
+def test_cluster_takeover_adopts_cursors_in_the_node_epoch(tmp_path):
+    from gateway.cluster import decode_health
+    from gateway.cluster_takeover import Held, adopt_cursors
+    from gateway.store import Store
+    h = Held(4)
+    assert h.hint("n", "up", 50, 7)
+    assert h.hint("n", "up", 5, 9) and h.hints[("n", "up")] == 5   # the node reset: old hints mean nothing
+    assert not h.acked_elsewhere(_msg("n", 1, 3, epoch=7)) and h.acked_elsewhere(_msg("n", 1, 3, epoch=9))
+    health = {"alive": True, "nodes": {}, "load": 0, "acks": {"n": {"up": 5, "e": 9}}}
+    assert decode_health(health)[2] == {"n": {"up": 5, "e": 9}}     # peers' acks keep their epoch
+    st = Store(tmp_path / "ingest.sqlite")
+    st.commit_batch([_msg("n", 1, 10, epoch=7)])
+    st.commit_batch([_msg("n", 1, 2, epoch=9)])                    # reset here: epoch 9 starts at base 10
+    why = "cluster: acked elsewhere up to %d"
+    assert adopt_cursors(st, [("n", "up", 4, 7)], why) == []      # a cursor of the old epoch: ignored
+    assert adopt_cursors(st, [("n", "up", 5, 9)], why) == [("n", "up", 13, 15)]
+    assert st.ack_state("n") == {"up": 5, "e": 9}
+    assert adopt_cursors(st, [("m", "up", 3, 9)], why) == [("m", "up", 1, 3)]  # first contact: adopts 9
+    res = st.commit_batch([_msg("m", 4, 1, epoch=9)])
+    assert res.acks["m"] == {"up": 4, "e": 9} and res.epochs == []
+    st.con.close()
