@@ -323,7 +323,7 @@ class Store:
                     try:
                         m = place_message(etx, con, m, key, st.contig, st.above, now)
                     except EpochRefused as e:
-                        results.append(MsgResult("replayed", [], str(e), len(m.readings), "stale_epoch"))
+                        results.append(MsgResult("replayed", [], str(e), len(m.readings), reason="stale_epoch"))
                         continue
                     if len(etx.events) > nev:
                         self._epoch_started(m, nid, li, st, etx.events[-1], gaps)
