@@ -13,6 +13,8 @@ the lateness horizon, not by how late data may come.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
@@ -28,6 +30,8 @@ class _NodeState:
     last_wall: float = 0.0
     min_end: float = INF    # earliest end of any open window: nothing fires before the watermark passes it
     min_evict: float = INF  # earliest end + lateness of any fired window kept for corrections
+    # (end + lateness, n, key, acc) of fired windows: the next to leave memory first (stale entries skipped)
+    evict_heap: list = field(default_factory=list)
     # (metric, length) -> {start: acc}
     open: dict[tuple[str, float], dict[float, _Acc]] = field(default_factory=dict)
     fired: dict[tuple[str, float], dict[float, _Acc]] = field(default_factory=dict)
@@ -51,6 +55,7 @@ class Aggregator:
         self.merged = [ln for ln in self.lengths[1:] if (ln / base).is_integer()]
         self.direct = [ln for ln in self.lengths if ln not in self.merged]
         self._merged_set = set(self.merged)
+        self._plan = [(ln, ln in self._merged_set) for ln in self.lengths]  # shortest first
         self.base = base
         self.watermark_s = float(watermark_s)
         self.idle_close_s = float(idle_close_s)
@@ -70,6 +75,7 @@ class Aggregator:
         self.delivered: dict[tuple[str, str, float, float], int] = {}
         self._dirty: dict[tuple[str, str, float, float], _Acc] = {}
         self._reopen: set[tuple[str, str, float, float]] = set()
+        self._n = itertools.count()  # tie-breaker of eviction heap entries
 
     # ------------------------------------------------------------------ readings
     def add(self, node: str, metric: str, unit: str | None, value: float, t: float, wall: float) -> None:
@@ -81,15 +87,20 @@ class Aggregator:
         v = float(value)
         wm = st.newest_t - self.watermark_s
         base_acc: _Acc | None = None  # the open short window holding this reading
-        for ln in self.lengths:
-            key = (metric, ln)
-            start = math.floor(t / ln) * ln
-            if base_acc is not None and ln in self._merged_set and ln not in base_acc.merged_into:
+        floor = math.floor
+        opened = st.open
+        for ln, merged in self._plan:
+            if merged and base_acc is not None and ln not in base_acc.merged_into:
                 continue  # it arrives with its short window's merge (into the open window, or as a correction)
-            acc = self._open_for(node, st, key, start, unit, wm)
+            start = floor(t / ln) * ln
+            key = (metric, ln)
+            wins = opened.get(key)
+            acc = wins.get(start) if wins else None
+            if acc is None:
+                acc = self._open_for(node, st, key, start, unit, wm)
             if acc is not None:
                 acc.add(v, t)
-                if ln == self.base:
+                if base_acc is None and ln == self.base:
                     base_acc = acc
                 continue
             if ln == self.base:
@@ -156,7 +167,7 @@ class Aggregator:
                 if f is None:
                     f = st.fired[key] = {}
                 acc = f[start] = _Acc(start, start + ln, unit)
-                self._track_evict(st, acc, ln)
+                self._track_evict(st, acc, key)
             else:
                 if dk not in self._reopen:
                     if len(self._reopen) >= self.max_reopen:
@@ -167,8 +178,9 @@ class Aggregator:
         acc.add(v, t)
         self._dirty[dk] = acc
 
-    def _track_evict(self, st: _NodeState, acc: _Acc, ln: float) -> None:
-        e = acc.end + self.lateness[ln]
+    def _track_evict(self, st: _NodeState, acc: _Acc, key: tuple[str, float], at: float | None = None) -> None:
+        e = acc.end + self.lateness[key[1]] if at is None else at
+        heapq.heappush(st.evict_heap, (e, next(self._n), key, acc))
         if e < st.min_evict:
             st.min_evict = e
 
@@ -185,21 +197,35 @@ class Aggregator:
                     del st.open[key]
             st.min_end = min((a.end for w in st.open.values() for a in w.values()), default=INF)
         if watermark >= st.min_evict:
-            self._evict(st, lambda key, a: a.end + self.lateness[key[1]] <= watermark and a.keep_until <= wall)
+            h = st.evict_heap
+            while h and h[0][0] <= watermark:
+                _, _, key, a = heapq.heappop(h)
+                f = st.fired.get(key)
+                if f is None or f.get(a.start) is not a:
+                    continue  # opened again, or gone already
+                if a.keep_until > wall:  # re-opened from the store a moment ago: the drain may go on
+                    self._track_evict(st, a, key, watermark + max(self.lateness[key[1]], 1.0))
+                    continue
+                self._drop(st, key, a)
+            st.min_evict = h[0][0] if h else INF
+
+    def _drop(self, st: _NodeState, key: tuple[str, float], a: _Acc) -> None:
+        f = st.fired[key]
+        del f[a.start]
+        if not f:
+            del st.fired[key]
+        if a.end > st.evicted_upto.get(key, -INF):
+            st.evicted_upto[key] = a.end
 
     def _evict(self, st: _NodeState, gone: Callable[[tuple[str, float], _Acc], bool]) -> None:
-        min_evict = INF
+        """Drop every fired window for which gone(key, acc) holds (idle nodes); rebuild the eviction heap."""
         for key in list(st.fired):
-            wins = st.fired[key]
-            for s in [s for s, a in wins.items() if gone(key, a)]:
-                a = wins.pop(s)
-                if a.end > st.evicted_upto.get(key, -INF):
-                    st.evicted_upto[key] = a.end
-            for a in wins.values():
-                min_evict = min(min_evict, a.end + self.lateness[key[1]])
-            if not wins:
-                del st.fired[key]
-        st.min_evict = min_evict
+            for a in [a for a in st.fired[key].values() if gone(key, a)]:
+                self._drop(st, key, a)
+        st.evict_heap = [(a.end + self.lateness[key[1]], next(self._n), key, a)
+                         for key, wins in st.fired.items() for a in wins.values()]
+        heapq.heapify(st.evict_heap)
+        st.min_evict = st.evict_heap[0][0] if st.evict_heap else INF
 
     def _fire(self, node: str, key: tuple[str, float], st: _NodeState, acc: _Acc, wm: float) -> None:
         if acc.end > st.fired_upto.get(key, -INF):
@@ -208,7 +234,7 @@ class Aggregator:
             for ln in self.merged:
                 self._merge_up(node, st, (key[0], ln), acc, wm)
         st.fired.setdefault(key, {})[acc.start] = acc
-        self._track_evict(st, acc, key[1])
+        self._track_evict(st, acc, key)
         dk = (node, key[0], key[1], acc.start)
         if self.delivered:
             before = self.delivered.pop(dk, 0)
@@ -294,7 +320,7 @@ class Aggregator:
                 for s, a in st.open.get((metric, self.base), {}).items():
                     if start <= s < acc.end:
                         a.merged_into += (ln,)
-            self._track_evict(st, acc, ln)
+            self._track_evict(st, acc, (metric, ln))
             self.reopens += 1
             if acc.count > before:
                 self._deliver(dk, acc)
