@@ -18,7 +18,12 @@ def free_port() -> int:
 
 
 def mosquitto_binary() -> str:
-    """Path of mosquitto, or RuntimeError saying how to install it."""
+    """Path of mosquitto (FOGLINE_MOSQUITTO overrides the search), or RuntimeError saying how to install it."""
+    forced = os.environ.get("FOGLINE_MOSQUITTO")
+    if forced is not None:
+        if forced and os.path.exists(forced):
+            return forced
+        raise RuntimeError(f"mosquitto not found (FOGLINE_MOSQUITTO={forced!r}): apt-get install mosquitto")
     for cand in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
         if cand and os.path.exists(cand):
             return cand
