@@ -7,6 +7,7 @@ Every piece that is not available degrades to a note in the summary (`components
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import shutil
 import signal
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.demo_cloud import DemoCloud
-from gateway.demo_fleet import Fleet
+from gateway.demo_fleet import RULES, Fleet
 from gateway.demo_observe import SiteMonitor
 from gateway.embedded_broker import EmbeddedBroker, parse_url
 
@@ -24,14 +25,27 @@ log = logging.getLogger(__name__)
 SITE = "demo"
 
 
+def model_window_s(model_dir: Path | None = None) -> float:
+    """Window length the bundled model was trained on (manifest features.window_s)."""
+    from gateway.model_registry import BUNDLED_DIR
+    man = json.loads(((model_dir or BUNDLED_DIR) / "manifest.json").read_text())
+    return float(man["features"]["window_s"])
+
+
 class Demo:
     """Runs the demo until duration or stop(); `summary()` afterwards."""
 
     def __init__(self, nodes: int = 5, duration: float | None = None, seed: int = 1, broker: str | None = None,
-                 workdir: str | Path | None = None, sample_ms: int = 250, time_scale: float = 1.0,
-                 window_s: float = 5.0, node_heap: str | None = None, keep: bool = False):
+                 workdir: str | Path | None = None, sample_ms: int = 1000, time_scale: float = 1.0,
+                 window_s: float | None = None, node_heap: str | None = None, keep: bool = False):
         if not 1 <= nodes <= 50:
             raise ValueError("--nodes must be between 1 and 50")
+        trained = model_window_s()
+        if window_s is None:
+            window_s = trained
+        elif abs(window_s - trained) > 1e-6:
+            raise ValueError(f"--window-s {window_s:g} differs from the model's window ({trained:g} s in "
+                             "gateway/models/manifest.json): its features would not mean what it learned")
         self.n = nodes
         self.duration = duration
         self.seed = seed
@@ -47,9 +61,11 @@ class Demo:
         self.monitor: SiteMonitor | None = None
         self.sink: DemoCloud | None = None  # the cloud service (fogline cloud) in-process
         self.radio: Any = None
+        self.decisions: list[dict[str, Any]] = []  # every model decision (node, start, end, label, ...)
         self.t0 = time.time()
         self.t_end: float | None = None
         self._stop = asyncio.Event()
+        self._summary: dict[str, Any] | None = None
 
     # -- setup -----------------------------------------------------------------------------------
     async def _broker(self, name: str, url: str | None) -> tuple[str, int]:
@@ -63,18 +79,20 @@ class Demo:
         return b.host, b.port
 
     def gateway_config(self, host: str, port: int, cloud: tuple[str, int]) -> dict[str, Any]:
-        """The gateway's config for the demo: short windows so a short run shows decisions."""
+        """The gateway's config for the demo: the model's window; a watermark longer than a pack spans
+        (a pack lists one metric's records before the next) and an idle close longer than a Wi-Fi outage,
+        so neither closes a window before its readings are in."""
         gdir = self.workdir / "gateway"
         names = self.fleet.ble_names() if self.fleet else {}
         return {
             "site": {"id": self.site, "gateway_id": "gw-demo", "data_dir": str(gdir)},
             "mqtt": {"host": host, "port": port, "keepalive": 10},
-            "aggregate": {"windows_s": [self.window_s, 60.0], "watermark_s": 1.0, "idle_close_s": 3.0,
+            "aggregate": {"windows_s": [self.window_s], "watermark_s": 10.0, "idle_close_s": 30.0,
                           "flush_on_stop": False},
             "ble": {"enabled": bool(names), "names": names, "require_encryption": False, "stall_s": 3600.0},
             "cloud": {"enabled": True, "host": cloud[0], "port": cloud[1], "tls": False, "allow_plaintext": True,
                       "summary_windows_s": [], "ack_timeout_s": 10.0},
-            "inference": {"window_s": self.window_s, "set_timeout_s": 2.0},
+            "inference": {"window_s": self.window_s, "set_timeout_s": 5.0},
             "metrics": {"snapshot_s": 2.0},
         }
 
@@ -108,6 +126,7 @@ class Demo:
                 self.notes.update(service_components.attach(self.gw, cfg))
             except ImportError as e:
                 self.notes["components"] = f"unavailable: {e}"
+            self._record_decisions()
             await self.gw.start()
             self.notes["gateway"] = "on"
         except Exception as e:
@@ -115,14 +134,39 @@ class Demo:
             self.notes["gateway"] = f"failed: {e}"
             self.gw = None
 
+    def _record_decisions(self) -> None:
+        """Keep every decision the model makes (for the summary's ground-truth check; also as lines in
+        <workdir>/decisions.jsonl), then pass it on."""
+        eng = getattr(self.gw, "inference", None)
+        if eng is None:
+            return
+        downstream = eng.sink
+
+        log_path = self.workdir / "decisions.jsonl"
+
+        def sink(decisions: list[Any]) -> Any:
+            rows = [{"node": d.node, "start": d.start, "end": d.end, "label": d.label,
+                     "score": round(float(d.score), 4), "action": d.action, "reasons": list(d.reasons),
+                     "counts": {w.metric: w.count for w in d.windows}}
+                    for d in decisions]
+            self.decisions.extend(rows)
+            try:
+                with open(log_path, "a") as f:
+                    f.writelines(json.dumps(r) + "\n" for r in rows)
+            except OSError as e:
+                self.notes["decisions_log"] = f"error: {e}"
+            return downstream(decisions) if downstream is not None else None
+        eng.sink = sink
+
     async def start(self) -> None:
         """Brokers, observers, nodes, gateway (in that order so nothing is missed)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         site = await self._broker("site", self.broker_url)
         cloud = await self._broker("cloud", None)
-        self.monitor = SiteMonitor(site[0], site[1], self.site)
+        rules = {r["name"]: r for r in RULES}
+        self.monitor = SiteMonitor(site[0], site[1], self.site, rules=rules)
         self.monitor.start()
-        self.sink = DemoCloud(cloud[0], cloud[1], self.site, self.workdir / "cloud")
+        self.sink = DemoCloud(cloud[0], cloud[1], self.site, self.workdir / "cloud", rules=rules)
         try:
             await self.sink.start()
             self.notes["cloud"] = f"fogline cloud in-process: {self.sink.db_path}, query API {self.sink.query_url}"
@@ -193,6 +237,7 @@ class Demo:
                 log.warning("event=cloud_stop_failed error=%s", e)
         for b in self.brokers:
             await b.stop()
+        self._summary = self.summary()  # reads the nodes' truth logs and the gateway's store: before cleanup
         if not self.keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -221,6 +266,8 @@ class Demo:
     def summary(self) -> dict[str, Any]:
         """What happened, with the node-side ledger: sampled = kept + filtered (+ store errors) and
         kept = stored at the gateway + dropped by policy + backlog left in flash (BLE-only nodes keep theirs)."""
+        if self._summary is not None:
+            return self._summary
         from gateway.demo_summary import build_summary
         return build_summary(self)
 

@@ -13,10 +13,12 @@ import sqlite3
 import time
 from collections import deque
 from pathlib import Path
+from typing import Any, Mapping
 
 from gateway.cloudsvc import config as cfg_mod
 from gateway.cloudsvc.rows import Batch
 from gateway.cloudsvc.service import CloudService
+from gateway.demo_events import describe_alert
 
 MQTT_OVERHEAD = 5  # fixed header + packet id of a QoS 1 PUBLISH (as the site monitor counts)
 # rows per relay lane in the cloud record: what each lane's messages became
@@ -39,8 +41,10 @@ def lane_counts(db_path: Path) -> dict[str, int]:
 class DemoCloud:
     """CloudService (SQLite under data_dir, HTTP API on a free port, a token for the site) for the demo."""
 
-    def __init__(self, host: str, port: int, site: str, data_dir: Path):
+    def __init__(self, host: str, port: int, site: str, data_dir: Path,
+                 rules: Mapping[str, Mapping[str, Any]] | None = None):
         self.site = site
+        self.rules = dict(rules or {})  # rule name -> rule config: alerts are told with their threshold
         self.token = secrets.token_urlsafe(16)
         self.cfg = cfg_mod.from_dict({"cloud": {
             "broker": {"host": host, "port": port, "shared": False, "protocol": "3.1.1",
@@ -84,8 +88,8 @@ class DemoCloud:
         c["undecodable"] += len(b.dead)
         c["duplicates"] = int(self.svc.metrics.total("cloud_duplicates"))
         now = time.strftime("%H:%M:%S")
-        for _site, node, _seq, metric, _u, v, _t, _gw, _ts in b.alerts[-3:]:
-            self.events.appendleft(f"{now} cloud got ALERT {node} {metric}={v:g}")
+        for _site, node, _seq, metric, u, v, _t, _gw, _ts in b.alerts[-3:]:
+            self.events.appendleft(f"{now} cloud got {describe_alert(node, metric, v, u, self.rules)}")
         for d in b.decisions.values():
             if d["lane"] == "anomaly":
                 score = d.get("score")

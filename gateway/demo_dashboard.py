@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Iterable
 
 from rich.console import Group
 from rich.panel import Panel
@@ -11,18 +11,35 @@ from rich.table import Table
 from rich.text import Text
 
 BARS = "▁▂▃▄▅▆▇█"
+# Smallest span a sparkline scale covers per metric (its units): sensor noise (0.05 degC, 0.3 %RH,
+# 0.03 hPa) stays within one bar, a real change of a few units fills the row.
+SPAN_FLOOR = {"temperature": 4.0, "humidity": 10.0, "pressure": 4.0}
+DEFAULT_FLOOR = 1.0
 
 
-def sparkline(values: list[float], width: int = 24) -> str:
-    """Unicode sparkline of the last `width` values (flat line when constant)."""
+def metric_scale(series: Iterable[Iterable[float]], floor: float) -> tuple[float, float]:
+    """One (lo, hi) for a metric across nodes: their min and max, widened to `floor` with the middle of
+    the values in the middle of a bar (not on a bar edge, where noise would flip between two bars)."""
+    vals = [v for s in series for v in s]
+    if not vals:
+        return 0.0, floor
+    lo, hi = min(vals), max(vals)
+    if hi - lo < floor:
+        mid = (lo + hi) / 2
+        lo = mid - floor * (len(BARS) // 2 - 0.5) / len(BARS)
+        hi = lo + floor
+    return lo, hi
+
+
+def sparkline(values: Iterable[float], width: int = 24, scale: tuple[float, float] | None = None) -> str:
+    """Unicode sparkline of the last `width` values on `scale` (lo, hi); default: their own range
+    widened to DEFAULT_FLOOR."""
     vals = list(values)[-width:]
     if not vals:
         return ""
-    lo, hi = min(vals), max(vals)
-    span = hi - lo
-    if span <= 1e-12:
-        return BARS[3] * len(vals)
-    return "".join(BARS[min(7, int((v - lo) / span * 7.999))] for v in vals)
+    lo, hi = scale if scale is not None else metric_scale([vals], DEFAULT_FLOOR)
+    span = max(hi - lo, 1e-12)
+    return "".join(BARS[max(0, min(7, int((v - lo) / span * 7.999)))] for v in vals)
 
 
 def _num(v: Any, unit: str = "") -> str:
@@ -47,6 +64,10 @@ def render(demo: Any, width: int = 120) -> Group:
     with mon.lock:
         views = dict(mon.nodes)
     ble = demo.ble_latest()
+    scales = {m: metric_scale([list(mv.values[m])[-spark:] for mv in views.values() if m in mv.values],
+                              SPAN_FLOOR.get(m, DEFAULT_FLOOR)) for m in ("temperature", "humidity", "pressure")}
+    t.caption = "sparklines: one scale per metric across nodes, " + ", ".join(
+        f"{m} {lo:.1f}..{hi:.1f}" for m, (lo, hi) in scales.items())
     for v in fleet.nodes:
         mv = views.get(v.id)
         st = v.latest
@@ -64,7 +85,7 @@ def render(demo: Any, width: int = 120) -> Group:
         for metric in ("temperature", "humidity", "pressure"):
             if mv is not None and metric in mv.values and not v.ble_only:
                 vals = list(mv.values[metric])
-                cells.append(f"{sparkline(vals, spark)} {_num(vals[-1])}")
+                cells.append(f"{sparkline(vals, spark, scales[metric])} {_num(vals[-1])}")
             elif v.ble_only and metric in ble.get(v.id, {}):
                 cells.append(f"{'(advert) ' if wide else ''}{_num(ble[v.id][metric])}")
             else:

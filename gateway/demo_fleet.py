@@ -20,6 +20,13 @@ RUNNER = hostemu.REPO / "tools" / "demo_node.py"
 # MQTT node scenarios in order; the last node of a fleet of 2+ is BLE-only.
 SCENARIOS = ("spikes", "drift", "dies", "wifi_loss", "hot", "normal", "stuck")
 BLE_SCENARIO = "normal"
+BLE_INTERVAL_MS = 1000  # a BLE node advertises its latest values this often
+# every demo node's rules: an over-temperature alert driving the relay, and a stale-sensor alert
+RULES = (
+    {"name": "temp_high", "sensor": "temperature", "type": "above", "threshold": 30.0, "hysteresis": 1.0,
+     "actuator": "relay", "source": "raw"},
+    {"name": "temp_stale", "sensor": "temperature", "type": "stale", "missing_ms": 3000},
+)
 
 
 @dataclass
@@ -35,10 +42,16 @@ class VNode:
     final: dict[str, Any] | None = None
     error: str | None = None
     started: float = 0.0
+    signals: dict[str, Any] = field(default_factory=dict)  # the scenario's signal specs (ground truth)
 
     @property
     def control(self) -> Path:
         return self.dir / "control"
+
+    @property
+    def truth_log(self) -> Path:
+        """Every sensor read of the node with its scenario flags (tools/demo_node.py writes it)."""
+        return self.dir / "truth.log"
 
     @property
     def ble_log(self) -> Path:
@@ -76,8 +89,8 @@ def scenario_spec(name: str, seed: int) -> dict[str, Any]:
 
 
 def node_config(node_id: str, site: str, host: str, port: int, sample_ms: int, ble_only: bool) -> dict[str, Any]:
-    """Site config of a demo node: board sensors, a humidity deadband, an over-temperature alert driving
-    the relay, and a stale-sensor alert."""
+    """Site config of a demo node: board sensors (pressure scaled to hPa, humidity clamped), an
+    over-temperature alert driving the relay, and a stale-sensor alert."""
     return {
         "version": 1,
         "node": {"id": node_id, "site": site, "board": "pico_w"},
@@ -85,18 +98,16 @@ def node_config(node_id: str, site: str, host: str, port: int, sample_ms: int, b
         "mqtt": {"host": host, "port": port, "keepalive": 10},
         "sensors": [
             {"name": "temperature", "driver": "bme280", "field": "temperature", "unit": "Cel", "addr": 118},
+            # no deadband on a metric the model scores: the model reads a varying count of readings
+            # per window as a sensor losing samples (count_ratio), so a deadband means false anomalies
             {"name": "humidity", "driver": "bme280", "field": "humidity", "unit": "%RH", "addr": 118,
-             "filters": [{"type": "delta", "value": 0.2}]},
+             "filters": [{"type": "clamp", "min": 0.0, "max": 100.0}]},
             # the BME280 reads Pa; the gateway's model (and people) think in hPa
             {"name": "pressure", "driver": "bme280", "field": "pressure", "unit": "hPa", "addr": 118,
              "filters": [{"type": "multiply", "value": 0.01}]},
         ],
-        "rules": [
-            {"name": "temp_high", "sensor": "temperature", "type": "above", "threshold": 30.0, "hysteresis": 1.0,
-             "actuator": "relay", "source": "raw"},
-            {"name": "temp_stale", "sensor": "temperature", "type": "stale", "missing_ms": 3000},
-        ],
-        "ble": {"enabled": ble_only, "interval_ms": 1000},
+        "rules": [dict(r) for r in RULES],
+        "ble": {"enabled": ble_only, "interval_ms": BLE_INTERVAL_MS},
     }
 
 
@@ -171,11 +182,14 @@ class Fleet:
                 continue
             (v.dir / "config.json").write_text(json.dumps(cfg))
             v.control.write_text("")
+            sspec = scenario_spec(v.scenario, self.seed * 100 + i)
+            v.signals = sspec["signals"]
             spec = {"node": v.id, "config": str(v.dir / "config.json"), "boards_dir": str(hostemu.REPO / "boards"),
-                    "scenario": v.scenario, "scenario_spec": scenario_spec(v.scenario, self.seed * 100 + i),
+                    "scenario": v.scenario, "scenario_spec": sspec,
                     "seed": self.seed * 100 + i, "time_scale": self.time_scale,
                     "flash": str(v.dir / "flash.img"), "blocks": 212, "control": str(v.control),
-                    "ble_only": v.ble_only, "mac": v.mac, "drain_ms": 6000, "parent_pid": os.getpid()}
+                    "ble_only": v.ble_only, "mac": v.mac, "drain_ms": 6000, "parent_pid": os.getpid(),
+                    "truth": str(v.truth_log)}
             (v.dir / "spec.json").write_text(json.dumps(spec))
             cmd = [mp] + (["-X", f"heapsize={heap}"] if heap else []) + [str(RUNNER), str(v.dir / "spec.json")]
             env = hostemu.mp_env(FOGLINE_REPO=str(hostemu.REPO), FOGLINE_SIM_WDT="0",

@@ -13,11 +13,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import cbor2
 import paho.mqtt.client as mqtt
 
+from gateway.demo_events import describe_alert
 from shared import senml, topics
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class NodeView:
     seqs: dict[str, int] = field(default_factory=lambda: {"up": 0, "alert": 0})
     acked: dict[str, int] = field(default_factory=lambda: {"up": 0, "alert": 0})
     alerts: int = 0
+    alert_log: list[tuple[str, float]] = field(default_factory=list)  # (rule or rule.clear, reading time)
     state: dict[str, Any] = field(default_factory=dict)
     link: str = "mqtt"
 
@@ -54,8 +56,10 @@ def _client(client_id: str) -> mqtt.Client:
 class SiteMonitor:
     """Passive subscriber on the site broker: per-node values, seqs, acks, alerts, wire bytes."""
 
-    def __init__(self, host: str, port: int, site: str, history: int = 40):
+    def __init__(self, host: str, port: int, site: str, history: int = 40,
+                 rules: Mapping[str, Mapping[str, Any]] | None = None):
         self.host, self.port, self.site = host, port, site
+        self.rules = dict(rules or {})  # rule name -> rule config, to tell alerts with their threshold
         self.history = history
         self.nodes: dict[str, NodeView] = {}
         self.events: deque[str] = deque(maxlen=12)
@@ -127,8 +131,11 @@ class SiteMonitor:
             metric = name.split("/", 1)[-1]
             if kind == "alert":
                 v.alerts += 1
+                if isinstance(t, (int, float)):
+                    v.alert_log.append((metric, float(t)))
                 self.counters["alert_readings"] += 1
-                self.events.appendleft(f"{time.strftime('%H:%M:%S')} ALERT {node} {metric}={_fmt(value)}")
+                self.events.appendleft(f"{time.strftime('%H:%M:%S')} "
+                                       f"{describe_alert(node, metric, value, unit, self.rules)}")
                 continue
             v.readings += 1
             self.counters["readings"] += 1
@@ -140,7 +147,3 @@ class SiteMonitor:
                 dq.append(float(value))
                 if unit:
                     v.units[metric] = unit
-
-
-def _fmt(x: Any) -> str:
-    return f"{x:.2f}" if isinstance(x, float) else str(x)

@@ -1,8 +1,13 @@
-"""The demo's closing summary: node ledgers, gateway and cloud counts, bytes upstream vs naive JSON."""
+"""The demo's closing summary: node ledgers, gateway and cloud counts, bytes upstream vs naive JSON, and
+the model's decisions against the scenarios' ground truth (false positives per node, faults found)."""
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
 from typing import Any
+
+BLE_DELIVERS = "latest values in BTHome adverts (no store-and-forward, no acks): its log stays on the node"
 
 
 def _node_ledger(v: Any) -> dict[str, Any]:
@@ -26,10 +31,48 @@ def _node_ledger(v: Any) -> dict[str, Any]:
         "backlog": int(backlog.get("up", 0)),
         "alert_backlog": int(backlog.get("alert", 0)),
     }
+    if v.ble_only:
+        led["delivers"] = BLE_DELIVERS
     # FlashLog seqs start at 1 on a fresh image, so the gateway's ack is the count it holds durably.
     led["unexplained"] = led["kept"] - led["stored_at_gateway"] - led["dropped_by_policy"] - led["backlog"]
     led["consistent"] = (sampled == led["kept"] + filtered + led["store_errors"]) and led["unexplained"] == 0
     return led
+
+
+def gateway_rows(data_dir: Path) -> dict[str, dict[str, int]]:
+    """Rows the gateway committed per node and lane (up, alert, ble), read from its store after it stopped."""
+    from gateway.store import LANE_NAME
+    out: dict[str, dict[str, int]] = {}
+    db = Path(data_dir) / "ingest.sqlite"
+    if not db.exists():
+        return out
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        for node, lane, n in con.execute("SELECT n.name, r.lane, count(*) FROM readings r JOIN nodes n USING(nid) "
+                                         "GROUP BY 1, 2"):
+            out.setdefault(node, {})[LANE_NAME.get(lane, str(lane))] = int(n)
+    finally:
+        con.close()
+    return out
+
+
+def _detection(demo: Any) -> dict[str, Any]:
+    """The model's decisions judged against what each node's scenario really did (event time)."""
+    from gateway.demo_fleet import BLE_INTERVAL_MS
+    from gateway.demo_truth import evaluate, load_truth
+    fleet, mon = demo.fleet, demo.monitor
+    if not fleet:
+        return {}
+    truths = [load_truth(v.truth_log, v.id, v.scenario, v.signals) for v in fleet.nodes]
+    for v, nt in zip(fleet.nodes, truths):  # a BLE node's readings come with its adverts, not its samples
+        nt.period_s = (BLE_INTERVAL_MS if v.ble_only else demo.sample_ms) / 1000.0
+    alerts = {}
+    if mon is not None:
+        with mon.lock:
+            alerts = {n: list(v.alert_log) for n, v in mon.nodes.items()}
+    out = evaluate(truths, demo.decisions, alerts)
+    out["window_s"] = demo.window_s
+    return out
 
 
 def build_summary(demo: Any) -> dict[str, Any]:
@@ -48,10 +91,19 @@ def build_summary(demo: Any) -> dict[str, Any]:
     if gw is not None and getattr(gw, "inference", None) is not None:
         try:
             st = gw.inference.stats()
-            inference = {k: st.get(k) for k in ("sets_scored", "summary", "anomaly", "raw", "model")}
+            inference = {k: st.get(k) for k in ("sets_scored", "summary", "anomaly", "raw", "windows_late", "model")}
         except Exception as e:  # stats are informative only
             inference = {"error": str(e)}
     ble_stored = 0
+    rows: dict[str, dict[str, int]] = {}
+    try:
+        rows = gateway_rows(demo.workdir / "gateway")
+    except sqlite3.Error as e:
+        demo.notes["gateway_rows"] = f"unreadable: {e}"
+    for led in ledgers:
+        led["rows_at_gateway"] = rows.get(led["node"], {})
+        if led["link"] == "ble":
+            led["ble_readings_at_gateway"] = led["rows_at_gateway"].get("ble", 0)
     gwm: dict[str, int] = {}
     if gw is not None:
         try:
@@ -61,6 +113,7 @@ def build_summary(demo: Any) -> dict[str, Any]:
             ble_stored = int(m.get("readings_in", lane="ble"))  # BLE readings get gateway-assigned seqs
         except Exception:
             ble_stored = 0
+    detection = _detection(demo)
     out = {
         "duration_s": round((demo.t_end or demo.t0) - demo.t0, 1),
         "seed": demo.seed,
@@ -74,6 +127,9 @@ def build_summary(demo: Any) -> dict[str, Any]:
         "stored": tot["stored_at_gateway"],
         "dropped_by_policy": tot["dropped_by_policy"],
         "backlog": tot["backlog"],
+        # the backlog split: MQTT nodes' unacked readings vs BLE nodes' logs, which BLE never carries
+        "backlog_mqtt": sum(led["backlog"] for led in ledgers if led["link"] == "mqtt"),
+        "kept_on_ble_nodes": sum(led["backlog"] for led in ledgers if led["link"] == "ble"),
         "store_errors": tot["store_errors"],
         "unexplained": tot["unexplained"],
         "consistent": bool(came_up) and all(led["consistent"] for led in ledgers if led["final_report"]),
@@ -82,8 +138,19 @@ def build_summary(demo: Any) -> dict[str, Any]:
         "alerts": {"raised": tot["alerts_raised"], "stored": tot["alerts_stored_at_gateway"],
                    "relayed": lanes.get("alert", 0)},
         "anomalies": {"detected": inference.get("anomaly"), "relayed": lanes.get("anomaly", 0)},
+        "detection": detection,
+        "false_positive_rate": {n: d["fp_rate"] for n, d in detection.get("per_node", {}).items()},
         "ble_readings_at_gateway": ble_stored,
+        "ble_delivers": BLE_DELIVERS,
         "gateway": gwm,
+        # gateway.readings_stored counts every row the gateway committed: the MQTT nodes' acked readings
+        # ("stored"), their alert records and the BLE readings (gateway-assigned seqs, never acked)
+        "stored_reconciled": {
+            "stored": tot["stored_at_gateway"], "alert_records": tot["alerts_stored_at_gateway"],
+            "ble_readings": ble_stored, "sum": tot["stored_at_gateway"] + tot["alerts_stored_at_gateway"] + ble_stored,
+            "gateway_readings_stored": gwm.get("readings_stored"),
+            "matches": gwm.get("readings_stored") == tot["stored_at_gateway"] + tot["alerts_stored_at_gateway"]
+            + ble_stored},
         "bytes": {"sent_upstream": up_bytes, "naive_json": naive,
                   "reduction": round(naive / up_bytes, 1) if up_bytes else None,
                   "site_wire": mc.get("up_bytes", 0)},

@@ -51,7 +51,7 @@ class InferenceConfig:
     model_url: str = ""               # install this model at start: a dir, manifest path, file:// or http(s)://
     accept_cloud_models: bool = True  # install models published to fogline/<site>/model (CBOR)
     allow_downgrade: bool = False     # refuse a downloaded model whose version is not newer
-    window_s: float = 60.0            # the aggregate window length that is scored
+    window_s: float = 60.0            # the aggregate window scored: the model's manifest window_s (checked at start)
     threshold: float | None = None    # anomaly threshold on the score; None = the manifest's
     confidence_min: float | None = None  # below this confidence the raw window goes to the cloud; None = manifest
     metric_aliases: dict[str, str] = field(default_factory=dict)  # node metric -> model metric, e.g. temp_c = "temperature"

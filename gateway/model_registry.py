@@ -247,3 +247,17 @@ def fetch(url: str, timeout: float = 30.0) -> tuple[dict[str, Any], bytes]:
     except (OSError, ValueError) as e:
         raise ModelError(f"{url}: download failed ({e})") from None
     return man, data
+
+
+def window_mismatch(manifest: dict[str, Any], window_s: float, aggregated: Any = ()) -> str | None:
+    """Why [inference] window_s does not fit this model (trained on manifest features.window_s) or is not
+    one of the [aggregate] windows_s; None when it fits."""
+    trained = (manifest.get("features") or {}).get("window_s")
+    if isinstance(trained, (int, float)) and abs(float(trained) - float(window_s)) > 1e-6:
+        return (f"inference.window_s = {window_s:g} but the model {manifest.get('name')}@v{manifest.get('version')} "
+                f"was trained on {float(trained):g} s windows: its features would not mean what it learned "
+                f"(set window_s = {float(trained):g}, or build a model for {window_s:g} s)")
+    if aggregated and not any(abs(float(a) - float(window_s)) <= 1e-6 for a in aggregated):
+        return (f"inference.window_s = {window_s:g} is not one of aggregate.windows_s {list(aggregated)}: "
+                "no window set will ever be scored")
+    return None

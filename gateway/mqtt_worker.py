@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -298,6 +299,11 @@ class MqttWorkerIngest:
 
 def main(argv: list[str]) -> int:
     """Child entry: `python -m gateway.mqtt_worker OUT_FD IN_FD`; the first message is the config."""
+    # Ctrl-C (the terminal signals the whole process group) and systemd's SIGTERM (the whole cgroup) are
+    # for the gateway: it stops this child over the pipe after handing over what it has, and a gateway
+    # that dies closes the pipe, which ends the child too.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     out = Connection(int(argv[0]))
     inp = Connection(int(argv[1]))
     try:

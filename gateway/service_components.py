@@ -33,18 +33,37 @@ class InferenceComponent:
         self.gw: Any = None
         self.stopped = False
         self.late_windows = 0
+        self.window_problem: str | None = None
 
     async def start(self, gw: Any) -> None:
         self.gw = gw
         await asyncio.get_running_loop().run_in_executor(None, self.engine.start)
+        self.window_problem = self._check_window(gw)
         if hasattr(gw, "query_hot"):  # G-INFER: "raw" decisions forward the window's raw readings
             self.engine.raw_fetch = gw.query_hot
         gw.on_window(self._on_window)
         self._task = asyncio.create_task(self._tick(), name="inference-flush")  # G-INFER: once, not per window
 
+    def _check_window(self, gw: Any) -> str | None:
+        """Loud at start: a scored window the model was not trained on gives meaningless scores."""
+        from gateway.model_registry import window_mismatch
+        agg = getattr(getattr(getattr(gw, "config", None), "aggregate", None), "windows_s", ())
+        problem = window_mismatch(self.engine.model.manifest, self.engine.cfg.window_s, agg)
+        if problem:
+            log.error("event=model_window_mismatch %s", problem)
+            if getattr(gw, "metrics", None) is not None:
+                gw.metrics.set("inference_window_mismatch", 1)
+        return problem
+
     def _on_window(self, w: Any) -> None:
         if self.stopped:  # the gateway flushes partial windows after its components stopped
             self.late_windows += 1
+            return
+        model = self.engine.model
+        metric = self.engine.aliases.get(w.metric, w.metric)
+        if model is not None and metric not in model.manifest["features"]["metrics"]:
+            # not a model input (e.g. an alert record's rule name): the set must not wait for it, nor call it late
+            self.gw.metrics.inc("windows_not_scored", why="not_a_model_metric")
             return
         may = getattr(self.gw, "may_relay", None)
         if may is not None and not may(w.node, w.start):  # CLUSTER: lease held here since the window began?

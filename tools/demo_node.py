@@ -2,7 +2,7 @@
 # usage: micropython tools/demo_node.py SPEC.json     (tools/sim first on MICROPYPATH)
 # SPEC: {"node", "config" (site JSON path), "boards_dir", "scenario" (preset) or "scenario_spec"
 #        (Scenario.from_spec dict), "seed", "time_scale",
-#        "flash", "blocks", "control", "ble_only", "mac", "drain_ms"}
+#        "flash", "blocks", "control", "ble_only", "mac", "drain_ms", "truth" (optional ground-truth file)}
 # The control file (polled every 200 ms) may hold "stop": sampling stops, the log is flushed, the
 # uplink drains the backlog (up to drain_ms), then "FINAL {json}" is printed and the process exits.
 # The node also stops when the process parent_pid (the demo) is gone.
@@ -25,11 +25,16 @@ NODE = spec["node"]
 
 
 class Scaled:
-    """A scenario seen through a faster clock (same signals, same ground truth)."""
+    """A scenario seen through a faster clock (same signals, same ground truth).
 
-    def __init__(self, sc, k):
+    With `truth` (an open file) every read is recorded as "epoch_s t_s name flags" lines, the
+    epoch time being what the node stamps on the reading: the demo scores the gateway against it."""
+
+    def __init__(self, sc, k, clock=None, truth=None):
         self.sc = sc
         self.k = k
+        self.clock = clock
+        self.truth = truth
         self.series = sc.series
         self.wifi_outages = [(a / k, b / k) for a, b in sc.wifi_outages]
         h = getattr(sc, "hang_at_s", None)
@@ -39,7 +44,13 @@ class Scaled:
         return getattr(self.sc, name)
 
     def read(self, name, t_s):
-        return self.sc.read(name, t_s * self.k)
+        t = t_s * self.k
+        if self.truth is None or name not in self.sc.series:
+            return self.sc.read(name, t)
+        m, _truth, flags = self.sc.series[name].sample(t)
+        c = self.clock
+        self.truth.write("%.3f %.3f %s %d\n" % (c.epoch_s(c.now_ms(), False), t, name, flags))
+        return m
 
 
 def own_links(app, cfg, ble_only):
@@ -140,7 +151,8 @@ async def main():
         sc = scen_mod.Scenario.from_spec(spec["scenario_spec"])
     else:
         sc = scen_mod.preset(spec.get("scenario", "normal"), spec.get("seed", 1))
-    fw.sim_attach(cfg, Scaled(sc, spec.get("time_scale", 1.0)), clock)
+    truth = open(spec["truth"], "w") if spec.get("truth") else None
+    fw.sim_attach(cfg, Scaled(sc, spec.get("time_scale", 1.0), clock, truth), clock)
     dev = flashdev.FlashDev(spec.get("blocks", 212), path=spec["flash"])
     try:
         flashdev.mount(dev, "/flash")
@@ -184,6 +196,8 @@ async def main():
         if b["up"] == 0 and b["alert"] == 0:
             break
         await asyncio.sleep_ms(100)
+    if truth is not None:
+        truth.close()
     print("FINAL", json.dumps(stats(app, note)))
     for t in tasks:
         t.cancel()

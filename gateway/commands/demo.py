@@ -21,9 +21,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--broker", default=None, help="use this site broker (mqtt://host:port) instead of the embedded one")
     p.add_argument("--headless", action="store_true", help="no dashboard; print the summary as JSON")
     p.add_argument("--workdir", default=None, help="keep flash images, databases and logs here")
-    p.add_argument("--sample-ms", type=int, default=250, help="node sampling period (default 250 ms)")
+    p.add_argument("--sample-ms", type=int, default=1000,
+                   help="node sampling period (default 1000 ms: the model was trained on 1 Hz readings)")
     p.add_argument("--time-scale", type=float, default=1.0, help="scenario time runs this much faster (default 1)")
-    p.add_argument("--window-s", type=float, default=5.0, help="aggregation window scored by the model (default 5)")
+    p.add_argument("--window-s", type=float, default=None,
+                   help="aggregation window scored by the model (default and only accepted value: the model's "
+                        "manifest window_s, 60)")
     p.add_argument("--node-heap", default=None,
                    help="micropython -X heapsize for nodes (default: a Pico W's, 190000w; 'none' = 2 MB)")
     p.add_argument("--log-level", default="WARNING")
@@ -68,11 +71,27 @@ def _print_human(s: dict) -> None:
     t.add_row("  filtered on the node", str(s["filtered"]))
     t.add_row("  stored at the gateway (acked)", str(s["stored"]))
     t.add_row("  dropped by policy", str(s["dropped_by_policy"]))
-    t.add_row("  still in node flash", str(s["backlog"]))
+    t.add_row("  still in MQTT node flash (unacked)", str(s["backlog_mqtt"]))
+    t.add_row("  kept on BLE nodes", f"{s['kept_on_ble_nodes']} (BLE sends the latest values, not the log)")
     t.add_row("  unexplained", str(s["unexplained"]))
+    t.add_row("BLE readings at the gateway", f"{s['ble_readings_at_gateway']} from "
+                                             f"{s['gateway'].get('ble_adverts', 0)} adverts")
+    r = s["stored_reconciled"]
+    t.add_row("gateway rows stored", f"{r['gateway_readings_stored']} = {r['stored']} acked + {r['alert_records']} "
+                                     f"alerts + {r['ble_readings']} BLE"
+              + ("" if r["matches"] else " [red](differs)[/red]"))
     t.add_row("alerts raised / stored / at cloud", f"{s['alerts']['raised']} / {s['alerts']['stored']} / "
                                                    f"{s['alerts']['relayed']}")
     t.add_row("anomalies detected / at cloud", f"{s['anomalies']['detected']} / {s['anomalies']['relayed']}")
+    det = s.get("detection") or {}
+    for node, d in (det.get("per_node") or {}).items():
+        fp = "-" if d["fp_rate"] is None else f"{d['fp_rate']:.0%}"
+        t.add_row(f"  {node} ({d['scenario']})", f"{d['windows_scored']} windows of {det.get('window_s', 0):g} s "
+                                                 f"scored, {d['truth_anomalous']} anomalous in truth, false positives "
+                                                 f"{d['false_positives']}/{d['truth_normal']} ({fp})")
+    for i in det.get("injected", []):
+        how = ", ".join(i["found_by"]) if i["found"] else "[red]missed[/red]"
+        t.add_row(f"  injected {'+'.join(i['faults'])} on {i['node']}", how)
     t.add_row("relayed to cloud (rows)", json.dumps(s["relayed_by_lane"]))
     b = s["bytes"]
     t.add_row("bytes upstream vs naive JSON", f"{b['sent_upstream']:,} vs {b['naive_json']:,}"

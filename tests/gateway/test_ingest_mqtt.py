@@ -238,6 +238,27 @@ def test_worker_process_mode_stores_once_acks_and_stops_cleanly(mosquitto, tmp_p
     assert not g.gw.mqtt.is_alive() and pid
 
 
+def test_worker_process_ignores_ctrl_c_meant_for_the_gateway(mosquitto, tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group: the worker must not die of it (the gateway
+    stops it over the pipe after its own shutdown), or the gateway logs mqtt_worker_died and restarts it."""
+    import os
+    import signal
+    cfg = gw_config(tmp_path, mosquitto.port, mqtt={"worker_process": True})
+    with GatewayThread(cfg) as g:
+        node = SimNode(mosquitto.port, "w2")
+        t0 = time.time() - 100
+        node.up(1, [1.0, 2.0], t0=t0)
+        assert node.wait_ack("up", 2)
+        pid = g.gw.mqtt.proc.pid
+        os.kill(pid, signal.SIGINT)
+        node.up(3, [3.0, 4.0], t0=t0 + 10)
+        assert node.wait_ack("up", 4)
+        assert g.gw.mqtt.proc.pid == pid and g.gw.mqtt.is_alive()
+        assert g.gw.metrics.total("mqtt_worker_restarts") == 0
+        node.close()
+    assert stored_seqs(tmp_path / "data", "w2") == [1, 2, 3, 4]
+
+
 def test_worker_process_exits_when_the_gateway_process_dies(mosquitto, tmp_path):
     import os
     import signal
