@@ -210,7 +210,7 @@ class Demo:
         loop = asyncio.get_running_loop()
         if self.fleet:
             await loop.run_in_executor(None, self.fleet.stop)
-        for name in ("gateway.cloud", "gateway.breaker"):  # the planned disconnect is not news
+        for name in ("gateway.cloud", "gateway.breaker", "gateway.cloudsvc.consumer"):  # planned disconnects: not news
             logging.getLogger(name).setLevel(logging.ERROR)
         if self.gw is not None:
             try:

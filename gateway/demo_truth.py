@@ -5,8 +5,9 @@ Each virtual node records every sensor read with its scenario flags (tools/demo_
 `epoch_s t_s metric flags`). A scored window is anomalous in truth by the rule the model was trained
 with (tools/datagen.py): it holds a spike, or at least SPIKE_MIN_FRAC of a metric's reads are faulty;
 a drift counts once it is DRIFT_LABEL scale units off. A window whose readings reached the gateway
-short by that share too (a host too busy to run the node on time: samples or adverts not made) is
-"short": the model rightly sees missing data there, so it is reported apart, not judged as normal.
+short by that share too (the node started or stopped inside it, or a host too busy to run the node
+on time made fewer samples or adverts) is "short": missing data by the same rule, which the model may
+rightly flag, so it is reported apart (short_windows, short_flagged), not judged as normal.
 """
 
 from __future__ import annotations
@@ -42,19 +43,13 @@ class NodeTruth:
     signals: dict[str, dict[str, Any]] = field(default_factory=dict)
     period_s: float = 1.0  # how often a reading of each metric should reach the gateway (sample or advert)
 
-    def expected(self, start: float, end: float) -> float:
-        """Readings per metric the gateway should get in [start, end) while the node was running."""
-        if not self.reads:
-            return 0.0
-        lo, hi = max(start, self.reads[0].t), min(end, self.reads[-1].t + self.period_s)
-        return max(0.0, hi - lo) / self.period_s
-
     def short(self, start: float, end: float, counts: dict[str, Any] | None) -> bool:
-        """The gateway got fewer than (1 - SPIKE_MIN_FRAC) of the expected readings of some metric."""
+        """The gateway got fewer than (1 - SPIKE_MIN_FRAC) of the readings a whole window holds for some
+        metric: the node started or stopped inside it, or readings were not made (a starved host)."""
         if not counts:
             return False
-        want = self.expected(start, end)
-        return want > 0 and min(float(c) for c in counts.values()) < (1.0 - SPIKE_MIN_FRAC) * want
+        want = (end - start) / self.period_s
+        return min(float(c) for c in counts.values()) < (1.0 - SPIKE_MIN_FRAC) * want
 
     def faulty(self, r: Read) -> int:
         """Flags of a read that make it faulty (a drift only once it is DRIFT_LABEL scale units off)."""

@@ -86,9 +86,11 @@ def _print_human(s: dict) -> None:
     det = s.get("detection") or {}
     for node, d in (det.get("per_node") or {}).items():
         fp = "-" if d["fp_rate"] is None else f"{d['fp_rate']:.0%}"
+        short = (f", {d['short_windows']} short (node started/stopped in it or readings missing; "
+                 f"{d['short_flagged']} flagged)" if d["short_windows"] else "")
         t.add_row(f"  {node} ({d['scenario']})", f"{d['windows_scored']} windows of {det.get('window_s', 0):g} s "
                                                  f"scored, {d['truth_anomalous']} anomalous in truth, false positives "
-                                                 f"{d['false_positives']}/{d['truth_normal']} ({fp})")
+                                                 f"{d['false_positives']}/{d['truth_normal']} ({fp}){short}")
     for i in det.get("injected", []):
         how = ", ".join(i["found_by"]) if i["found"] else "[red]missed[/red]"
         t.add_row(f"  injected {'+'.join(i['faults'])} on {i['node']}", how)

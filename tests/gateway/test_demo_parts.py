@@ -121,17 +121,28 @@ def test_demo_nodes_send_every_scored_metric_at_a_steady_rate():
 
 
 def test_a_window_short_of_readings_is_reported_apart_not_judged_normal():
-    """A host too busy to run the node on time delivers fewer readings: the model rightly sees missing
-    data, which is neither a false positive nor a normal window."""
-    nt = _truth("ble5", "normal", lambda i: 0, n=480)  # 2 minutes of reads from t0=1000
+    """A node that started inside a window, or a host too busy to run it on time, delivers fewer readings
+    than a whole window holds: missing data by the training rule, neither a false positive nor normal."""
+    nt = _truth("ble5", "normal", lambda i: 0, n=720)  # 3 minutes of reads from t0=1000
     nt.period_s = 1.0
-    assert nt.expected(1020.0, 1080.0) == pytest.approx(60.0)
-    assert nt.expected(960.0, 1020.0) == pytest.approx(20.0)  # the node started at 1000
     decisions = [
-        {"node": "ble5", "start": 960.0, "end": 1020.0, "label": "normal", "counts": {"temperature": 20}},
-        {"node": "ble5", "start": 1020.0, "end": 1080.0, "label": "anomaly", "counts": {"temperature": 41}},
+        {"node": "ble5", "start": 960.0, "end": 1020.0, "label": "anomaly", "counts": {"temperature": 20}},
+        {"node": "ble5", "start": 1020.0, "end": 1080.0, "label": "anomaly", "counts": {"temperature": 47}},
         {"node": "ble5", "start": 1080.0, "end": 1140.0, "label": "normal", "counts": {"temperature": 59}},
+        {"node": "ble5", "start": 1140.0, "end": 1200.0, "label": "anomaly", "counts": {"temperature": 48}},
     ]
     v = evaluate([nt], decisions, {})["per_node"]["ble5"]
-    assert v["short_windows"] == 1 and v["short_flagged"] == 1
-    assert v["truth_normal"] == 2 and v["false_positives"] == 0 and v["fp_rate"] == 0.0
+    assert v["short_windows"] == 2 and v["short_flagged"] == 2
+    assert v["truth_normal"] == 2 and v["false_positives"] == 1 and v["fp_rate"] == 0.5
+
+
+def test_fogline_demo_refuses_a_window_the_model_was_not_trained_on():
+    import subprocess
+    import sys
+
+    from tools import hostemu
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "demo", "--headless", "--window-s", "5",
+                           "--duration", "1"], capture_output=True, text=True, timeout=120, cwd=str(hostemu.REPO))
+    assert proc.returncode == 2
+    assert "--window-s 5 differs from the model's window (60 s" in proc.stderr
+    assert proc.stdout == ""

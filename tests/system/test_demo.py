@@ -95,7 +95,7 @@ def test_no_false_anomalies_on_the_normal_nodes(demo_run):
     assert det["normal_nodes"] == ["node4", "ble5"], det  # wifi_loss: a link fault, the sensors are fine
     for node in det["normal_nodes"]:
         d = det["per_node"][node]
-        assert d["windows_scored"] >= 1, d
+        assert d["truth_normal"] >= 1, d  # a whole window judged (the first is partial: "short")
         assert d["truth_anomalous"] == 0, d
         assert d["false_positives"] == 0, (d, s["inference"])
         assert s["false_positive_rate"][node] == 0.0
