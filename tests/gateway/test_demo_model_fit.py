@@ -6,7 +6,7 @@ Deterministic (seeded, no wall clock), so it judges the configuration, not this 
 
 from __future__ import annotations
 
-import sys
+import importlib.util
 
 import pytest
 
@@ -18,8 +18,11 @@ from gateway.inference import InferenceConfig, InferenceEngine
 from shared import filters
 from tools import hostemu
 
-sys.path.insert(0, str(hostemu.SIM_DIR))
-import scenario as sim  # noqa: E402  (tools/sim/scenario.py: pure Python, runs on CPython too)
+# tools/sim/scenario.py is pure Python and runs on CPython too; loaded by path so tools/sim (the simulated
+# MicroPython modules) never goes on this process's import path
+_spec = importlib.util.spec_from_file_location("demo_sim_scenario", hostemu.SIM_DIR / "scenario.py")
+sim = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sim)
 
 T0 = 1_796_291_623.0  # 23 s into a minute: the first window is partial, as in a real run
 MINUTES = 30
