@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import math
 import reprlib
+from itertools import repeat
 from dataclasses import dataclass, field
 from typing import Any
 
 import cbor2
 
+from gateway.senml_fast import Columns, resolve_columns
 from shared import epoch, senml, topics
 
 LANES = ("up", "alert")
@@ -163,6 +165,25 @@ def _senml_reason(msg: str) -> str:
     return "senml"
 
 
+def _clean_pack(node: str, lane: str, first: int, cols: Columns, pol: Policy, now: float) -> list[Reading] | None:
+    """Readings of a resolved pack whose every record passes (None: some do not, check record by record)."""
+    names, units, values, times = cols
+    if not now - pol.max_age_s <= float(min(times)) <= float(max(times)) <= now + pol.max_future_s:
+        return None
+    prefix = node + "/"
+    plen = len(prefix)
+    metric: dict[str, str] = {}
+    for name in set(names):
+        if not name.startswith(prefix) or len(name) == plen:
+            return None
+        metric[name] = name[plen:]
+    if not pol.units.issuperset(set(units) - {None}):
+        return None
+    n = len(names)
+    return list(map(Reading, repeat(node, n), repeat(lane, n), range(first, first + n), map(metric.__getitem__, names),
+                    units, map(float, values), map(float, times)))
+
+
 def decode_uplink(node: str, lane: str, payload: bytes, pol: Policy, now: float) -> Message:
     """Decode an up/alert payload `[first_seq, pack(, auth)]` into a Message or raise Rejected."""
     obj = _cbor(payload, pol)
@@ -181,9 +202,17 @@ def decode_uplink(node: str, lane: str, payload: bytes, pol: Policy, now: float)
         raise Rejected("structure", "senml pack must be an array")
     if len(pack) > pol.max_records:
         raise Rejected("too_large", f"{len(pack)} records > {pol.max_records}")
+    cols = resolve_columns(pack)  # the firmware's shape: checked per pack, not per record and label
+    if cols is not None:
+        if first + len(cols[0]) - 1 > MAX_SEQ:
+            raise Rejected("seq", "seq overflows 63 bits")
+        out = _clean_pack(node, lane, first, cols, pol, now)
+        if out is not None:
+            return Message(node, lane, first, out, "mqtt", len(payload), auth, payload, now, records=len(out),
+                           epoch=ep)
     try:
         # Records map to seqs in time order (DESIGN.md seq rule, shared/senml.py).
-        recs = senml.in_seq_order(senml.resolve(pack, True))
+        recs = list(zip(*cols)) if cols is not None else senml.in_seq_order(senml.resolve(pack, True))
     except ValueError as e:
         m = str(e)
         raise Rejected(_senml_reason(m), m[:200]) from None
