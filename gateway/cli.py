@@ -17,6 +17,7 @@ SUBCOMMANDS = [
     ("query", "gateway.commands.query"),
     ("vboard", "gateway.commands.vboard"),
     ("deploy", "gateway.commands.deploy"),
+    ("hwcheck", "gateway.commands.hwcheck"),
     ("provision", "gateway.commands.provision"),
     ("model", "gateway.commands.model"),
     ("federate", "gateway.commands.federate"),

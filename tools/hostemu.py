@@ -23,6 +23,7 @@ BOARD_SCRIPT = BOARD_SRC / "build-board-port.sh"
 BOARD_DIR = Path(os.environ.get("FOGLINE_BOARD_BUILD", REPO / "build" / "board-port"))
 BOARD_BIN = BOARD_DIR / "micropython-board"
 RUNTIMES = ("micropython", "board")
+VARIANT_SCRIPT = REPO / "tools" / "build_board_variant.sh"
 
 
 class NoMicroPython(RuntimeError):
@@ -45,6 +46,8 @@ def find_micropython(runtime: str = "micropython") -> str:
     """Path of the interpreter for runtime: "micropython" ($FOGLINE_MICROPYTHON, venv, PATH) or "board"."""
     if runtime == "board":
         return find_board(build=True)
+    if runtime == "board-repl":
+        return find_board_variant("repl")
     env = os.environ.get("FOGLINE_MICROPYTHON")
     if env:
         if not (os.path.isfile(env) and os.access(env, os.X_OK)):
@@ -119,6 +122,30 @@ def build_board() -> str:
             raise NoMicroPython(f"board port build failed (see {BOARD_DIR}/build-board.log):\n{p.stdout}{p.stderr}")
         stamp.write_text(_board_stamp())
         return str(BOARD_BIN)
+
+
+def find_board_variant(variant: str) -> str:
+    """The board-like port built by tools/build_board_variant.sh (e.g. "repl": with the raw REPL that
+    mpremote needs, for a virtual board), built once under build/board-<variant>/."""
+    d = BOARD_DIR.parent / f"board-{variant}"
+    exe = d / f"micropython-board-{variant}"
+    want = _board_stamp() + f";{VARIANT_SCRIPT.stat().st_size}:{int(VARIANT_SCRIPT.stat().st_mtime)}"
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stamp = d / "stamp"
+        if exe.exists() and stamp.exists() and stamp.read_text() == want:
+            return str(exe)
+        why = _can_build_32bit()
+        if why:
+            raise NoMicroPython(f"cannot build the board-like port ({variant}): {why}; install gcc-multilib")
+        print(f"fogline: building the board-like MicroPython port ({variant}) into {d} (once, ~1 min)",
+              file=sys.stderr, flush=True)
+        p = subprocess.run(["bash", str(VARIANT_SCRIPT), str(d), variant], capture_output=True, text=True)
+        if p.returncode != 0 or not exe.exists():
+            raise NoMicroPython(f"board port ({variant}) build failed:\n{p.stdout}{p.stderr}")
+        stamp.write_text(want)
+        return str(exe)
 
 
 def mpy_cross(runtime: str = "micropython") -> str:

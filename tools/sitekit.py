@@ -61,7 +61,7 @@ class Proc:
 class VNode:
     """One virtual node (tools/demo_node.py: firmware.app under micropython) with its own flash image."""
 
-    def __init__(self, d: Path, name: str, config: Path, scenario: str, seed: int):
+    def __init__(self, d: Path, name: str, config: Path, scenario: str, seed: int, runtime: str = "micropython"):
         d.mkdir(parents=True, exist_ok=True)
         self.name, self.control = name, d / "control"
         self.control.write_text("")
@@ -70,8 +70,10 @@ class VNode:
                 "seed": seed, "flash": str(d / "flash.img"), "control": str(self.control), "time_scale": 5.0,
                 "drain_ms": 15000}
         (d / "spec.json").write_text(json.dumps(spec))
-        # A Pico W-sized heap (192 KiB of 32-bit words) so memory stays within a real board's budget.
-        self.proc = Proc(hostemu.mp_command(NODE_SCRIPT, str(d / "spec.json"), heapsize=HEAP), hostemu.mp_env(), REPO,
+        # A fixed heap (384 KiB of 32-bit words; 384 KB on the board-like port, which also compiles the
+        # sources on the node) so a leak ends in MemoryError as on a board.
+        self.proc = Proc(hostemu.mp_command(NODE_SCRIPT, str(d / "spec.json"), heapsize=HEAP, runtime=runtime),
+                         hostemu.mp_env(), REPO,
                          d / "node.log")
         self.restarts = 0
         self.wifi_up = True

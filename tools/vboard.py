@@ -37,8 +37,10 @@ class VirtualBoard:
     """A MicroPython unix port behind a pty that mpremote can drive like a USB serial board."""
 
     def __init__(self, flash: str | os.PathLike, board: str = "pico_w", env: dict[str, str] | None = None,
-                 heapsize: str | None = None, run_main_first: bool = True, echo_to=None):
+                 heapsize: str | None = None, run_main_first: bool = True, echo_to=None,
+                 runtime: str = "micropython"):
         self.flash = Path(flash).resolve()
+        self.runtime = runtime  # tools/hostemu.py: "board" = the 32-bit single-precision port
         self.hostdir = self.flash.with_name(self.flash.name + ".host")
         self.info = board_info(board)
         self.extra_env = dict(env or {})
@@ -83,7 +85,8 @@ class VirtualBoard:
             "FOGLINE_SIM_STATE": "/_host/reset_cause",
         })
         env.update(self.extra_env)
-        cmd = [hostemu.find_micropython()]
+        # the board-like port's plain build has no raw REPL (mpremote's protocol): use its REPL variant
+        cmd = [hostemu.find_micropython("board-repl" if self.runtime == "board" else self.runtime)]
         if self.heapsize:
             cmd += ["-X", f"heapsize={self.heapsize}"]
         cmd += ["-i", str(BOOT)]
@@ -278,6 +281,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="micropython -X heapsize (default: the board's heap_bytes, e.g. 190000w for pico_w; "
                         "'none' = the unix port's 2 MB)")
     p.add_argument("--no-main", action="store_true", help="do not run main.py at the first boot")
+    p.add_argument("--runtime", choices=("micropython", "board"), default="micropython",
+                   help="interpreter: the wheel's unix port, or the board-like 32-bit single-precision port")
     p.add_argument("--echo", action="store_true", help="also copy the board's output to stdout")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="environment for the simulated HAL (e.g. FOGLINE_SCENARIO=spikes), repeatable")
@@ -297,7 +302,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         vb = VirtualBoard(args.flash, board=args.board, env=env, heapsize=args.heapsize,
                           run_main_first=not args.no_main,
-                          echo_to=sys.stdout.buffer if args.echo else None)
+                          echo_to=sys.stdout.buffer if args.echo else None, runtime=args.runtime)
         port = vb.start()
     except (ValueError, hostemu.NoMicroPython, OSError) as e:
         print(f"vboard: {e}", file=sys.stderr)

@@ -606,14 +606,15 @@ def _outbox_counters(data: Path) -> dict[str, int]:
 
 def run_chaos(tmp: Path, seed: int, duration: float, n_nodes: int, mean_gap_s: float,
               cloud: bool = False, uplink_faults: bool = False, flash_full: bool = False,
-              wifi_drops: bool = False, soak: bool = False) -> dict:
+              wifi_drops: bool = False, soak: bool = False, runtime: str = "micropython") -> dict:
     """Run the system with seeded faults for `duration` seconds; return the reconciliation report.
 
     cloud: TLS cloud mosquitto behind NetEm with the relay on (forwarding readings when the gateway can),
     an outage of it early in the run, and the cloud-side record in the report (`cloud`). uplink_faults:
     seeded cloud outages, throttling, blackholes and refusals of the uplink all run long. flash_full:
     the last node has FULL_LOG and long Wi-Fi outages. wifi_drops: seeded Wi-Fi drops of the other nodes.
-    soak: fault lengths for a long run (tens of seconds) instead of CI's seconds."""
+    soak: fault lengths for a long run (tens of seconds) instead of CI's seconds. runtime: the nodes'
+    interpreter (tools/hostemu.py: "board" is the 32-bit single-precision port)."""
     rng = random.Random(seed)
     forward = cloud  # with the cloud, every reading is relayed ([cloud] forward_readings) and reconciled there
     # The site runs as provisioned: per-node passwords, the ACL, HMAC-signed packs.
@@ -641,8 +642,8 @@ def run_chaos(tmp: Path, seed: int, duration: float, n_nodes: int, mean_gap_s: f
     watch = GatewayWatch(gw, data)
     # Node 0 loses Wi-Fi (scenario outage), node 1 overheats (alerts), node 2 spikes, the rest are normal.
     scen = ["wifi_loss", "hot", "spikes"]
-    nodes = [VNode(tmp / n, n, res.files[f"node:{n}"], scen[i] if i < len(scen) else "normal", seed * 100 + i)
-             for i, n in enumerate(names)]
+    nodes = [VNode(tmp / n, n, res.files[f"node:{n}"], scen[i] if i < len(scen) else "normal", seed * 100 + i,
+                   runtime) for i, n in enumerate(names)]
     faults: list[tuple[float, str, str]] = [(0.0, "wifi_outage_scenario", names[0])]
     stop_side = threading.Event()
     side: list[threading.Thread] = []
@@ -908,8 +909,9 @@ def _check_cloud(rep: dict) -> None:
     assert c["undecodable"] == 0, c
 
 
-def test_chaos_short(tmp_path):
-    _check(run_chaos(tmp_path, seed=20261126, duration=12.0, n_nodes=3, mean_gap_s=1.5))
+def test_chaos_short(tmp_path, runtime):
+    """Power cuts, gateway kill -9, broker restarts; drained to zero backlog; nodes on each MicroPython runtime."""
+    _check(run_chaos(tmp_path, seed=20261126, duration=12.0, n_nodes=3, mean_gap_s=1.5, runtime=runtime))
 
 
 def test_chaos_cloud_short(tmp_path):

@@ -1,8 +1,8 @@
 # MicroPython side of the node benchmarks: the full node (demo-like config: every filter type, every
 # rule type, FlashLog on a host-file-backed flash image) on the simulated HAL with a virtual clock.
 # usage: micropython tools/bench/node_run.py mem|loop SAMPLES FLASH_IMG|- [MQTT_PORT] ; prints one JSON line.
-# With MQTT_PORT (mem mode) the MQTT client, uplink and remote config run too (broker + acking gateway
-# are started by tools/bench/node_memory.py --mqtt).
+# With MQTT_PORT (mem mode) the MQTT client, uplink, remote config and the BTHome advertiser (encrypted)
+# run too: the full firmware (broker + acking gateway are started by tools/bench/node_memory.py --mqtt).
 import asyncio
 import gc
 import json
@@ -60,6 +60,7 @@ def build(flash, period_s=600, mqtt_port=None):
     site = json.loads(SITE_JSON)
     if mqtt_port:
         site["mqtt"] = {"host": "127.0.0.1", "port": mqtt_port, "keepalive": 30}
+        site["ble"] = {"enabled": True, "bind_key": "231d39c1d7cc1ab1aee224cd096db932", "interval_ms": 5000}
     cfg = C.validate_config(C.merge(C.DEFAULTS, A.load_json("boards/pico_w.json"), site))
     del site
     del C
@@ -93,7 +94,7 @@ def run_mem(n, flash, mqtt_port=None):
         w = network.WLAN(network.STA_IF)
         w.active(True)
         w.connect("bench")
-        app.uplinks = A.build_links(app, "/tmp/fogline-bench-config.json", True, False)
+        app.uplinks = A.build_links(app, "/tmp/fogline-bench-config.json", True, True)
     gc.collect()
     built = gc.mem_alloc()
     m = {"peak": 0, "live": 0}
