@@ -314,8 +314,9 @@ def test_tls_listener_takes_site_certificates_only(installed):
     ca = {"ca_certs": str(certs / "ca.crt")}
     gw = Client(installed["tls"], None, None, "gw-tls", tls={**ca, "certfile": str(certs / "gateway-client.crt"),
                                                              "keyfile": str(certs / "gateway-client.key")})
-    a = Client(installed["tls"], None, None, "x", tls={**ca, "certfile": str(certs / "nodes/nA.crt"),
-                                                       "keyfile": str(certs / "nodes/nA.key")})
+    # the node takes the gateway client's id: the broker makes it the cert's CN, nobody is kicked
+    a = Client(installed["tls"], None, None, "gw-tls", tls={**ca, "certfile": str(certs / "nodes/nA.crt"),
+                                                            "keyfile": str(certs / "nodes/nA.key")})
     try:
         assert gw.rc is not None and not gw.rc.is_failure and a.rc is not None and not a.rc.is_failure
         gw.c.subscribe(f"fogline/{SITE}/#", 1)
@@ -323,6 +324,7 @@ def test_tls_listener_takes_site_certificates_only(installed):
         a.c.publish(f"fogline/{SITE}/nB/up", b"spoof", qos=1).wait_for_publish(WAIT)  # the CN is nA: denied
         a.c.publish(f"fogline/{SITE}/nA/up", b"mine", qos=1).wait_for_publish(WAIT)
         assert gw.msgs.get(timeout=WAIT) == (f"fogline/{SITE}/nA/up", b"mine")
+        assert gw.disconnects == 0 and a.disconnects == 0
     finally:
         a.close()
         gw.close()
