@@ -6,9 +6,8 @@ import json
 import os
 from time import ticks_ms, ticks_diff
 from shared import auth, cbor, topics
-from shared.config import MAX_PUSH_BYTES
 
-MAX_CONFIG_BYTES = MAX_PUSH_BYTES
+MAX_CONFIG_BYTES = topics.MAX_PUSH_BYTES  # shared.config (the validator) is imported only for a push
 _FIXED = (("node", "id"), ("node", "site"))  # topics depend on them: never changed remotely
 
 

@@ -19,9 +19,7 @@ except ImportError:
         return x
 
 MAX_CONFIG_BYTES = const(8192)
-# Largest signed config push (the whole `config` payload) a node takes: its default MQTT packet buffer.
-# The gateway's twin refuses larger pushes, so a node never sees one it must reject for size.
-MAX_PUSH_BYTES = const(3072)
+from shared.topics import MAX_PUSH_BYTES  # noqa: E402,F401 (public API: the push size limit)
 MAX_SENSORS = const(16)
 MAX_RULES = const(16)
 

@@ -5,6 +5,10 @@ NODE_KINDS = ("up", "alert", "ack", "config", "state")
 CLOUD_KINDS = ("summary", "anomaly", "alert", "raw", "model", "twin")  # model, twin: cloud -> gateway
 _ALLOWED = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 MAX_ID = 64
+# Largest signed config push (the whole `config` payload) a node takes: its default MQTT packet buffer.
+# The gateway's twin refuses larger pushes, so a node never sees one it must reject for size.
+# Here rather than in shared/config.py so the node's config link does not keep the validator in RAM.
+MAX_PUSH_BYTES = 3072
 GATEWAY_KINDS = ("health", "lease", "placement")  # gateway <-> gateway on the site broker
 _GW = "_gw"  # 5-level topics: node filters fogline/<site>/+/<kind> never match them
 
