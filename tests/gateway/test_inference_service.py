@@ -82,3 +82,30 @@ def test_readings_become_scored_window_sets_in_the_outbox(tmp_path, mosquitto):
     body = cbor2.loads(ob.peek("anomaly", 1, 1 << 20)[0].body)
     assert body["node"] == "n1" and body["windows"]["temperature"]["stddev"] == 0.0
     ob.close()
+
+
+def test_gateway_says_at_start_when_the_scored_window_is_not_the_models(tmp_path, mosquitto, caplog):
+    """[inference] window_s = 5 with the bundled 60 s model: loud at start (ERROR log, gauge), still running."""
+    import logging
+
+    cfg = gwconfig.Config({
+        "site": {"id": "site1", "gateway_id": "gw1", "data_dir": str(tmp_path / "data")},
+        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port},
+        "aggregate": {"windows_s": [5.0, 60.0]},
+        "inference": {"registry_dir": str(tmp_path / "models"), "window_s": 5.0},
+    })
+
+    async def main():
+        gw = Gateway(cfg)
+        attach(gw, cfg)
+        with caplog.at_level(logging.ERROR, logger="gateway.service_components"):
+            await gw.start()
+        try:
+            return gw.metrics.get("inference_window_mismatch"), gw.inference.model is not None
+        finally:
+            await gw.stop()
+
+    gauge, serving = asyncio.run(main())
+    errors = [r.getMessage() for r in caplog.records if "model_window_mismatch" in r.getMessage()]
+    assert len(errors) == 1 and "trained on 60 s windows" in errors[0], errors
+    assert gauge == 1 and serving
