@@ -20,6 +20,7 @@ outbox writes, and for the whole ingest path with the SQLite commits), peak RSS;
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import math
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -47,17 +49,32 @@ LENGTHS = (10.0, 60.0, 900.0)
 
 
 class Node:
-    """A node's flash backlog and seqs (readings lane and alert lane)."""
+    """A node's flash backlog and seqs. Reading i was sampled at T0 + i // 4 (metric i % 4); its value is a
+    function of (node, i), so the simulated flash costs no memory and the RSS is the gateway's."""
 
-    def __init__(self, name: str, rng: random.Random):
-        self.name, self.rng = name, rng
-        self.backlog: list[tuple[str, str, float, float]] = []  # (metric, unit, value, t)
+    def __init__(self, name: str, idx: int):
+        self.name, self.idx = name, idx
+        self.sampled = 0   # readings taken so far
+        self.sent = 0      # readings handed to the uplink (oldest first)
         self.seq = {"up": 0, "alert": 0}
         self.alert: tuple[str, str, float, float] | None = None
 
     def sample(self, t: float) -> None:
-        for m, unit, base, sd in METRICS:
-            self.backlog.append((m, unit, round(base + self.rng.gauss(0, sd), 3), t))
+        self.sampled += len(METRICS)
+
+    def backlog(self) -> int:
+        return self.sampled - self.sent
+
+    def _rec(self, i: int) -> tuple[str, str, float, float]:
+        m, unit, base, sd = METRICS[i % len(METRICS)]
+        noise = ((i * 2654435761 + self.idx * 40503) % 10007) / 10007 - 0.5
+        return m, unit, round(base + 3 * sd * noise, 3), float(T0 + i // len(METRICS))
+
+    def take(self, n: int) -> Message:
+        """The next n readings of the backlog (at most what is there) as one up-lane pack."""
+        recs = [self._rec(i) for i in range(self.sent, min(self.sent + n, self.sampled))]
+        self.sent += len(recs)
+        return self.pack("up", recs)
 
     def pack(self, lane: str, recs: list[tuple[str, str, float, float]]) -> Message:
         first = self.seq[lane] + 1
@@ -84,11 +101,11 @@ class Gateway:
         self.pending.append(w)
         self.relay.submit_window(w)
 
-    def commit_all(self, msgs: list[Message], wall: float, batch_max: int = 2000) -> None:
-        """Group commits of at most batch_max readings, as the gateway's committer makes them."""
+    def commit_all(self, msgs: Iterable[Message], wall: float, batch_max: int = 2000) -> None:
+        """Group commits of at most batch_max readings, as the gateway's committer makes them (msgs: lazily)."""
         batch: list[Message] = []
         n = 0
-        for m in msgs + [None]:  # type: ignore[list-item]
+        for m in itertools.chain(msgs, [None]):
             if m is None or (batch and n + len(m.readings) > batch_max):
                 if batch:
                     self.commit(batch, wall)
@@ -135,7 +152,7 @@ def run(args: argparse.Namespace) -> dict:
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="fogline-late-"))
     gw = Gateway(work)
-    nodes = [Node(f"n{i:03d}", random.Random(args.seed * 1000 + i)) for i in range(args.nodes)]
+    nodes = [Node(f"n{i:03d}", i) for i in range(args.nodes)]
     alerting = set(rng.sample(range(args.nodes), max(1, args.nodes // 3)))
     t = float(T0)
     phase: dict[str, dict] = {}
@@ -151,8 +168,7 @@ def run(args: argparse.Namespace) -> dict:
             for n in nodes:
                 n.sample(t)
                 if int(t) % 7 == 6:  # a pack of the last 7 s (28 readings), as the uplink lingers for a pack
-                    msgs.append(n.pack("up", n.backlog))
-                    n.backlog = []
+                    msgs.append(n.take(n.backlog()))
             gw.commit_all(msgs, t)
             gw.tick(t)
             t += 1.0
@@ -170,22 +186,22 @@ def run(args: argparse.Namespace) -> dict:
     phase["outage"] = snap("outage")
     drain_start = t
     drained_at = None
-    while drained_at is None:
-        msgs = []
+    def drain_round() -> Iterator[Message]:
         for n in nodes:
             n.sample(t)
             if n.alert is not None:  # alerts drain first
-                msgs.append(n.pack("alert", [n.alert]))
+                yield n.pack("alert", [n.alert])
                 n.alert = None
             for _ in range(args.packs_per_s):
-                if not n.backlog:
+                if not n.backlog():
                     break
-                msgs.append(n.pack("up", n.backlog[:50]))
-                n.backlog = n.backlog[50:]
-        gw.commit_all(msgs, t)
+                yield n.take(50)
+
+    while drained_at is None:
+        gw.commit_all(drain_round(), t)
         gw.tick(t)
         t += 1.0
-        if all(len(n.backlog) < 40 for n in nodes):
+        if all(n.backlog() < 40 for n in nodes):
             drained_at = t
     phase["drain"] = snap("drain")
     live(args.after_s)
