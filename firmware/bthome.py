@@ -112,10 +112,12 @@ class CCM:
 
 
 def service_data(objects, mac=None, ccm=None, counter=0):
-    """BTHome service data (UUID first); encrypted when ccm is given (mac = 6 bytes as printed)."""
+    """BTHome service data (UUID first); encrypted when ccm is given (mac = 6 bytes as printed).
+
+    counter: an int, or its 4 little-endian bytes (firmware/counter.py: no long ints on a 32-bit board)."""
     if ccm is None:
         return struct.pack("<HB", UUID, _INFO_PLAIN) + objects
-    ctr = struct.pack("<I", counter & 0xFFFFFFFF)
+    ctr = bytes(counter) if isinstance(counter, (bytes, bytearray)) else struct.pack("<I", counter)
     nonce = bytes(mac) + struct.pack("<HB", UUID, _INFO_ENCRYPTED) + ctr
     sealed = ccm.encrypt(nonce, objects)
     return struct.pack("<HB", UUID, _INFO_ENCRYPTED) + sealed[:-_MIC_LEN] + ctr + sealed[-_MIC_LEN:]
@@ -138,7 +140,7 @@ def advert(sd, name=None):
 class Advertiser:
     """Turns the latest values into BTHome adverts on a BLE object (bluetooth.BLE or the sim)."""
 
-    def __init__(self, ble, bind_key=None, interval_ms=1000, name=None, counter_start=0):
+    def __init__(self, ble, bind_key=None, interval_ms=1000, name=None, counter_start=0, counter=None):
         self.ble = ble
         ble.active(True)
         self.mac = bytes(ble.config("mac")[1])
@@ -148,8 +150,10 @@ class Advertiser:
         self.interval_us = interval_ms * 1000
         self.name = name
         self.packet_id = 0
-        # The receiver refuses a falling counter: seed it from something that grows across boots.
+        # The receiver refuses a falling counter: `counter` (a firmware.counter.ReservedCounter) keeps it
+        # rising across boots; without one it starts at counter_start each boot.
         self.counter = counter_start
+        self.reserved = counter
         self.stats = {"adverts": 0, "errors": 0, "bytes": 0}
         self.last_error = None
         self.last = None
@@ -160,9 +164,14 @@ class Advertiser:
         vals = dict(values)
         vals["packet_id"] = self.packet_id
         try:
-            sd = service_data(encode_objects(vals), self.mac, self.ccm, self.counter)
+            objs = encode_objects(vals)
+            if self.ccm is not None and self.reserved is not None:
+                ctr = self.reserved.next_bytes()
+            else:
+                ctr = self.counter
+                self.counter += 1
+            sd = service_data(objs, self.mac, self.ccm, ctr)
             adv = advert(sd, self.name)
-            self.counter = (self.counter + 1) & 0xFFFFFFFF
             self.ble.gap_advertise(self.interval_us, adv_data=adv)
         except (ValueError, OSError) as e:
             self.stats["errors"] += 1

@@ -78,7 +78,11 @@ def build(app, config_path="/config.json", mqtt=True, ble=True, ntp=False):
     if ble and cfg["ble"]["enabled"] and "ble" in cfg["hw"].get("radios", ()):
         import bluetooth
         from firmware.bthome import Advertiser
-        adv = Advertiser(bluetooth.BLE(), cfg["ble"]["bind_key"], cfg["ble"]["interval_ms"], name=nid)
+        ctr = None
+        if cfg["ble"]["bind_key"] and app.store is not None and hasattr(app.store, "root"):
+            from firmware.counter import ReservedCounter  # the encryption counter survives reboots
+            ctr = ReservedCounter(app.store.root.rsplit("/", 1)[0] + "/bthome.ctr")
+        adv = Advertiser(bluetooth.BLE(), cfg["ble"]["bind_key"], cfg["ble"]["interval_ms"], name=nid, counter=ctr)
         app.advertiser = adv
         out.append(BleTask(app, adv, cfg["ble"]["interval_ms"]))
     if ntp and cfg["ntp"]["enabled"] and "wifi" in cfg["hw"].get("radios", ()):

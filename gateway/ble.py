@@ -3,9 +3,16 @@
 Per advertiser MAC: an identical advert seen again (BlueZ reports repeats) or a
 repeated packet id is a duplicate (counted, dropped); an encrypted advert whose
 counter went backwards is a replay (dead-lettered; the last accepted counter per MAC
-is kept in the gateway store, so a restart opens no replay window); an encrypted advert that does
+is kept in the gateway store, so a restart opens no replay window). The node keeps its counter
+rising across reboots (firmware/counter.py), so a falling one is accepted only as a counter restart
+(flash erased): below `counter_restart_below`, at most once per `counter_restart_min_s` per MAC,
+counted (`ble_counter_restarts`) and logged. An encrypted advert that does
 not decrypt with the configured bind key is refused (`ble_decrypt`); a plaintext
 advert from a MAC that has a bind key is a downgrade and refused (`ble_plaintext`).
+MACs with neither a bind key nor a name are unprovisioned: at most `max_unknown` of them are tracked
+(least recently heard forgotten first, `ble_unknown_evicted`) or hold registry slots (beyond that
+refused, `unknown_device`); they never count against `[ingest] max_devices`, so random-MAC neighbours
+cannot push provisioned BLE devices or MQTT nodes out.
 Accepted values become readings on lane "ble" (gateway-assigned seqs; BLE has no
 acks). A watchdog restarts the scanner when no advert arrived for `stall_s` (BlueZ
 scanners are known to stop reporting silently).
@@ -15,6 +22,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import collections
+import hashlib
 import logging
 import math
 import time
@@ -87,12 +96,15 @@ class _Peer:
     last_pid: int | None = None
     last_t: float = 0.0
     counter: int = -1
+    restarted: float | None = None   # when a counter restart was last accepted
+    seen: collections.deque[bytes] | None = None  # digests of the last SEEN_MAX encrypted adverts accepted
 
 
 class BleIngest:
     """Turns BTHome adverts into gateway readings (gw.accept) and refusals (gw.reject)."""
 
     DUP_WINDOW_S = 4.0  # same packet id within this long = a duplicate (BTHome's rule)
+    SEEN_MAX = 512      # encrypted adverts remembered per MAC: a replay after a counter restart is still caught
 
     def __init__(self, cfg: Any, gw: Any, backend: ScannerBackend | None = None):
         self.cfg = cfg
@@ -100,7 +112,10 @@ class BleIngest:
         self.backend = backend or BleakBackend(cfg.adapter)
         self.keys = {k.upper(): bytes.fromhex(v) for k, v in cfg.bind_keys.items()}
         self.names = {k.upper(): v for k, v in cfg.names.items()}
-        self.peers: dict[str, _Peer] = {}
+        self.peers: collections.OrderedDict[str, _Peer] = collections.OrderedDict()  # unprovisioned: LRU
+        self.provisioned = set(self.keys) | set(self.names)
+        self.unknown = 0  # unprovisioned peers tracked now
+        gw.registry.known |= {self.node_id(mac) for mac in self.provisioned}
         self.saved_counters: dict[str, int] = {}  # persisted last counters (loaded at start)
         self.last_advert = time.monotonic()
         self._watch: asyncio.Task[None] | None = None
@@ -168,11 +183,7 @@ class BleIngest:
     def _handle(self, device: BLEDevice, adv: AdvertisementData, sd: bytes, mac: str, node: str) -> None:
         m = self.gw.metrics
         now = self.gw.clock()
-        peer = self.peers.get(mac)
-        if peer is None:
-            key = self.keys.get(mac)
-            peer = self.peers[mac] = _Peer(BTHomeBluetoothDeviceData(bindkey=key), key is not None,
-                                           counter=self.saved_counters.get(mac, -1))
+        peer = self._peer(mac)
         m.inc("ble_adverts")
         if sd == peer.last_sd and now - peer.last_t < self.DUP_WINDOW_S:
             m.inc("ble_duplicates")
@@ -193,8 +204,14 @@ class BleIngest:
             if len(sd) < 1 + 8 + 1:
                 raise Rejected("ble_decode", "encrypted advert too short")
             ctr = int.from_bytes(sd[-8:-4], "little")
-            if ctr < peer.counter and ctr >= 100:
+            restart = ctr < peer.counter
+            if restart and not self._restart_allowed(peer, ctr, now):
                 raise Rejected("replayed_seq", f"BTHome counter {ctr} < last accepted {peer.counter}")
+            digest = hashlib.blake2b(sd, digest_size=8).digest()
+            if peer.seen is not None and digest in peer.seen:  # an old advert above a restarted counter
+                raise Rejected("replayed_seq", f"BTHome advert with counter {ctr} was accepted before")
+            if restart:  # bthome-ble keeps its own last counter: let this one through it too
+                peer.parser.reset_encryption_counter()
             if ctr == peer.counter:
                 m.inc("ble_duplicates")
                 return
@@ -211,7 +228,15 @@ class BleIngest:
             m.inc("ble_duplicates")
             return
         if encrypted:
+            if restart:
+                peer.restarted = now
+                m.inc("ble_counter_restarts")
+                log.warning("event=ble_counter_restart mac=%s node=%s counter=%d last=%d", mac, node, ctr,
+                            peer.counter)
             peer.counter = ctr
+            if peer.seen is None:
+                peer.seen = collections.deque(maxlen=self.SEEN_MAX)
+            peer.seen.append(digest)
             self._save_counter(mac, ctr)
         peer.last_sd = sd
         peer.last_t = now
@@ -226,9 +251,40 @@ class BleIngest:
             readings.append(Reading(node, "ble", 0, k, UNITS.get(k), float(v), now))
         if not readings:
             return
+        cap = self.cfg.max_unknown
+        if mac not in self.provisioned and not self.gw.registry.admit_unprovisioned(node, cap, now):
+            m.inc("ble_unknown_refused")
+            raise Rejected("unknown_device", f"{mac}: {self.cfg.max_unknown} unprovisioned BLE devices registered "
+                                             "already (give it a [ble] name or bind key)")
         self.gw.accept(Message(node, "ble", 0, readings, "ble", len(sd), None, sd, now))  # Rejected if not admitted
         m.inc("ble_accepted")
         self.gw.registry.annotate(node, rssi=adv.rssi, battery=values.get("battery"), mac=mac)
+
+    def _peer(self, mac: str) -> _Peer:
+        peer = self.peers.get(mac)
+        if peer is not None:
+            if mac not in self.provisioned:
+                self.peers.move_to_end(mac)
+            return peer
+        if mac not in self.provisioned:
+            if self.unknown >= self.cfg.max_unknown:
+                for old in self.peers:  # least recently heard unprovisioned MAC
+                    if old not in self.provisioned:
+                        del self.peers[old]
+                        self.unknown -= 1
+                        self.gw.metrics.inc("ble_unknown_evicted")
+                        break
+            self.unknown += 1
+        key = self.keys.get(mac)
+        peer = self.peers[mac] = _Peer(BTHomeBluetoothDeviceData(bindkey=key), key is not None,
+                                       counter=self.saved_counters.get(mac, -1))
+        return peer
+
+    def _restart_allowed(self, peer: _Peer, ctr: int, now: float) -> bool:
+        """A falling counter is a restart (node flash erased) only low, and rarely; otherwise a replay."""
+        if ctr >= self.cfg.counter_restart_below:
+            return False
+        return peer.restarted is None or now - peer.restarted >= self.cfg.counter_restart_min_s
 
     def _save_counter(self, mac: str, ctr: int) -> None:
         # Queued on the store thread before the readings' commit is: the counter is durable first,

@@ -130,6 +130,9 @@ class BleConfig:
     require_encryption: bool = True   # a plaintext advert from a MAC with a bind key is refused
     stall_s: float = 60.0             # restart the scanner after this long without any advert
     adapter: str | None = None        # e.g. "hci0"
+    counter_restart_min_s: float = 86400.0  # a falling encryption counter (node flash erased) is accepted
+    counter_restart_below: int = 256        # ...once per this long per MAC, and only if it restarts below this
+    max_unknown: int = 256            # MACs without bind key or name tracked and registered (LRU; beyond: refused)
 
 
 @dataclass

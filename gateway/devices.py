@@ -44,6 +44,7 @@ class Device:
     epoch: int | None = None            # the node's flash generation (shared/epoch.py), from its packs
     epoch_resets: int = 0               # times its seqs restarted under a new epoch (erased flash, new board)
     epoch_skipped: int = 0              # seqs of earlier epochs never received (gone with the old flash)
+    unprovisioned: bool = False         # a BLE MAC without bind key or name: its own budget, not max_devices
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,18 +59,21 @@ class DeviceRegistry:
         self.policy = policy
         self.max_devices = max_devices
         self.dirty: set[str] = set()
+        self.unprovisioned = 0  # devices registered from unprovisioned BLE MACs
 
     def load(self, rows: dict[str, dict[str, Any]]) -> None:
         fields = set(Device.__dataclass_fields__)
         for node, d in rows.items():
-            self.devices[node] = Device(**{k: v for k, v in d.items() if k in fields})
+            dev = self.devices[node] = Device(**{k: v for k, v in d.items() if k in fields})
+            self.unprovisioned += dev.unprovisioned
 
     def admit(self, node: str, link: str, now: float) -> bool:
         """True if readings from node may be stored (registers it under auto_register)."""
         dev = self.devices.get(node)
         if dev is not None and dev.approved:
             return True
-        if node in self.known or (self.policy == "auto_register" and len(self.devices) < self.max_devices):
+        if node in self.known or (self.policy == "auto_register"
+                                  and len(self.devices) - self.unprovisioned < self.max_devices):
             if dev is None:
                 dev = self.devices[node] = Device(node, link, first_seen=now, last_seen=now)
             dev.approved = True
@@ -141,6 +145,19 @@ class DeviceRegistry:
         dev.epoch = epoch
         dev.epoch_skipped += skipped
         self.dirty.add(node)
+
+    def admit_unprovisioned(self, node: str, cap: int, now: float = 0.0) -> bool:
+        """Register an unprovisioned BLE device within its own budget of cap; False when that is full."""
+        dev = self.devices.get(node)
+        if dev is not None:
+            return dev.unprovisioned or dev.approved
+        if self.unprovisioned >= cap:
+            return False
+        self.devices[node] = Device(node, "ble", first_seen=now, last_seen=now, unprovisioned=True,
+                                    approved=self.policy == "auto_register")
+        self.unprovisioned += 1
+        self.dirty.add(node)
+        return True
 
     def take_dirty(self) -> dict[str, dict[str, Any]]:
         out = {n: self.devices[n].as_dict() for n in self.dirty if n in self.devices}
