@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,71 +18,13 @@ from typing import Any, Iterable
 
 from gateway.aggregate import Window
 from gateway.epochs import EpochEvent, EpochRefused, Epochs, place_message
+from gateway.store_base import (ACK_LANES, LANE_ID, LANE_NAME, SCHEMA, DeadLetter, LaneState,  # noqa: F401
+                                _Pending, connect)
+from gateway.store_dead import DeadLettersMixin
+from gateway.store_gaps import GapsMixin
 from gateway.validate import Message, Reading
 
 log = logging.getLogger(__name__)
-
-LANE_ID = {"up": 0, "alert": 1, "ble": 2}  # "ble": gateway-assigned seqs, never acked
-LANE_NAME = {0: "up", 1: "alert", 2: "ble"}
-ACK_LANES = ("up", "alert")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS nodes(nid INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);
-CREATE TABLE IF NOT EXISTS series(sid INTEGER PRIMARY KEY, nid INT NOT NULL, metric TEXT NOT NULL,
-  unit TEXT, UNIQUE(nid, metric));
-CREATE TABLE IF NOT EXISTS readings(nid INT NOT NULL, lane INT NOT NULL, seq INT NOT NULL, sid INT NOT NULL,
-  t REAL NOT NULL, v REAL NOT NULL, rx REAL NOT NULL, PRIMARY KEY(nid, lane, seq)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS readings_series ON readings(sid, t);
-CREATE TABLE IF NOT EXISTS lanes(nid INT NOT NULL, lane INT NOT NULL, contig INT NOT NULL,
-  floor INT NOT NULL DEFAULT 0, PRIMARY KEY(nid, lane));
-CREATE TABLE IF NOT EXISTS gaps(nid INT, lane INT, lo INT, hi INT, at REAL, why TEXT);
-CREATE TABLE IF NOT EXISTS dead_letters(id INTEGER PRIMARY KEY, rx REAL, link TEXT, source TEXT,
-  topic TEXT, reason TEXT, detail TEXT, payload BLOB);
-CREATE INDEX IF NOT EXISTS dead_letters_reason ON dead_letters(reason);
-CREATE TABLE IF NOT EXISTS windows(sid INT NOT NULL, length REAL NOT NULL, start REAL NOT NULL,
-  "end" REAL, count INT, min REAL, max REAL, mean REAL, last REAL, stddev REAL,
-  PRIMARY KEY(sid, length, start)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS blocks(sid INT NOT NULL, t0 REAL NOT NULL, t1 REAL NOT NULL, n INT NOT NULL,
-  data BLOB NOT NULL, PRIMARY KEY(sid, t0));
-CREATE TABLE IF NOT EXISTS cold(sid INT PRIMARY KEY, upto REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS relayed(sid INT PRIMARY KEY, upto REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS devices(node TEXT PRIMARY KEY, data TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS dead_letter_totals(reason TEXT PRIMARY KEY, n INT NOT NULL);
-CREATE TABLE IF NOT EXISTS relay_cursor(nid INT NOT NULL, lane INT NOT NULL, seq INT NOT NULL,
-  PRIMARY KEY(nid, lane));
-CREATE TABLE IF NOT EXISTS relay_lanes(lane INT PRIMARY KEY, since REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS ble_counters(mac TEXT PRIMARY KEY, counter INT NOT NULL);
-CREATE TABLE IF NOT EXISTS dead_seqs(nid INT NOT NULL, lane INT NOT NULL, seq INT NOT NULL, reason TEXT,
-  PRIMARY KEY(nid, lane, seq)) WITHOUT ROWID;
-"""
-
-
-@dataclass
-class DeadLetter:
-    """A refused message, kept for inspection (payload truncated to 4 KiB)."""
-    reason: str
-    detail: str
-    topic: str = ""
-    source: str = ""
-    link: str = "mqtt"
-    payload: bytes = b""
-    rx: float = 0.0
-    lane: str = ""                         # up/alert: a refused uplink of node `source` (holds back gap skips)
-    seqs: tuple[int, int] | None = None    # its seq range, when it could be read
-
-
-@dataclass
-class LaneState:
-    contig: int = 0
-    floor: int = 0                         # seqs <= floor were compacted into blocks (all acked)
-    above: set[int] = field(default_factory=set)  # stored seqs > contig
-    gap_since: float | None = None         # when a hole below `above` was first seen
-    oldest_hint: int = 0                   # node-reported oldest pending seq (state "oldest")
-    refused_at: float | None = None        # last refused uplink that may hold seqs above the cursor
-
-    def copy(self) -> "LaneState":
-        return LaneState(self.contig, self.floor, set(self.above), self.gap_since, self.oldest_hint,
-                         self.refused_at)
 
 
 @dataclass
@@ -105,39 +46,7 @@ class BatchResult:
     epochs: list[EpochEvent] = field(default_factory=list)  # lanes heard under a new node epoch
 
 
-def connect(path: Path, synchronous: str = "FULL", readonly: bool = False) -> sqlite3.Connection:
-    """Open the ingest database (WAL) with the schema in place."""
-    if readonly:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-        con.execute("PRAGMA query_only=1")
-        return con
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute(f"PRAGMA synchronous={synchronous.upper()}")
-    con.execute("PRAGMA busy_timeout=10000")
-    con.executescript(SCHEMA)
-    return con
-
-
-class _Pending:
-    """Rows of the batch being built, looked up by (nid, lane, seq) only on the rare duplicate path."""
-
-    def __init__(self, rows: list[tuple[int, int, int, int, float, float, float]]):
-        self.rows = rows
-        self.index: dict[tuple[int, int, int], tuple[int, float, float]] = {}
-        self.upto = 0
-
-    def get(self, key: tuple[int, int, int]) -> tuple[int, float, float] | None:
-        rows, idx = self.rows, self.index
-        for i in range(self.upto, len(rows)):
-            r = rows[i]
-            idx[(r[0], r[1], r[2])] = (r[3], r[4], r[5])
-        self.upto = len(rows)
-        return idx.get(key)
-
-
-class Store:
+class Store(GapsMixin, DeadLettersMixin):
     """Single-writer SQLite store with in-memory ack cursors."""
 
     def __init__(self, path: Path, synchronous: str = "FULL", gap_skip_s: float = 120.0,
@@ -230,57 +139,6 @@ class Store:
             out["e"] = newest
         return out
 
-    def note_oldest(self, node: str, lane: str, oldest: int, epoch: int = 0) -> tuple[int, int] | None:
-        """Node says its oldest pending seq of epoch in lane is `oldest`: skip a gap below it. Returns the skipped range."""
-        li = LANE_ID.get(lane)
-        if li is None or oldest < 1:
-            return None
-        nid = self.nids.get(node)
-        st = self.lanes.get((nid, li)) if nid is not None else None
-        fresh = st is None or (st.contig == 0 and not st.above)
-        if nid is not None and self.epochs.lanes.get((nid, li)):
-            ep, base = self.epochs.current((nid, li))
-            if ep != epoch:
-                return None  # about another epoch than the lane's (its first pack will say)
-            oldest += base
-        elif epoch and not fresh:
-            return None  # a legacy lane's node now has an epoch: a reset, placed by its first pack
-        if oldest <= (st.contig if st is not None else 0) + 1:
-            return None
-        # A lane never stored here yet (its first readings were dropped by the node's policy, or acked by
-        # another gateway) is created now: otherwise acks would wait for the next state or gap_skip_s.
-        new_nid, new_st = nid is None, st is None
-        self.con.execute("BEGIN IMMEDIATE")
-        try:
-            if nid is None:
-                nid = self._nid(node)
-            if st is None:
-                st = self.lanes[(nid, li)] = LaneState()
-            lo = st.contig + 1
-            txn = self.epochs.begin()
-            txn.adopt(self.con, (nid, li), epoch, time.time())
-            self._skip(nid, li, st, oldest - 1, "node reported oldest pending seq %d" % oldest)
-            self.con.execute("COMMIT")
-            self.epochs.apply(txn)
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            if new_st and nid is not None:
-                self.lanes.pop((nid, li), None)
-            if new_nid and nid is not None:
-                self.nids.pop(node, None)
-                self.names.pop(nid, None)
-            raise
-        return lo, oldest - 1
-
-    def _skip(self, nid: int, li: int, st: LaneState, upto: int, why: str) -> None:
-        self.con.execute("INSERT INTO gaps(nid, lane, lo, hi, at, why) VALUES (?,?,?,?,?,?)",
-                         (nid, li, st.contig + 1, upto, time.time(), why))
-        st.contig = upto
-        st.above = {s for s in st.above if s > upto}
-        self._advance(st)
-        self.con.execute("INSERT INTO lanes(nid, lane, contig, floor) VALUES (?,?,?,?) "
-                         "ON CONFLICT(nid, lane) DO UPDATE SET contig=excluded.contig",
-                         (nid, li, st.contig, st.floor))
 
     # ---- the batch
     def commit_batch(self, msgs: list[Message], dead: Iterable[DeadLetter] = (),
@@ -408,38 +266,6 @@ class Store:
             self._skip(nid, li, st, ev.base, "node epoch %d -> %d" % (ev.old or 0, ev.new))
             gaps.append((m.node, m.lane, lo, ev.base, "epoch-reset"))
 
-    def _note_refused(self, d: DeadLetter, work: dict[tuple[int, int], LaneState], now: float) -> None:
-        """A refused uplink may hold seqs the node still has: no gap below them is skipped for gap_skip_s."""
-        li = LANE_ID.get(d.lane) if d.lane in ACK_LANES else None
-        nid = self.nids.get(d.source) if li is not None else None
-        if nid is None or li is None:
-            return
-        key = (nid, li)
-        st = work.get(key)
-        if st is None:
-            base = self.lanes.get(key)
-            if base is None:
-                return
-            st = work[key] = base.copy()
-        if d.seqs is None or d.seqs[1] > st.contig:
-            st.refused_at = now
-
-    def _bad_records(self, m: Message, nid: int, li: int, st: LaneState, res: MsgResult,
-                     dead_rows: list[DeadLetter], dead_seqs: list[tuple[int, int, int, str]]) -> None:
-        """Refused records of a message: dead-lettered once each, their seqs covered for the ack cursor."""
-        ble = li == LANE_ID["ble"]  # gateway-numbered: nothing to cover, nothing re-sent
-        for seq, reason, detail in m.bad:
-            if ble:
-                pass
-            elif seq <= st.contig or seq in st.above:
-                continue  # a resend: already dead-lettered (or a reading is stored under that seq)
-            else:
-                st.above.add(seq)
-                dead_seqs.append((nid, li, seq, reason))
-            res.dead.append((seq, reason))
-            dead_rows.append(DeadLetter(reason, f"seq {seq}: {detail}", m.topic, m.node, m.link,
-                                        m.raw[:4096], m.rx))
-        self._advance(st)
 
     def _classify(self, m: Message, nid: int, li: int, st: LaneState,
                   pend: "_Pending", now: float) -> MsgResult:
@@ -488,38 +314,9 @@ class Store:
                 'INSERT OR REPLACE INTO windows(sid, length, start, "end", count, min, max, mean, last, stddev) '
                 "VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
 
-    def _dead_letters(self, dl: list[tuple[Any, ...]]) -> None:
-        """Insert dead letters within the cap (oldest rows go); per-reason totals count every one."""
-        con = self.con
-        totals: dict[str, int] = {}
-        for d in dl:
-            totals[d[4]] = totals.get(d[4], 0) + 1
-        con.executemany("INSERT INTO dead_letter_totals(reason, n) VALUES (?, ?) "
-                        "ON CONFLICT(reason) DO UPDATE SET n = n + excluded.n", list(totals.items()))
-        cap = self.dead_letter_max
-        if cap is not None:
-            dl = dl[-cap:] if cap > 0 else []  # rows the cap would delete at once are never written
-        if dl:
-            con.executemany("INSERT INTO dead_letters(rx, link, source, topic, reason, detail, payload) "
-                            "VALUES (?,?,?,?,?,?,?)", dl)
-        if cap is not None:
-            # ids only grow (oldest rows are the ones deleted), so this keeps at most `cap` rows
-            con.execute("DELETE FROM dead_letters WHERE id <= (SELECT MAX(id) FROM dead_letters) - ?", (cap,))
 
     # ---- small helpers used by the app and tiers
-    def dead_letter_counts(self) -> dict[str, int]:
-        """Dead-letter rows kept now, per reason."""
-        return dict(self.con.execute("SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason").fetchall())
 
-    def dead_letter_totals(self) -> dict[str, int]:
-        """Every dead letter ever recorded, per reason (persistent; not reduced by the cap or pruning)."""
-        return dict(self.con.execute("SELECT reason, n FROM dead_letter_totals").fetchall())
-
-    def prune_dead_letters(self, keep: int) -> int:
-        """Keep only the newest `keep` dead letters."""
-        cur = self.con.execute("DELETE FROM dead_letters WHERE id <= (SELECT MAX(id) FROM dead_letters) - ?",
-                               (keep,))
-        return cur.rowcount
 
     def ble_counters(self) -> dict[str, int]:
         """Last accepted BTHome encryption counter per advertiser MAC (replay protection across restarts)."""
