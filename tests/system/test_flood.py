@@ -38,6 +38,8 @@ DL_MAX_ROWS = 300
 UNKNOWN_IDS = 5000
 QUEUE_MAX = 2000
 RSS_GROWTH_BOUND_MB = 150  # stated bound for the gateway's memory growth during the flood
+DRAIN_STALL_S = 60.0  # the drain fails only when no ack progress for this long ...
+DRAIN_CAP_S = 600.0   # ... or when the whole drain takes longer than this
 
 FLOODER = r"""
 import json, socket, sys, time
@@ -112,7 +114,8 @@ class GoodNode:
         self.c.connect("127.0.0.1", port)
         self.c.subscribe(topics.node(SITE, name, "ack"), 1)
         self.c.loop_start()
-        self.last_progress = time.monotonic()
+        self.last_progress = time.monotonic()  # last ack progress or re-send (paces re-sends)
+        self.last_ack = self.last_progress     # last ack progress only (judges the drain)
 
     def _on_ack(self, c, u, m) -> None:
         up = cbor2.loads(m.payload).get("up", 0)
@@ -120,7 +123,7 @@ class GoodNode:
         with self.lock:
             if up > self.acked:
                 self.acked = up
-                self.last_progress = now
+                self.last_progress = self.last_ack = now
                 for fs in self.sent:
                     if fs + self.per_pack - 1 <= up and fs not in self.ack_at:
                         self.ack_at[fs] = now
@@ -193,7 +196,7 @@ def test_flood_leaves_good_node_served_and_resources_bounded(mosquitto, tmp_path
     try:
         # the good node is registered and served before the flood starts
         good.send_next(t0)
-        assert wait_for(lambda: good.acked >= good.last_seq, 10), "good node not acked before the flood"
+        assert wait_for(lambda: good.acked >= good.last_seq, 60), "good node not acked before the flood"
         rss_base = rss_kb()
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -206,18 +209,24 @@ def test_flood_leaves_good_node_served_and_resources_bounded(mosquitto, tmp_path
             good.resend_if_stalled()
             time.sleep(0.05)
         f_end = time.monotonic()
-        out, err = flood.communicate(timeout=20)
+        out, err = flood.communicate(timeout=300)
         assert flood.returncode == 0, err
         sent = json.loads(out.strip().splitlines()[-1])
-        # drain: the good node keeps re-sending until everything it published is acked
-        deadline = time.monotonic() + 25
-        while good.acked < good.last_seq and time.monotonic() < deadline:
+        # drain: the good node keeps re-sending until everything it published is acked; a slow host only
+        # slows the drain, so give up only when the ack cursor stops moving for DRAIN_STALL_S (or at the cap)
+        cap = time.monotonic() + DRAIN_CAP_S
+        while good.acked < good.last_seq and time.monotonic() < cap:
+            with good.lock:
+                stalled = time.monotonic() - good.last_ack
+            if stalled > DRAIN_STALL_S:
+                break
             good.resend_if_stalled(0.5)
             time.sleep(0.05)
         g.flush()
-        assert good.acked == good.last_seq, f"good node acked {good.acked} of {good.last_seq} ({sent})"
+        assert good.acked == good.last_seq, (f"good node acked {good.acked} of {good.last_seq}, no ack progress for "
+                                             f"{time.monotonic() - good.last_ack:.0f} s ({sent})")
         # one maintenance cycle after the flood prunes the dead-letter table back to the cap
-        assert wait_for(lambda: db_rows(data, "SELECT count(*) FROM dead_letters")[0][0] <= DL_MAX_ROWS, 5)
+        assert wait_for(lambda: db_rows(data, "SELECT count(*) FROM dead_letters")[0][0] <= DL_MAX_ROWS, 60)
         stop_sampling.set()
         sampler.join(2)
         rss_end = rss_kb()
