@@ -33,6 +33,37 @@ class BleTask:
             await asyncio.sleep_ms(self.interval_ms)
 
 
+def tls_context(m):
+    """SSLContext for the broker link from mqtt cafile (+ certfile/keyfile), or None without cafile.
+
+    The CA and the node's certificate are the ones `fogline provision --certs` writes (ca.crt,
+    nodes/<node>.crt/.key). A port without `ssl` refuses to start rather than fall back to plaintext."""
+    if not m.get("cafile"):
+        return None
+    try:
+        import ssl
+    except ImportError:
+        raise ValueError("mqtt.cafile: this port has no ssl module (TLS needs ESP32, Pico W or the unix port)")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cadata=_der(m["cafile"]))
+    if m.get("certfile"):
+        ctx.load_cert_chain(_der(m["certfile"]), _der(m["keyfile"]))
+    return ctx
+
+
+def _der(path):
+    # mbedtls on MicroPython parses PEM only NUL-terminated: hand it the DER inside the armour.
+    import binascii
+    with open(path) as f:
+        text = f.read()
+    if "-----BEGIN" not in text:
+        with open(path, "rb") as f:
+            return f.read()
+    body = "".join(ln for ln in text.splitlines() if ln and not ln.startswith("-----"))
+    return binascii.a2b_base64(body)
+
+
 def build(app, config_path="/config.json", mqtt=True, ble=True, ntp=False):
     """MQTT client + uplink + remote config, and the BTHome advertiser, as the config asks."""
     cfg = app.cfg
@@ -57,7 +88,7 @@ def build(app, config_path="/config.json", mqtt=True, ble=True, ntp=False):
             if k in u:
                 ckw[k] = u[k]
         client = MQTTClient(nid, m["host"], m["port"], keepalive_s=m["keepalive"], user=m["user"],
-                            password=m["password"], link_up=wlan.isconnected,
+                            password=m["password"], link_up=wlan.isconnected, ssl=tls_context(m),
                             will=(topics.node(site, nid, "state"), b"\xa1\x66online\xf4", 1, False), **ckw)
         ukw = {}
         for k in ("min_pack", "max_pack", "window", "linger_ms", "ack_timeout_ms", "qos"):

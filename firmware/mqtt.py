@@ -18,12 +18,13 @@ class MQTTClient:
     def __init__(self, client_id, host, port=1883, keepalive_s=30, clean=True, user=None,
                  password=None, will=None, max_packet=3072, max_inflight=8, retry_ms=5000,
                  backoff_min_ms=250, backoff_max_ms=30000, connect_timeout_ms=5000,
-                 link_up=None, on_message=None, on_connect=None):
+                 link_up=None, on_message=None, on_connect=None, ssl=None, server_hostname=None):
         self.client_id, self.host, self.port, self.keepalive_s = client_id, host, port, keepalive_s
         self.clean, self.user, self.password, self.will = clean, user, password, will
         self.max_inflight, self.retry_ms, self.connect_timeout_ms = max_inflight, retry_ms, connect_timeout_ms
         self.backoff_min_ms, self.backoff_max_ms = backoff_min_ms, backoff_max_ms
         self.link_up, self.on_message, self.on_connect = link_up, on_message, on_connect
+        self.ssl, self.server_hostname = ssl, server_hostname  # an SSLContext: TLS to the broker (links.tls_context)
         self.rx = PacketReader(max_packet)
         self.subs = {}
         self.inflight = {}  # pid -> [topic, payload, retain, sent_ms]
@@ -101,8 +102,12 @@ class MQTTClient:
 
     async def _connect(self):
         self.rx.reset()
-        self._r, self._w = await asyncio.wait_for_ms(
-            asyncio.open_connection(self.host, self.port), self.connect_timeout_ms)
+        if self.ssl is None:
+            conn = asyncio.open_connection(self.host, self.port)
+        else:
+            conn = asyncio.open_connection(self.host, self.port, ssl=self.ssl,
+                                           server_hostname=self.server_hostname or self.host)
+        self._r, self._w = await asyncio.wait_for_ms(conn, self.connect_timeout_ms)
         try:
             # TCP_NODELAY (IPPROTO_TCP 6, option 1 on Linux and lwIP): back-to-back small packets
             # would otherwise wait for the peer's delayed ACK (~40 ms), alerts included.

@@ -66,7 +66,7 @@ class Uplink:
         self._connects = -1
         self._wake = asyncio.Event()
         self.stats = {"msgs": 0, "records": 0, "resent_records": 0, "bytes": 0, "acks": 0,
-                      "bad_acks": 0, "foreign_acks": 0, "bad_records": 0, "timeouts": 0, "publish_errors": 0, "errors": 0}
+                      "bad_acks": 0, "foreign_acks": 0, "unsigned_acks": 0, "bad_records": 0, "timeouts": 0, "publish_errors": 0, "errors": 0}
         self.last_error = None
 
     def on_ack(self, topic, payload, retained):
@@ -80,6 +80,12 @@ class Uplink:
             ep = _epoch.ack_epoch(m)
         except ValueError as e:
             self.stats["bad_acks"] += 1
+            self.last_error = "uplink: %s" % (e,)
+            return
+        try:
+            auth.open_ack(self.key, self.node_id, m)  # with a key, only the gateway's signed acks count
+        except ValueError as e:
+            self.stats["unsigned_acks"] += 1
             self.last_error = "uplink: %s" % (e,)
             return
         if ep != self.epoch:

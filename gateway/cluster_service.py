@@ -237,7 +237,7 @@ class ClusterService:
                 log.info("event=cluster_cursor_adopted node=%s lane=%s lo=%d hi=%d", node, lane, lo, hi)
                 ack = self.gw.store.ack_state(node)
                 if ack.get(lane, 0) > hi:  # readings stored here above the gap now count: tell the node
-                    await self.gw.publish(topics.node(self.site, node, "ack"), cbor2.dumps(ack), qos=1)
+                    await self.gw.publish(topics.node(self.site, node, "ack"), self.gw.ack_payload(node, ack), qos=1)
             for node in sorted(nodes):
                 if self.stopping or self.primary(node) != self.me or node in self.active:
                     continue

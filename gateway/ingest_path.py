@@ -17,7 +17,7 @@ from gateway.aggregate import Window
 from gateway.epochs import EpochEvent
 from gateway.store import LANE_NAME, DeadLetter
 from gateway.validate import Message, Reading, Rejected, decode_state, decode_uplink, parse_topic
-from shared import topics
+from shared import auth, topics
 
 log = logging.getLogger("gateway.app")
 
@@ -287,11 +287,16 @@ class IngestPath:
                         node, lane, ev.old, ev.new, ev.base, ev.skipped)
         self.registry.note_epoch(node, ev.new, ev.old is not None, ev.skipped)
 
+    def ack_payload(self, node: str, ack: dict[str, int]) -> bytes:
+        """The ack message for node: signed with its key when the gateway has one (shared/auth.py)."""
+        keys = getattr(self.verifier, "keys", None) or {}
+        return cbor2.dumps(auth.seal_ack(keys.get(node), node, ack))
+
     def _publish_ack(self, node: str, ack: dict[str, int]) -> None:
         if self.mqtt is None or not ack:
             return
         try:
-            self.mqtt.publish(topics.node(self.site, node, "ack"), cbor2.dumps(ack), qos=1, retain=False)
+            self.mqtt.publish(topics.node(self.site, node, "ack"), self.ack_payload(node, ack), qos=1, retain=False)
             self.metrics.inc("acks_sent")
         except Exception:
             self.metrics.inc("ack_publish_errors")

@@ -35,6 +35,12 @@ Wire placement (what F-LINK sends and G-INGEST / G-RELAY check):
           is returned (retained re-delivery); the caller treats it as already applied.
           key None (node without auth_key) also accepts a plain, unwrapped config map.
 
+  ack payload (fogline/<site>/<node>/ack) = CBOR map {"up": n, "alert": m, "e": epoch, "tag": tag} for a
+      node with a key: tag = sign_ack(key, node_id, epoch, up, alert), MAC input = canonical CBOR of
+      ["fogline-ack", node_id, epoch, up, alert] (a lane absent from the ack is -1, epoch 0 for a legacy
+      log). seal_ack(key, node_id, ack) adds the tag; open_ack(key, node_id, m) -> m or ValueError
+      "auth: ..." (key None accepts any ack). A replayed ack is harmless: acks never go backwards.
+
   key_from_hex(s) -> bytes or None (None/"" -> None; ValueError on bad hex or fewer than 16 bytes).
 """
 
@@ -247,6 +253,48 @@ def open_config(key, payload, current_version=None):
     if current_version is not None and ver < current_version:
         raise ValueError("auth: stale config version %d < %d" % (ver, current_version))
     return cfg
+
+
+_ACK_CTX = "fogline-ack"
+
+
+def sign_ack(key, node_id, epoch, up, alert):
+    """16-byte tag over canonical CBOR ["fogline-ack", node_id, epoch, up, alert] (-1 for an absent lane)."""
+    _check_key(key)
+    msg = bytearray(b"\x85")
+    for x in (_ACK_CTX, node_id, epoch, up, alert):
+        cbor.encode_into(msg, x)
+    return _hmac_parts(key, (bytes(msg),))[:TAG_LEN]
+
+
+def _ack_fields(m):
+    up, alert = m.get("up", -1), m.get("alert", -1)
+    e = m.get("e", 0)
+    for v in (up, alert, e):
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise ValueError("auth: ack fields must be integers")
+    return e, up, alert
+
+
+def seal_ack(key, node_id, ack):
+    """The ack map with its tag (unchanged if key is None)."""
+    if key is None:
+        return ack
+    m = dict(ack)
+    m["tag"] = sign_ack(key, node_id, *_ack_fields(m))
+    return m
+
+
+def open_ack(key, node_id, m):
+    """m after checking its tag; ValueError("auth: ...") if unsigned or forged (key None: any ack)."""
+    if key is None:
+        return m
+    tag = m.get("tag")
+    if tag is None:
+        raise ValueError("auth: unsigned ack")
+    if not equal(sign_ack(key, node_id, *_ack_fields(m)), tag):
+        raise ValueError("auth: bad ack tag")
+    return m
 
 
 def key_from_hex(s):

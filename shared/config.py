@@ -121,12 +121,18 @@ def validate_config(cfg):
     _str(w, "ssid", "wifi", 32)
     _str(w, "password", "wifi", 64)
     m = _dict(cfg, "mqtt", "")
-    _known(m, ("host", "port", "keepalive", "user", "password"), "mqtt")
+    _known(m, ("host", "port", "keepalive", "user", "password", "cafile", "certfile", "keyfile"), "mqtt")
     _str(m, "host", "mqtt", 253, minlen=1)
     _int(m, "port", "mqtt", 1, 65535)
     _int(m, "keepalive", "mqtt", 0, 65535)
     _str(m, "user", "mqtt", 64, nullable=True)
     _str(m, "password", "mqtt", 128, nullable=True)
+    for k in ("cafile", "certfile", "keyfile"):  # TLS to the broker (files on the node's filesystem)
+        _str(m, k, "mqtt", 128, nullable=True)
+    if bool(m.get("certfile")) != bool(m.get("keyfile")):
+        _err("mqtt.keyfile", "certfile and keyfile go together")
+    if m.get("certfile") and not m.get("cafile"):
+        _err("mqtt.cafile", "a client certificate needs the CA to check the broker")
     hw = _dict(cfg, "hw", "")
     _known(hw, ("i2c", "actuators", "fs_bytes", "radios", "mcu", "led", "adc_pins", "heap_bytes", "power",
                 "battery"), "hw")

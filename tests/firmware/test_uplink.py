@@ -239,3 +239,26 @@ def test_ack_of_another_epoch_deletes_nothing():
         assert up.acked["up"] == 20 and log.depth("up") == 10
         task.cancel()
     asyncio.run(main())
+
+
+def test_node_with_a_key_takes_only_signed_acks():
+    # Anyone who can publish on the broker could otherwise make the node delete unsent readings.
+    async def main():
+        log = _store("h")
+        _fill(log, 30)
+        key = bytes(range(16))
+        c = Recorder()
+        up = Uplink(c, log, "s1", "n1", auth_key=key, min_pack=10, max_pack=10, window=3, linger_ms=0,
+                    ack_timeout_ms=100000)
+        task = asyncio.create_task(up.run())
+        await asyncio.sleep_ms(60)
+        ack = c.subs["fogline/s1/n1/ack"]
+        plain = epoch.ack_map({"up": 20}, log.epoch)
+        for forged in (plain, dict(plain, tag=bytes(16)), auth.seal_ack(bytes(16), "n1", plain),
+                       auth.seal_ack(key, "n2", plain)):
+            ack("x", cbor.dumps(forged), False)
+        assert up.stats["unsigned_acks"] == 4 and log.depth("up") == 30 and up.acked["up"] == 0
+        ack("x", cbor.dumps(auth.seal_ack(key, "n1", plain)), False)
+        assert up.acked["up"] == 20 and log.depth("up") == 10
+        task.cancel()
+    asyncio.run(main())

@@ -56,7 +56,8 @@ class SimNode:
         with self.got_ack:
             self.acks.append(a)
             for k, v in a.items():
-                self.high[k] = max(self.high[k], v)
+                if k in self.high:  # lanes ("e" and "tag" are the epoch and the signature)
+                    self.high[k] = max(self.high[k], v)
             self.got_ack.notify_all()
 
     def send(self, lane: str, data: bytes, qos: int = 1) -> None:

@@ -4,7 +4,8 @@
 # an alert (value i); bad_every=K / badtime_every=K make every K-th record unreadable / dated 3 years
 # ahead. The control file, polled every 50 ms, holds "wifi 0" / "wifi 1".
 # offset=K shifts values and times by K readings; keep=1 mounts the flash image as it is (a reboot)
-# instead of formatting it, so seqs continue after the ones already in the log.
+# instead of formatting it, so seqs continue after the ones already in the log. key=HEX signs packs and
+# takes only acks signed with it; cafile=PATH connects over TLS checking the broker against that CA.
 # Prints "STAT {json}" every 250 ms and "DONE {json}" when everything produced was acked.
 import sys
 import json
@@ -26,7 +27,7 @@ port, n, period, ctl = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys
 opts = {}
 for a in sys.argv[5:]:
     k, v = a.split("=")
-    opts[k] = int(v)
+    opts[k] = v if k in ("key", "cafile") else int(v)
 
 dev = flashdev.FlashDev(256, path=ctl + ".img")  # 1 MiB, 4 KiB blocks, host-file-backed
 flashdev.mount(dev, "/flash", format=not opts.get("keep"))
@@ -35,14 +36,20 @@ log = FlashLog("/flash/log", capacity_bytes=opts.get("capacity", 512 * 1024), se
 wlan = network.WLAN(network.STA_IF)
 wlan.active(True)
 wlan.connect("sim")
-client = MQTTClient("node1", "127.0.0.1", port, keepalive_s=opts.get("keepalive", 2),
+tls = None
+if "cafile" in opts:
+    from firmware.links import tls_context
+    d = opts["cafile"].rsplit("/", 1)[0]
+    tls = tls_context({"cafile": opts["cafile"], "certfile": d + "/nodes/node1.crt", "keyfile": d + "/nodes/node1.key"})
+client = MQTTClient("node1", "127.0.0.1", port, keepalive_s=opts.get("keepalive", 2), ssl=tls,
+                    server_hostname="localhost",  # the broker certificate's name (provision --certs)
                     backoff_min_ms=100, backoff_max_ms=800, connect_timeout_ms=1000,
                     retry_ms=1000, link_up=wlan.isconnected,
                     will=("fogline/s1/node1/state", b"\xa1\x66online\xf4", 1, False))
 seq0 = log.last_seq("up")  # seqs already in the log (keep=1)
 alerts0 = log.last_seq("alert")
 off = opts.get("offset", 0)
-up = Uplink(client, log, "s1", "node1", min_pack=opts.get("min_pack", 10),
+up = Uplink(client, log, "s1", "node1", auth_key=bytes.fromhex(opts["key"]) if "key" in opts else None, min_pack=opts.get("min_pack", 10),
             max_pack=opts.get("max_pack", 50), window=opts.get("window", 4), linger_ms=200,
             ack_timeout_ms=opts.get("ack_timeout", 800))
 bad_every = opts.get("bad_every", 0) or n + 1        # every k-th record unreadable when read back
