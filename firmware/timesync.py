@@ -49,6 +49,7 @@ class TimeSync:
             struct.pack_into("!II", p, 40, tx // 1000 + 1, (tx % 1000) * 4294967)  # origin cookie
             cookie = bytes(p[40:48])
             s.sendto(p, self._addr())
+            await asyncio.sleep_ms(0)  # the answer takes a round trip: let sampling run meanwhile
             waited = 0
             while waited < self.timeout_ms:
                 try:

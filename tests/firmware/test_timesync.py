@@ -1,12 +1,14 @@
 # SNTP time sync against a local UDP responder (MicroPython unix port): never blocks sampling.
 import _thread
 import asyncio
+import os
 import socket
 import struct
 import time
 
 from firmware.app import Clock
 from firmware.timesync import TimeSync
+from shared.senml import NODE_EPOCH
 
 _NTP_DELTA = 2208988800
 EPOCH = 1767225600  # 2026-01-01 00:00:00 UTC
@@ -29,15 +31,21 @@ def _server(sock, replies):
         n += 1
 
 
+def _bound_udp():
+    # The unix port's sockets have no getsockname(), so port 0 cannot be read back: try random ports
+    # (the same test runs at once on both interpreters and next to colleagues' runs).
+    while True:
+        port = 20000 + (os.urandom(1)[0] << 8 | os.urandom(1)[0]) % 40000
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind(socket.getaddrinfo("127.0.0.1", port)[0][-1])
+            return s, port
+        except OSError:
+            s.close()
+
+
 def test_sntp_sets_clock_and_sampling_keeps_running():
-    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    srv.bind(socket.getaddrinfo("127.0.0.1", 0)[0][-1])
-    port = srv.getsockname()[1] if hasattr(srv, "getsockname") else None
-    if port is None:  # the unix port may lack getsockname: pick a fixed port instead
-        srv.close()
-        port = 45123
-        srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        srv.bind(socket.getaddrinfo("127.0.0.1", port)[0][-1])
+    srv, port = _bound_udp()
     _thread.start_new_thread(_server, (srv, 1))
     clock = Clock()
     # a generous answer timeout: a loaded host may be slow to answer; giving up is test_sntp_timeout_counted's
@@ -69,14 +77,14 @@ def test_sntp_sets_clock_and_sampling_keeps_running():
     assert clock.base_s == EPOCH, clock.base_s
     assert 500 <= past_ms <= 500 + exchange_ms, (past_ms, exchange_ms)
     assert EPOCH <= clock.epoch_s(now) <= EPOCH + (500 + exchange_ms) // 1000, (clock.epoch_s(now), exchange_ms)
+    assert clock.node_s(now) == clock.epoch_s(now) - NODE_EPOCH and isinstance(clock.node_s(now), int)
     assert ticks[0] >= 1  # the sampler ran while waiting for the answer
     srv.close()
 
 
 def test_sntp_timeout_counted():
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(socket.getaddrinfo("127.0.0.1", 45124)[0][-1])  # bound, never answers
-    ts = TimeSync(Clock(), "127.0.0.1", 45124, timeout_ms=200)
+    sock, port = _bound_udp()  # bound, never answers
+    ts = TimeSync(Clock(), "127.0.0.1", port, timeout_ms=200)
     t0 = time.ticks_ms()
     assert asyncio.run(ts.query()) is None
     assert ts.stats["errors"] == 1 and "no answer" in ts.last_error
