@@ -21,13 +21,14 @@ from tools.broker import Mosquitto
 
 HERE = Path(__file__).resolve().parent
 T0 = 1764150000
+SENSED_OFFLINE = 50  # readings the node must take while its link is down, in each outage
 
 
 class NodeProc:
     """The harness node in a micropython subprocess; collects its STAT lines."""
 
     def __init__(self, port: int, n: int, period_ms: int, ctl: Path, *opts: str):
-        self.ctl = ctl
+        self.ctl, self.n = ctl, n
         ctl.write_text("wifi 1")
         self.proc = subprocess.Popen(
             hostemu.mp_command(HERE / "uplink_node.py", str(port), str(n), str(period_ms), str(ctl), *opts),
@@ -48,7 +49,7 @@ class NodeProc:
             elif line.startswith("DONE "):
                 self.done = json.loads(line[5:])
 
-    def wait_stat(self, pred, what: str, timeout: float = 20) -> None:
+    def wait_stat(self, pred, what: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.stats and pred(self.stats[-1]):
@@ -58,13 +59,25 @@ class NodeProc:
             time.sleep(0.05)
         raise AssertionError(f"node never reached: {what}: {self.tail()}")
 
-    def wait_produced(self, k: int, timeout: float = 20) -> None:
+    def wait_produced(self, k: int, timeout: float = 120) -> None:
         self.wait_stat(lambda s: s["produced"] >= k, f"{k} readings", timeout)
+
+    def sensed_while_offline(self, k: int, what: str) -> list[dict]:
+        """Wait until the node has taken k readings while reporting its MQTT link down; those STAT lines.
+
+        A sensing loop that waited on the network would take none: the proof is by count, not by time.
+        """
+        self.wait_stat(lambda s: not s["connected"], f"link down ({what})")
+        i = len(self.stats) - 1
+        start = self.stats[i]["produced"]
+        self.wait_stat(lambda s: s["connected"] or s["produced"] >= min(start + k, self.n),
+                       f"{k} readings while the link is down ({what})")
+        return [s for s in self.stats[i:] if not s["connected"]]
 
     def wifi(self, up: bool) -> None:
         self.ctl.write_text("wifi 1" if up else "wifi 0")
 
-    def finish(self, timeout: float = 40) -> dict:
+    def finish(self, timeout: float = 300) -> dict:
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -126,17 +139,17 @@ def test_broker_restart_and_wifi_outage_lose_nothing(tmp_path, node_factory):
     broker = Mosquitto(tmp_path / "mq").start()
     gw = AckingGateway(broker.port)
     try:
-        n = 700
+        n = 1000
         node = node_factory(broker.port, n, 8)
         node.wait_produced(150)
         broker.stop()  # mid-stream; the node keeps sensing into flash
-        time.sleep(1.2)
+        offline = [node.sensed_while_offline(SENSED_OFFLINE, "broker stopped")]
         broker.start()
         node.wait_stat(lambda s: s["mqtt"]["connects"] >= 2, "reconnected after the broker restart")
         node.wifi(False)
-        time.sleep(1.2)
+        offline.append(node.sensed_while_offline(SENSED_OFFLINE, "Wi-Fi off"))
         node.wifi(True)
-        done = node.finish()
+        done = node.finish(timeout=300)
     finally:
         gw.stop()
         broker.stop()
@@ -148,8 +161,11 @@ def test_broker_restart_and_wifi_outage_lose_nothing(tmp_path, node_factory):
     # flash shrank back once the gateway acked
     assert done["depth_up"] == 0 and done["depth_alert"] == 0
     assert done["peak_bytes"] > 4096 and done["bytes_used"] < done["peak_bytes"] // 2, done
-    # sensing never waited on the link (period 4 ms; a stall would show as a long gap)
-    assert done["max_gap_ms"] < 1000, done["max_gap_ms"]  # a wait on the network would be >= 1.2 s
+    # sensing never waited on the link: during each outage the node kept taking readings while it reported
+    # the link down (the sensing-loop gap in ms is a figure of tools/bench/uplink.py, not a pass/fail here)
+    for what, seen in zip(("broker stopped", "Wi-Fi off"), offline):
+        gained = seen[-1]["produced"] - seen[0]["produced"] if seen else 0
+        assert gained >= SENSED_OFFLINE, (what, gained, [(s["produced"], s["last_error"]) for s in seen])
 
 
 def test_broker_that_drops_messages_is_caught_by_gateway_acks(tmp_path, node_factory):
@@ -162,7 +178,7 @@ def test_broker_that_drops_messages_is_caught_by_gateway_acks(tmp_path, node_fac
     try:
         n = 500
         node = node_factory(broker.port, n, 1, "window=6", "max_pack=20", "ack_timeout=400")
-        done = node.finish(timeout=50)
+        done = node.finish(timeout=300)
     finally:
         gw.stop()
         broker.stop()

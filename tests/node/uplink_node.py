@@ -105,7 +105,8 @@ def stat():
          "depth_alert": log.depth("alert"), "bytes_used": used, "peak_bytes": state["peak_bytes"],
          "segments": s["segments"], "acked_up": log.acked("up"), "acked_alert": log.acked("alert"),
          "uplink": up.stats, "mqtt": client.stats, "max_gap_ms": state["max_gap_ms"],
-         "heap_free": gc.mem_free(), "last_error": client.last_error, "epoch": getattr(log, "epoch", 0)}
+         "heap_free": gc.mem_free(), "last_error": client.last_error, "epoch": getattr(log, "epoch", 0),
+         "connected": client.connected}
     return d
 
 
