@@ -8,7 +8,8 @@ from time import ticks_ms, ticks_diff
 from firmware import mqttpkt as m
 from firmware.mqtt import MQTTClient
 
-MP_TIMEOUT = 60
+MP_TIMEOUT = 300
+WAIT_MS = 30000  # deadline of a wait for a condition: generous, a loaded host is slow, not wrong
 
 
 class Peer:
@@ -90,15 +91,19 @@ def test_ping_timeout_detects_a_dead_link_and_reconnects():
         peer = await Peer(silent_first).start()
         c = MQTTClient("t1", "127.0.0.1", peer.port, keepalive_s=1, backoff_min_ms=50, backoff_max_ms=100)
         task = asyncio.create_task(c.run())
-        assert await c.wait_connected(2000)
+        assert await c.wait_connected(WAIT_MS)
         t0 = ticks_ms()
-        while peer.conns < 2 and ticks_diff(ticks_ms(), t0) < 5000:
+        while peer.conns < 2 and ticks_diff(ticks_ms(), t0) < WAIT_MS:
             await asyncio.sleep_ms(20)
         assert peer.conns == 2, peer.conns
         assert "ping timeout" in c.last_error, c.last_error
-        assert await c.wait_connected(2000)
-        await asyncio.sleep_ms(1200)  # second connection answers pings: stays up
-        assert peer.conns == 2 and c.stats["pings"] >= 2
+        assert await c.wait_connected(WAIT_MS)
+        # the second connection answers pings: it stays up through two of them (counted, not timed)
+        pings = c.stats["pings"]
+        t0 = ticks_ms()
+        while c.stats["pings"] < pings + 2 and ticks_diff(ticks_ms(), t0) < WAIT_MS:
+            await asyncio.sleep_ms(20)
+        assert peer.conns == 2 and c.stats["pings"] >= pings + 2, (peer.conns, c.stats, c.last_error)
         await c.disconnect()
         task.cancel()
         peer.close()
@@ -115,10 +120,10 @@ def test_lost_puback_is_resent_with_dup_and_same_packet_id():
         peer = await Peer(drop_first_puback).start()
         c = MQTTClient("t2", "127.0.0.1", peer.port, keepalive_s=30, retry_ms=300)
         task = asyncio.create_task(c.run())
-        assert await c.wait_connected(2000)
+        assert await c.wait_connected(WAIT_MS)
         pid = await c.publish("a/b", b"payload-1", qos=1)
         assert pid and pid in c.inflight
-        assert await c.wait_puback(pid, 3000)
+        assert await c.wait_puback(pid, WAIT_MS)
         pubs = [e for e in peer.log if e[1] & 0xF0 == 0x30]
         assert len(pubs) == 2, pubs
         assert not pubs[0][1] & 0x08 and pubs[1][1] & 0x08  # DUP only on the resend
@@ -143,9 +148,9 @@ def test_kept_session_resends_inflight_after_reconnect():
         peer = await Peer(behave).start()
         c = MQTTClient("t3", "127.0.0.1", peer.port, clean=False, keepalive_s=30, backoff_min_ms=50)
         task = asyncio.create_task(c.run())
-        assert await c.wait_connected(2000)
+        assert await c.wait_connected(WAIT_MS)
         pid = await c.publish("x", b"keep me", qos=1)
-        assert await c.wait_puback(pid, 3000), (peer.log, c.stats, c.last_error, c.inflight)
+        assert await c.wait_puback(pid, WAIT_MS), (peer.log, c.stats, c.last_error, c.inflight)
         second = [e for e in peer.log if e[0] == 2 and e[1] & 0xF0 == 0x30]
         assert len(second) == 1 and second[0][1] & 0x08, second
         assert m.connect_packet("t3", 30, False)[9] == 0  # clean session flag off
@@ -167,18 +172,20 @@ def test_refused_connect_backs_off_exponentially_with_jitter():
         c = MQTTClient("t4", "127.0.0.1", peer.port, user="u", password="bad",
                        backoff_min_ms=40, backoff_max_ms=320)
         task = asyncio.create_task(c.run())
-        await asyncio.sleep_ms(2200)
+        t0 = ticks_ms()  # six refusals: about 1 s on an idle host, whatever it takes on a loaded one
+        while c.stats["conn_fail"] < 6 and ticks_diff(ticks_ms(), t0) < WAIT_MS:
+            await asyncio.sleep_ms(10)
         task.cancel()
         peer.close()
         gaps = [peer.conn_times[i + 1] - peer.conn_times[i] for i in range(len(peer.conn_times) - 1)]
-        assert len(gaps) >= 4, gaps
+        assert len(gaps) >= 5, (gaps, c.stats)
         # delay d doubles from 40 to the 320 cap and each wait is at least d/2 (full jitter in
-        # [d/2, d]); only lower bounds are asserted, a loaded machine can only make waits longer
+        # [d/2, d]); only lower bounds are asserted, a loaded machine can only make waits longer (the peer
+        # notes each connection before it refuses it, so a measured gap is never shorter than the wait)
         d = 40
         for g in gaps:
             assert g >= d // 2 - 5, (gaps, d)
             d = min(d * 2, 320)
-        assert len(gaps) <= 2200 // 160 + 4, gaps  # it backed off: far fewer than 2200/20 attempts
         assert not c.connected and c.stats["conn_fail"] == len(peer.conn_times)
         assert "refused" in c.last_error
         first = [e for e in peer.log if e[1] == 0x10][0][2]
@@ -201,9 +208,9 @@ def test_oversized_incoming_dropped_counted_and_reported_to_subscriber():
         c = MQTTClient("t5", "127.0.0.1", peer.port, max_packet=1024)
         task = asyncio.create_task(c.run())
         await c.subscribe("cfg/t", 1, lambda t, p, r: got.append(p))
-        assert await c.wait_connected(2000)
+        assert await c.wait_connected(WAIT_MS)
         t0 = ticks_ms()
-        while len(got) < 2 and ticks_diff(ticks_ms(), t0) < 3000:
+        while len(got) < 2 and ticks_diff(ticks_ms(), t0) < WAIT_MS:
             await asyncio.sleep_ms(20)
         assert got == [None, b"ok"], got
         assert c.oversized == 1 and c.connected and c.stats["connects"] == 1
@@ -220,9 +227,13 @@ def test_link_down_drops_connection_and_waits():
         peer = await Peer(_standard).start()
         c = MQTTClient("t6", "127.0.0.1", peer.port, backoff_min_ms=20, link_up=lambda: state["up"])
         task = asyncio.create_task(c.run())
-        assert await c.wait_connected(2000)
+        assert await c.wait_connected(WAIT_MS)
         state["up"] = False
-        await asyncio.sleep_ms(300)
+        t0 = ticks_ms()
+        while c.connected and ticks_diff(ticks_ms(), t0) < WAIT_MS:
+            await asyncio.sleep_ms(10)
+        assert not c.connected
+        await asyncio.sleep_ms(300)  # many backoff periods (20 ms): a client ignoring link_up would reconnect
         assert not c.connected and peer.conns == 1
         try:
             await c.publish("a", b"x", 1)
@@ -230,7 +241,7 @@ def test_link_down_drops_connection_and_waits():
         except OSError:
             pass
         state["up"] = True
-        assert await c.wait_connected(2000) and peer.conns == 2
+        assert await c.wait_connected(WAIT_MS) and peer.conns == 2
         await c.disconnect()
         task.cancel()
         peer.close()

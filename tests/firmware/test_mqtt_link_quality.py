@@ -1,11 +1,13 @@
 # Link quality reported in `state` (PLACEMENT): PUBACK round trip and the loss EWMA, against a scripted
 # broker on a real 127.0.0.1 socket that loses the first send of every other publish, then none.
 import asyncio
+from time import ticks_diff, ticks_ms
 
 from firmware.mqtt import MQTTClient
 from tests.firmware.test_mqtt_client import Peer, _standard
 
-MP_TIMEOUT = 60
+MP_TIMEOUT = 300
+WAIT_MS = 30000  # deadline of a wait for a condition: generous, a loaded host is slow, not wrong
 
 
 def test_loss_and_rtt_follow_pubacks():
@@ -20,19 +22,22 @@ def test_loss_and_rtt_follow_pubacks():
         peer = await Peer(drop_odd_pubacks).start()
         c = MQTTClient("lq", "127.0.0.1", peer.port, keepalive_s=30, retry_ms=200)
         task = asyncio.create_task(c.run())
-        assert await c.wait_connected(2000)
+        assert await c.wait_connected(WAIT_MS)
         q = c.link_quality()
         assert q["loss"] == 0.0 and q["rtt_ms"] is None and q["reconnects"] == 0, q
         for i in range(6):
+            t0 = ticks_ms()
             pid = await c.publish("a/b", b"x%d" % i, qos=1)
-            assert await c.wait_puback(pid, 3000)
+            assert await c.wait_puback(pid, WAIT_MS)
+            span = ticks_diff(ticks_ms(), t0)
         q = c.link_quality()
         assert c.stats["resends"] == 3, c.stats
         assert 0.2 < q["loss"] < 0.5, q  # 3 of 6 first sends unacked, EWMA 1/8
-        assert q["rtt_ms"] is not None and 0 <= q["rtt_ms"] < 1000, q
+        # the last round trip, bounded by the publish-to-ack span this side measured around it
+        assert q["rtt_ms"] is not None and 0 <= q["rtt_ms"] <= span, (q, span)
         for i in range(20):  # a clean link decays the loss estimate
             pid = await c.publish("a/b", b"ok", qos=1)
-            assert await c.wait_puback(pid, 3000)
+            assert await c.wait_puback(pid, WAIT_MS)
         assert c.link_quality()["loss"] < q["loss"], c.link_quality()
         await c.disconnect()
         task.cancel()
