@@ -129,14 +129,15 @@ class ThroughputMeter:
 class TokenBucket:
     """Hard cap in kbit/s; `debit` may go negative (alerts never wait), later sends then wait."""
 
-    def __init__(self, kbps: float | None, burst_bytes: int = 16384):
+    def __init__(self, kbps: float | None, burst_bytes: int = 16384, clock=time.monotonic):
         self.rate = kbps * 1000 / 8 if kbps else None  # bytes/s
         self.burst = float(burst_bytes)
         self.tokens = self.burst
-        self._t = time.monotonic()
+        self.clock = clock
+        self._t = clock()
 
     def _refill(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if self.rate:
             self.tokens = min(self.burst, self.tokens + (now - self._t) * self.rate)
         self._t = now

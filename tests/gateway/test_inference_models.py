@@ -9,7 +9,6 @@ import http.server
 import json
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import cbor2
@@ -222,13 +221,13 @@ def test_hot_reload_under_load_scores_every_set_exactly_once(tmp_path):
     feeders = [threading.Thread(target=feeder, args=(names[i::2],)) for i in range(2)]
     r = threading.Thread(target=reloader)
     r.start()
-    t0 = time.monotonic()
     for f in feeders:
         f.start()
     for f in feeders:
-        f.join(60)
+        f.join(600)  # a generous cap: a loaded host is slow, a hang is what this catches
     done.set()
-    r.join(30)
+    r.join(120)
+    assert not any(t.is_alive() for t in (*feeders, r)), "feeding or reloading hung"
     e.flush(force=True)
     keys = [(d.node, d.start) for d in out]
     assert len(keys) == len(set(keys)) == nodes * per_node, "a set was skipped or scored twice"
@@ -236,7 +235,6 @@ def test_hot_reload_under_load_scores_every_set_exactly_once(tmp_path):
     assert e.counters["windows_late"] == 0 and e.counters["windows_duplicate"] == 0
     assert loads["ok"] >= 2 and loads["refused"] >= 1, loads
     assert len({d.model for d in out}) >= 2, "reloads happened while scoring"
-    assert time.monotonic() - t0 < 60
 
 
 def test_registry_cleanup_removes_torn_installs_and_old_versions(tmp_path):
