@@ -13,7 +13,11 @@ Loss = readings sent - distinct readings stored, over every run (must be 0; the 
 an unlimited queue). Each case runs --repeat times (default 3) and keeps its best run: the
 machine is shared, so the best run is the one least disturbed by other load.
 
-Usage: python tools/bench/gateway_ingest.py [--quick]; last line is one JSON object.
+The drain cases run again with --also-nodes nodes (default 500) for the same total load, so per-node
+costs (registry, windows, tiers) show. CPU us per reading: this process's CPU (the whole gateway, paho
+included when in-process) over the readings drained.
+
+Usage: python tools/bench/gateway_ingest.py [--quick] [--also-nodes 500]; last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -311,6 +315,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="short run (CI smoke)")
     ap.add_argument("--nodes", type=int, default=20)
+    ap.add_argument("--also-nodes", type=int, default=500,
+                    help="also run the drain cases with this many nodes, same total load (0: skip)")
     ap.add_argument("--repeat", type=int, default=None, help="runs per case, best kept (default 3, quick 1)")
     args = ap.parse_args()
     if args.repeat is None:
@@ -339,6 +345,21 @@ def main() -> int:
                     "live": bench_gateway(broker.port, args.nodes, msgs_single, 1, sub)})
             best = {k: max((r[k] for r in runs), key=lambda d: d["msg_per_s"]) for k in runs[0]}
             total_loss = sum(r[k].get("loss", 0) for r in runs for k in r)
+            wide: dict[str, dict] = {}
+            if args.also_nodes:  # the same total load spread over many nodes: per-node costs show
+                k = args.also_nodes
+                ms, mp = max(1, msgs_single * args.nodes // k), max(1, msgs_pack * args.nodes // k)
+                wruns = []
+                for rep in range(args.repeat):
+                    sub = tmp / f"wide{rep}"
+                    sub.mkdir()
+                    wruns.append({"raw": drain_raw(broker.port, k, ms, 1),
+                                  "single": drain_gateway(broker.port, k, ms, 1, sub),
+                                  "raw10": drain_raw(broker.port, k, mp, 10),
+                                  "packs": drain_gateway(broker.port, k, mp, 10, sub),
+                                  "packs_w": drain_gateway(broker.port, k, mp, 10, sub, worker=True)})
+                wide = {c: max((r[c] for r in wruns), key=lambda d: d["msg_per_s"]) for c in wruns[0]}
+                total_loss += sum(r[c].get("loss", 0) for r in wruns for c in r)
             raw, single, raw10, packs = best["raw"], best["single"], best["raw10"], best["packs"]
             single_w, packs_w, live_raw, live = best["single_w"], best["packs_w"], best["live_raw"], best["live"]
         finally:
@@ -374,6 +395,21 @@ def main() -> int:
     ratio_w = single_w["msg_per_s"] / raw["msg_per_s"]
     print(f"[mqtt] worker_process = true (default): singles gateway/raw = {ratio_w:.2f}; packs of 10: "
           f"{packs_w['readings_per_s']:.0f} readings/s")
+    def cpu_us(case: dict) -> float:
+        return round(case["gateway_cpu_s"] * 1e6 / case["readings_sent"], 2)
+    extra: dict[str, object] = {}
+    if wide:
+        w_ratio = wide["single"]["msg_per_s"] / wide["raw"]["msg_per_s"]
+        print(f"{args.also_nodes} nodes, same load: packs of 10 {wide['packs']['readings_per_s']:.0f} readings/s "
+              f"in-process ({cpu_us(wide['packs'])} us CPU per reading), {wide['packs_w']['readings_per_s']:.0f} "
+              f"worker; singles gateway/raw = {w_ratio:.2f}")
+        extra = {f"n{args.also_nodes}": {
+            "nodes": args.also_nodes, "gateway_pack10_readings_per_s": round(wide["packs"]["readings_per_s"]),
+            "worker_pack10_readings_per_s": round(wide["packs_w"]["readings_per_s"]),
+            "raw_pack10_readings_per_s": round(wide["raw10"]["msg_per_s"] * 10),
+            "single_vs_raw_ratio": round(w_ratio, 3), "pack10_cpu_us_per_reading": cpu_us(wide["packs"]),
+            "single_cpu_us_per_reading": cpu_us(wide["single"]),
+            "all_acked": all(wide[c]["all_acked"] for c in ("single", "packs", "packs_w"))}}
     print(json.dumps({"raw_msg_per_s": round(raw["msg_per_s"]),
                       "gateway_single_readings_per_s": round(single["readings_per_s"]),
                       "gateway_pack10_readings_per_s": round(packs["readings_per_s"]),
@@ -386,8 +422,10 @@ def main() -> int:
                       "live_gateway_readings_per_s": round(live["readings_per_s"]),
                       "gateway_single_readings_per_cpu_s": round(single["readings_sent"] / single["gateway_cpu_s"]),
                       "gateway_pack10_readings_per_cpu_s": round(packs["readings_sent"] / packs["gateway_cpu_s"]),
-                      "loss": loss, "all_acked": all(r["all_acked"] for r in (single, packs, live, single_w, packs_w)),
-                      "nodes": args.nodes, "repeat": args.repeat, "quick": args.quick}))
+                      "pack10_cpu_us_per_reading": cpu_us(packs), "single_cpu_us_per_reading": cpu_us(single),
+                      "loss": loss, "all_acked": all(r["all_acked"] for r in (single, packs, live, single_w, packs_w))
+                      and all(v["all_acked"] for v in extra.values()),  # type: ignore[index]
+                      "nodes": args.nodes, "repeat": args.repeat, "quick": args.quick, **extra}))
     return 0 if loss == 0 else 1
 
 if __name__ == "__main__":
