@@ -158,7 +158,7 @@ def rollout_installer(reg: ModelRegistry, publish: Callable[[str, bytes], None],
 def engine_installer(engine: Any) -> Callable[[dict[str, Any], bytes], None]:
     """Install hook through a running gateway.inference.InferenceEngine (registry + hot swap + CURRENT)."""
     def install(manifest: dict[str, Any], data: bytes) -> None:
-        engine.install(manifest, data)
+        engine.install(manifest, data, authenticated=True)  # the round's bundle was checked by the federation
     return install
 
 

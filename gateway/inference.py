@@ -50,6 +50,8 @@ class InferenceConfig:
     registry_dir: str = "models"      # installed versions (relative to site.data_dir unless absolute)
     model_url: str = ""               # install this model at start: a dir, manifest path, file:// or http(s)://
     accept_cloud_models: bool = True  # install models published to fogline/<site>/model (CBOR)
+    model_keys: list[str] = field(default_factory=list)  # trusted Ed25519 model-signing public keys (PEM)
+    require_signed_models: bool = True  # refuse installing a model no model_keys key signed (gateway/model_sign)
     allow_downgrade: bool = False     # refuse a downloaded model whose version is not newer
     window_s: float = 60.0            # the aggregate window scored: the model's manifest window_s (checked at start)
     threshold: float | None = None    # anomaly threshold on the score; None = the manifest's

@@ -11,7 +11,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from gateway.model_registry import BUNDLED_DIR, LoadedModel, ModelError, fetch, load_model
+from gateway import model_sign
+from gateway.model_registry import BUNDLED_DIR, LoadedModel, ModelError, check_manifest, fetch, load_model
 
 log = logging.getLogger("gateway.inference")
 
@@ -63,8 +64,8 @@ class ModelSlot:
                      new.manifest.get("variant"), new.manifest["sha256"][:12], old.ident if old else None)
             return new
 
-    def install(self, manifest: dict[str, Any], model_bytes: bytes) -> LoadedModel:
-        """Verify, store in the registry, switch to it and make it CURRENT (atomic)."""
+    def install(self, manifest: dict[str, Any], model_bytes: bytes, authenticated: bool = False) -> LoadedModel:
+        """Verify (signature too, unless the caller authenticated the source), store, switch, make CURRENT."""
         cur = self.model
         if cur is not None and not self.cfg.allow_downgrade:
             v = manifest.get("version") if isinstance(manifest, dict) else None
@@ -75,6 +76,10 @@ class ModelSlot:
                 self._refused(e)
                 raise e
         try:
+            check_manifest(manifest)
+            if getattr(self, "_trusted", None) is None:
+                self._trusted = model_sign.load_public(self.cfg.model_keys)
+            model_sign.verify(manifest, self._trusted, self.cfg.require_signed_models and not authenticated)
             d = self.registry.install(manifest, model_bytes)
         except ModelError as e:
             self._refused(e)

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import urllib.request
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 BUNDLED_DIR = Path(__file__).resolve().parent / "models"
 REQUIRED = ("name", "version", "file", "sha256", "input", "output", "normalisation", "threshold", "features")
 MAX_MODEL_BYTES = 16 << 20
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class ModelError(Exception):
@@ -71,10 +73,14 @@ def check_manifest(man: Any) -> dict[str, Any]:
     missing = [k for k in REQUIRED if k not in man]
     if missing:
         raise ModelError(f"manifest: missing field(s) {', '.join(missing)}")
-    if not isinstance(man["version"], int) or man["version"] < 0:
+    name = man["name"]
+    # The name becomes a directory under the registry: no separators, no dot names, no traversal.
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ModelError("manifest.name: must be 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit")
+    if not isinstance(man["version"], int) or isinstance(man["version"], bool) or man["version"] < 0:
         raise ModelError("manifest.version: must be a non-negative integer")
     f = man["file"]
-    if not isinstance(f, str) or not f or "/" in f or "\\" in f or f.startswith("."):
+    if not isinstance(f, str) or not _NAME.fullmatch(f):
         raise ModelError("manifest.file: must be a plain file name")
     names = man["input"].get("features") if isinstance(man["input"], dict) else None
     if not isinstance(names, list) or not names:
@@ -170,6 +176,8 @@ class ModelRegistry:
         self.root.mkdir(parents=True, exist_ok=True)
         name = f"{manifest['name']}-v{manifest['version']}-{manifest['sha256'][:8]}"
         final = self.root / name
+        if final.resolve().parent != self.root.resolve():  # check_manifest already refuses such names
+            raise ModelError(f"manifest.name: {manifest['name']!r} leaves the registry")
         if final.is_dir():
             load_model(final)  # already installed: still verify it
             return final

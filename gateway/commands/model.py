@@ -7,8 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from gateway.model_registry import (BUNDLED_DIR, ModelError, ModelRegistry, fetch, load_model, read_manifest,
-                                     sha256_bytes)
+from gateway import model_sign
+from gateway.model_registry import (BUNDLED_DIR, ModelError, ModelRegistry, check_manifest, fetch, load_model,
+                                     read_manifest, sha256_bytes)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -33,9 +34,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true")
     v = msub.add_parser("verify", help="check hashes and load the model with onnxruntime")
     v.add_argument("dir", nargs="?", default=str(BUNDLED_DIR))
-    n = msub.add_parser("install", help="verify and install a model (dir, manifest path or URL) as CURRENT")
+    n = msub.add_parser("install", help="verify and install a signed model (dir, manifest path or URL) as CURRENT")
     n.add_argument("source")
     n.add_argument("--data-dir", default="./fogline-data")
+    n.add_argument("--key", action="append", default=[], help="trusted model-signing public key (PEM; repeatable)")
+    n.add_argument("--allow-unsigned", action="store_true", help="install a model no trusted key signed")
+    k = msub.add_parser("keygen", help="make an Ed25519 model-signing key (<out>/model-signing.key/.pub)")
+    k.add_argument("--out", default="fogline-data/model-keys")
+    s = msub.add_parser("sign", help="sign a model dir's manifest with a model-signing key")
+    s.add_argument("dir")
+    s.add_argument("--key", required=True, help="private key (PEM) from `fogline model keygen`")
     return p
 
 
@@ -87,9 +95,22 @@ def run(args: argparse.Namespace) -> int:
             print(f"ok: {m.ident} {m.manifest['file']} sha256 {m.manifest['sha256'][:16]}.. "
                   f"{m.n_features} features" if not bad else "alternates failed")
             return 1 if bad else 0
+        if cmd == "keygen":
+            priv, pub = model_sign.keygen(args.out)
+            print(f"wrote {priv} (keep it off the gateway) and {pub} (list it in [inference] model_keys)")
+            return 0
+        if cmd == "sign":
+            d = Path(args.dir)
+            load_model(d)  # never sign something that does not verify
+            man = model_sign.sign(read_manifest(d), model_sign.load_private(args.key))
+            (d / "manifest.json").write_text(json.dumps(man, indent=1) + "\n")
+            print(f"signed {man['name']}@v{man['version']} with key {man['signature']['key']}")
+            return 0
         if cmd == "install":
             reg = ModelRegistry(Path(args.data_dir) / "models")
             man, data = fetch(args.source)
+            check_manifest(man)
+            model_sign.verify(man, model_sign.load_public(args.key), not args.allow_unsigned)
             d = reg.install(man, data)
             reg.activate(d)
             print(f"installed {man['name']}@v{man['version']} -> {d} (CURRENT)")
@@ -97,5 +118,5 @@ def run(args: argparse.Namespace) -> int:
     except ModelError as e:
         print(f"model refused: {e}", file=sys.stderr)
         return 1
-    print("usage: fogline model {build,info,verify,install} ...", file=sys.stderr)
+    print("usage: fogline model {build,info,verify,install,keygen,sign} ...", file=sys.stderr)
     return 2

@@ -150,7 +150,9 @@ def test_member_process_and_coordinator_process(mosquitto, tmp_path, capsys):
             lines.append(ln)
         # the member's running gateway takes adopted models from fogline/<site>/model (inference download path)
         from gateway.inference import InferenceConfig, InferenceEngine
-        eng = InferenceEngine(InferenceConfig(registry_dir=str(tmp_path / "svc-models")), data_dir=tmp_path)
+        # (a member's rollout is not signed with a model-signing key: this gateway opts out of requiring one)
+        eng = InferenceEngine(InferenceConfig(registry_dir=str(tmp_path / "svc-models"), require_signed_models=False),
+                              data_dir=tmp_path)
         eng.start()
         site = MqttBus("127.0.0.1", mosquitto.port, "svc-m")
         site.subscribe("fogline/site1/model", lambda _t, p: eng.handle_model_message(p))

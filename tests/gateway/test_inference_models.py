@@ -17,17 +17,33 @@ import pytest
 
 from gateway.aggregate import Window
 from gateway.inference import Decision, InferenceConfig, InferenceEngine, model_topic
+from gateway import model_sign
 from gateway.model_registry import BUNDLED_DIR, ModelError, load_model
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 onnx = pytest.importorskip("onnx")
 
 
-def copy_model(dst: Path, version: int | None = None) -> Path:
+SIGNING = Ed25519PrivateKey.generate()  # the model publisher's key; engines trust its public half
+
+
+def signing_pub(tmp_path: Path) -> str:
+    p = tmp_path / "model-signing.pub"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(SIGNING.public_key().public_bytes(serialization.Encoding.PEM,
+                                                    serialization.PublicFormat.SubjectPublicKeyInfo))
+    return str(p)
+
+
+def copy_model(dst: Path, version: int | None = None, signed: bool = True) -> Path:
     shutil.copytree(BUNDLED_DIR, dst)
+    man = json.loads((dst / "manifest.json").read_text())
     if version is not None:
-        man = json.loads((dst / "manifest.json").read_text())
         man["version"] = version
-        (dst / "manifest.json").write_text(json.dumps(man))
+    if signed:
+        man = model_sign.sign(man, SIGNING)
+    (dst / "manifest.json").write_text(json.dumps(man))
     return dst
 
 
@@ -62,6 +78,7 @@ def sets(node: str, n: int, start0: float = 0.0):
 
 
 def started(tmp_path, out=None, **kw) -> InferenceEngine:
+    kw.setdefault("model_keys", [signing_pub(tmp_path)])
     e = InferenceEngine(InferenceConfig(registry_dir=str(tmp_path / "reg"), **kw),
                         sink=(out.extend if out is not None else None))
     e.start()
@@ -192,7 +209,8 @@ def test_hot_reload_under_load_scores_every_set_exactly_once(tmp_path):
         with lock:
             out.extend(ds)
 
-    e = InferenceEngine(InferenceConfig(registry_dir=str(tmp_path / "reg")), sink=sink)
+    e = InferenceEngine(InferenceConfig(registry_dir=str(tmp_path / "reg"), model_keys=[signing_pub(tmp_path)]),
+                        sink=sink)
     e.start()
     dirs = [copy_model(tmp_path / f"v{v}", version=v) for v in (2, 3)]
     bad = copy_model(tmp_path / "bad", version=9)
@@ -248,3 +266,51 @@ def test_registry_cleanup_removes_torn_installs_and_old_versions(tmp_path):
     assert again.model.ident == "fogline-anomaly@v4"
     names = sorted(p.name.split("-")[2] for p in reg.glob("fogline-anomaly-v*"))
     assert names == ["v3", "v4"] and not list(reg.glob(".incoming-*"))
+
+
+def test_unsigned_forged_or_untrusted_models_are_refused(tmp_path):
+    # A model from the cloud topic or a URL needs a signature by a trusted model key (the sha256 in the
+    # manifest only proves the file matches the manifest, not who made it).
+    e = started(tmp_path)
+    cases = {"unsigned": _fetch(copy_model(tmp_path / "u", version=6, signed=False)),
+             "untrusted": (model_sign.sign(_fetch(copy_model(tmp_path / "o", version=6, signed=False))[0],
+                                           Ed25519PrivateKey.generate()), _fetch(tmp_path / "o")[1])}
+    man, data = _fetch(copy_model(tmp_path / "f", version=6))
+    cases["forged"] = (dict(man, threshold=0.99), data)                     # changed after signing
+    want = {"unsigned": "not signed", "untrusted": "not a trusted model key", "forged": "does not verify"}
+    for why, (m, d) in cases.items():
+        assert e.handle_model_message(cbor2.dumps({"manifest": m, "model": d})) is False, why
+        assert want[why] in e.last_error, (why, e.last_error)
+    assert e.model.ident == "fogline-anomaly@v1" and e.counters["model_rejected"] == 3
+    assert e.handle_model_message(cbor2.dumps({"manifest": man, "model": data})) is True
+    opt_out = started(tmp_path / "optout", require_signed_models=False)     # an operator's explicit choice
+    assert opt_out.handle_model_message(cbor2.dumps({"manifest": cases["unsigned"][0], "model": data})) is True
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "a/b", "..", ".hidden", "", "x" * 65, 7])
+def test_model_name_cannot_leave_the_registry(tmp_path, name):
+    from gateway.model_registry import ModelRegistry
+    man, data = _fetch(copy_model(tmp_path / "m", version=2, signed=False))
+    reg = ModelRegistry(tmp_path / "reg")
+    with pytest.raises(ModelError, match="manifest.name"):
+        reg.install(dict(man, name=name), data)
+    assert list(tmp_path.parent.glob("escaped*")) == []  # where reg/../../escaped would land
+    e = started(tmp_path / "e")
+    signed = model_sign.sign(dict(man, name=name), SIGNING)
+    assert e.handle_model_message(cbor2.dumps({"manifest": signed, "model": data})) is False
+    assert "manifest.name" in e.last_error and list(tmp_path.rglob("escaped*")) == []
+
+
+def test_cli_keygen_sign_install(tmp_path, capsys):
+    from gateway.cli import main
+    keys = tmp_path / "keys"
+    assert main(["model", "keygen", "--out", str(keys)]) == 0
+    assert (keys / "model-signing.key").stat().st_mode & 0o077 == 0
+    d = copy_model(tmp_path / "m", version=7, signed=False)
+    data_dir = tmp_path / "data"
+    assert main(["model", "install", str(d), "--data-dir", str(data_dir)]) == 1       # unsigned: refused
+    assert "not signed" in capsys.readouterr().err
+    assert main(["model", "sign", str(d), "--key", str(keys / "model-signing.key")]) == 0
+    assert main(["model", "install", str(d), "--data-dir", str(data_dir)]) == 1       # key not trusted
+    assert main(["model", "install", str(d), "--data-dir", str(data_dir), "--key", str(keys / "model-signing.pub")]) == 0
+    assert (data_dir / "models" / "CURRENT").read_text().startswith("fogline-anomaly-v7-")
