@@ -21,6 +21,7 @@ RUNNER = hostemu.REPO / "tools" / "demo_node.py"
 SCENARIOS = ("spikes", "drift", "dies", "wifi_loss", "hot", "normal", "stuck")
 BLE_SCENARIO = "normal"
 BLE_INTERVAL_MS = 1000  # a BLE node advertises its latest values this often
+LATE_FAULT_S = 130  # node seconds: past the first whole window, however the start falls in the minute
 # every demo node's rules: an over-temperature alert driving the relay, and a stale-sensor alert
 RULES = (
     {"name": "temp_high", "sensor": "temperature", "type": "above", "threshold": 30.0, "hysteresis": 1.0,
@@ -63,8 +64,11 @@ class VNode:
 
 
 def scenario_spec(name: str, seed: int) -> dict[str, Any]:
-    """Signals of a demo scenario on a real daily cycle, with its fault early enough for a 20 s run
-    (tools/sim/scenario.py presets use 10-minute cycles, which the gateway's model rightly calls drift)."""
+    """Signals of a demo scenario on a real daily cycle (tools/sim/scenario.py presets use 10-minute
+    cycles, which the gateway's model rightly calls drift). Spikes, drift, the dying sensor and the Wi-Fi
+    outage start in the first seconds (the node's alerts show them at once); the step and the stuck
+    sensor come at LATE_FAULT_S, after the gateway has seen a whole normal 60 s window of the node, so the
+    model has the node's normal level and spread to compare with."""
     t: dict[str, Any] = {"base": 21.0, "amplitude": 3.0, "period_s": 86400, "phase_s": 20000, "noise": 0.05}
     h: dict[str, Any] = {"base": 45.0, "amplitude": 8.0, "period_s": 86400, "phase_s": 30000, "noise": 0.3,
                          "lo": 0.0, "hi": 100.0}
@@ -80,9 +84,9 @@ def scenario_spec(name: str, seed: int) -> dict[str, Any]:
     elif name == "wifi_loss":
         outages = [[5, 13]]
     elif name == "hot":
-        t["step"] = [8, 15.0]
+        t["step"] = [LATE_FAULT_S, 15.0]
     elif name == "stuck":
-        t["stuck"] = [6, 3600]
+        t["stuck"] = [LATE_FAULT_S, 3600]
     elif name != "normal":
         raise ValueError(f"unknown demo scenario {name!r}")
     return {"seed": seed, "signals": {"temperature": t, "humidity": h, "pressure": p}, "wifi_outages": outages}
