@@ -44,6 +44,8 @@ class FederationConfig:
     gateway_id: str = ""                # id in the federation; "" = [site] gateway_id
     key: str = ""                       # this gateway's HMAC key (hex, >= 16 bytes): signs its updates/models
     peer_keys: dict[str, str] = field(default_factory=dict)  # gateway id -> hex key of every other participant
+    signing_key: str = ""               # Ed25519 private key (PEM file): signs instead of `key`
+    peer_public_keys: dict[str, str] = field(default_factory=dict)  # gateway id -> Ed25519 public key (PEM file)
     coordinator: str = ""               # id of the aggregating participant ("" = this gateway coordinates)
     member: bool = True                 # train locally and send updates
     broker: str = ""                    # exchange broker host:port; "" = the [cloud] broker

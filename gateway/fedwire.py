@@ -6,9 +6,13 @@ Topics (under a prefix, default `fogline/fed`):
   <prefix>/<round>/model            coordinator -> gateways: aggregated ONNX + manifest (new version)
   <prefix>/<round>/result/<gw>      gateway -> all: adopted or not, with both evaluation scores
 
-Payload = CBOR map {"body": body_bytes, "by": signer_id, "tag": 16 bytes}; body_bytes is the CBOR
-map of the message. tag = HMAC-SHA256(key of signer, "fogline-fed/<kind>" 0x00 body_bytes)[:16]
-(shared.auth), so a message cannot be forged, altered, or replayed as another kind. Deltas travel
+Payload = CBOR map {"body": body_bytes, "by": signer_id, "tag": bytes}; body_bytes is the CBOR
+map of the message; the tag covers "fogline-fed/<kind>" 0x00 body_bytes, so a message cannot be
+forged, altered, or replayed as another kind. With Ed25519 keys (`[federation] signing_key`,
+`peer_public_keys`) the tag is a 64-byte signature: every participant signs with its own private key
+and holds only the others' public keys, so a member cannot forge the coordinator or another member.
+With shared HMAC keys (legacy) tag = HMAC-SHA256(key, ...)[:16] (shared.auth) and whoever holds a
+signer's key can sign as it. Deltas travel
 as float32 (or float16) little-endian byte strings with their shapes: only weights and metadata, never readings.
 """
 
@@ -16,8 +20,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from pathlib import Path
+
 import cbor2
 import numpy as np
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from shared import auth
 
@@ -45,11 +54,50 @@ def parse_topic(prefix: str, t: str) -> tuple[int, str, str | None] | None:
     return int(parts[0]), parts[1], parts[2] if len(parts) == 3 else None
 
 
-def _mac(key: bytes, kind: str, body: bytes) -> bytes:
-    return auth.hmac_sha256(key, b"fogline-fed/" + kind.encode() + b"\x00" + body)[:auth.TAG_LEN]
+Key = bytes | Ed25519PrivateKey | Ed25519PublicKey  # HMAC key, own signing key, or a peer's public key
 
 
-def seal(key: bytes, signer: str, kind: str, body: dict[str, Any]) -> bytes:
+def _signed(kind: str, body: bytes) -> bytes:
+    return b"fogline-fed/" + kind.encode() + b"\x00" + body
+
+
+def _mac(key: Key, kind: str, body: bytes) -> bytes:
+    if isinstance(key, Ed25519PrivateKey):
+        return key.sign(_signed(kind, body))
+    if not isinstance(key, (bytes, bytearray)):
+        raise ValueError("fedwire: a public key cannot sign")
+    return auth.hmac_sha256(key, _signed(kind, body))[:auth.TAG_LEN]
+
+
+def _verify(key: Key, kind: str, body: bytes, tag: bytes) -> bool:
+    if isinstance(key, Ed25519PrivateKey):
+        key = key.public_key()
+    if isinstance(key, Ed25519PublicKey):
+        try:
+            key.verify(tag, _signed(kind, body))
+            return True
+        except InvalidSignature:
+            return False
+    return auth.equal(_mac(key, kind, body), tag)
+
+
+def load_private(path: str | Path) -> Ed25519PrivateKey:
+    """This participant's Ed25519 signing key (PEM, e.g. from `fogline federate --keygen`)."""
+    k = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    if not isinstance(k, Ed25519PrivateKey):
+        raise ValueError(f"{path}: not an Ed25519 private key")
+    return k
+
+
+def load_public(path: str | Path) -> Ed25519PublicKey:
+    """A peer's Ed25519 public key (PEM)."""
+    k = serialization.load_pem_public_key(Path(path).read_bytes())
+    if not isinstance(k, Ed25519PublicKey):
+        raise ValueError(f"{path}: not an Ed25519 public key")
+    return k
+
+
+def seal(key: Key, signer: str, kind: str, body: dict[str, Any]) -> bytes:
     """Signed payload of a message body (kind is stored in the body as "t")."""
     if kind not in KINDS:
         raise ValueError(f"fedwire: unknown kind {kind}")
@@ -57,7 +105,7 @@ def seal(key: bytes, signer: str, kind: str, body: dict[str, Any]) -> bytes:
     return cbor2.dumps({"body": raw, "by": signer, "tag": _mac(key, kind, raw)})
 
 
-def open_(keys: dict[str, bytes], payload: bytes, kind: str) -> tuple[str, dict[str, Any]]:
+def open_(keys: dict[str, Key], payload: bytes, kind: str) -> tuple[str, dict[str, Any]]:
     """(signer, body) after checking size, shape, signer key and tag; FedRefused otherwise."""
     if not isinstance(payload, (bytes, bytearray)) or len(payload) > MAX_PAYLOAD:
         raise FedRefused("payload missing or too large")
@@ -73,7 +121,7 @@ def open_(keys: dict[str, bytes], payload: bytes, kind: str) -> tuple[str, dict[
     key = keys.get(by)
     if key is None:
         raise FedRefused(f"unknown signer {by!r}")
-    if not auth.equal(_mac(key, kind, raw), tag):
+    if not _verify(key, kind, raw, tag):
         raise FedRefused(f"bad tag for {kind} from {by!r}")
     try:
         body = cbor2.loads(raw)

@@ -32,6 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--broker", help="host:port of the exchange broker (overrides the config)")
     p.add_argument("--simulate", action="store_true", help="three simulated gateways in-process (demo)")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    p.add_argument("--keygen", metavar="DIR", help="write this gateway's Ed25519 federation key pair to DIR "
+                                                   "(federation.key/.pub: signing_key and the peers' peer_public_keys)")
     return p
 
 
@@ -75,7 +77,7 @@ def _setup(cfg_all: Any, args: argparse.Namespace):
     """(fed cfg, bus, member or None, coordinator or None) for this gateway."""
     import numpy as np
 
-    from gateway import fedlocal
+    from gateway import fedlocal, fedwire
     from gateway.decisions import model_topic
     from gateway.fedbus import MqttBus
     from gateway.fedcoord import Coordinator
@@ -85,10 +87,12 @@ def _setup(cfg_all: Any, args: argparse.Namespace):
 
     fc = cfg_all.section("federation")
     gw = fc.gateway_id or cfg_all.site.gateway_id
-    key = key_from_hex(fc.key)
+    key: Any = fedwire.load_private(fc.signing_key) if fc.signing_key else key_from_hex(fc.key)
     if key is None:
-        raise ValueError("federation.key: set this gateway's hex key (fogline provision can make one)")
-    peers = {g: key_from_hex(h) for g, h in fc.peer_keys.items()}
+        raise ValueError("federation.signing_key: set this gateway's Ed25519 key (fogline federate --keygen DIR), "
+                         "or federation.key (a shared HMAC key)")
+    peers: dict[str, Any] = {g: key_from_hex(h) for g, h in fc.peer_keys.items()}
+    peers.update({g: fedwire.load_public(p) for g, p in fc.peer_public_keys.items()})  # they win over HMAC keys
     coord_id = fc.coordinator or gw
     data_dir = cfg_all.data_dir
     inf = cfg_all.section("inference")
@@ -137,6 +141,16 @@ def _next_round(state: Path) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """0 ok, 1 a round failed or was refused, 2 configuration error."""
+    if args.keygen:
+        from gateway.model_registry import ModelError
+        from gateway.model_sign import keygen
+        try:
+            priv, pub = keygen(args.keygen, "federation")
+        except ModelError as e:
+            print(f"fogline federate: {e}", file=sys.stderr)
+            return 2
+        print(f"wrote {priv} ([federation] signing_key) and {pub} (the others' peer_public_keys)")
+        return 0
     if args.simulate:
         out = _simulate(args)
         if args.json:
