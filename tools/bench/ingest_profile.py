@@ -53,7 +53,7 @@ def main() -> int:
     ap.add_argument("--worker", action="store_true", help="[mqtt] worker_process = true (paho not sampled)")
     ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     args = ap.parse_args()
-    spy_bin = shutil.which("py-spy")
+    spy_bin = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if spy_bin is None:
         print("py-spy not found: pip install py-spy", file=sys.stderr)
         return 2
