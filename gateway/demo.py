@@ -242,9 +242,9 @@ class Demo:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- views -----------------------------------------------------------------------------------
-    def ble_latest(self) -> dict[str, dict[str, float]]:
-        """Latest BLE values per node as stored by the gateway (hot tier), for the dashboard."""
-        out: dict[str, dict[str, float]] = {}
+    def ble_recent(self, n: int = 16) -> dict[str, dict[str, list[float]]]:
+        """The last n BLE values per node and metric as stored by the gateway (hot tier), for the dashboard."""
+        out: dict[str, dict[str, list[float]]] = {}
         if self.gw is None or not self.fleet:
             return out
         for v in self.fleet.nodes:
@@ -256,7 +256,7 @@ class Demo:
                 except Exception:
                     pts = []
                 if pts:
-                    out.setdefault(v.id, {})[metric] = pts[-1][1]
+                    out.setdefault(v.id, {})[metric] = [float(p[1]) for p in pts[-n:]]
         return out
 
     def components_line(self) -> str:

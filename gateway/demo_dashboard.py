@@ -63,9 +63,12 @@ def render(demo: Any, width: int = 120) -> Group:
         t.add_column(col, no_wrap=True, min_width=w, overflow="ellipsis")
     with mon.lock:
         views = dict(mon.nodes)
-    ble = demo.ble_latest()
-    scales = {m: metric_scale([list(mv.values[m])[-spark:] for mv in views.values() if m in mv.values],
-                              SPAN_FLOOR.get(m, DEFAULT_FLOOR)) for m in ("temperature", "humidity", "pressure")}
+    ble = demo.ble_recent(spark)
+    series = {v.id: {m: list(vals)[-spark:] for m, vals in mv.values.items()} for v in fleet.nodes
+              if not v.ble_only and (mv := views.get(v.id)) is not None}
+    series.update(ble)
+    scales = {m: metric_scale([s[m] for s in series.values() if m in s], SPAN_FLOOR.get(m, DEFAULT_FLOOR))
+              for m in ("temperature", "humidity", "pressure")}
     t.caption = "sparklines: one scale per metric across nodes, " + ", ".join(
         f"{m} {lo:.1f}..{hi:.1f}" for m, (lo, hi) in scales.items())
     for v in fleet.nodes:
@@ -83,18 +86,18 @@ def render(demo: Any, width: int = 120) -> Group:
             link = Text("waiting", style="yellow")
         cells = []
         for metric in ("temperature", "humidity", "pressure"):
-            if mv is not None and metric in mv.values and not v.ble_only:
-                vals = list(mv.values[metric])
+            vals = series.get(v.id, {}).get(metric)
+            if vals:  # MQTT: readings on the wire; BLE: advert values the gateway stored
                 cells.append(f"{sparkline(vals, spark, scales[metric])} {_num(vals[-1])}")
-            elif v.ble_only and metric in ble.get(v.id, {}):
-                cells.append(f"{'(advert) ' if wide else ''}{_num(ble[v.id][metric])}")
             else:
                 latest = (st.get("latest") or {}).get(metric)
                 cells.append(_num(latest) if latest is not None else Text("no data", style="dim"))
         bl = st.get("backlog") or {}
         acked = (mv.acked if mv is not None else None) or {}
-        t.add_row(v.id, v.scenario, link, *cells, f"{bl.get('up', '-')}/{bl.get('alert', '-')}",
-                  f"{acked.get('up', 0)}/{acked.get('alert', 0)}",
+        # a BLE node's log never leaves it (adverts carry the latest values): no backlog, nothing acked
+        backlog = Text("adverts", style="dim") if v.ble_only else f"{bl.get('up', '-')}/{bl.get('alert', '-')}"
+        t.add_row(v.id, v.scenario, link, *cells, backlog,
+                  "-" if v.ble_only else f"{acked.get('up', 0)}/{acked.get('alert', 0)}",
                   str(mv.alerts if mv is not None else (st.get("sensing") or {}).get("alerts", 0)))
     events = list(sink.events) + list(mon.events)
     ev = Text("\n".join(events[:10]) if events else "waiting for alerts and anomalies ...")

@@ -4,6 +4,7 @@ verdict, the window check against the model's manifest."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -146,3 +147,32 @@ def test_fogline_demo_refuses_a_window_the_model_was_not_trained_on():
     assert proc.returncode == 2
     assert "--window-s 5 differs from the model's window (60 s" in proc.stderr
     assert proc.stdout == ""
+
+
+def test_dashboard_rows_share_a_scale_and_the_ble_row_shows_no_backlog(tmp_path):
+    from collections import deque
+
+    from rich.console import Console
+
+    from gateway.demo_dashboard import render
+    from gateway.demo_fleet import Fleet
+    from gateway.demo_observe import SiteMonitor
+
+    d = Demo(nodes=2, workdir=tmp_path / "w")
+    d.fleet = Fleet(d.workdir, d.site, "127.0.0.1", 1, 2)  # node1 (MQTT, spikes) and ble2, not started
+    d.monitor = SiteMonitor("127.0.0.1", 1, d.site)        # fed below as its subscription would
+    d.sink = type("Cloud", (), {"events": [], "counters": {"bytes": 0}, "lanes": {}})()
+    v = d.monitor.view("node1")
+    v.last_seen = time.time()
+    v.values["temperature"] = deque([21.0] * 8 + [36.0] + [21.0] * 7)
+    v.values["pressure"] = deque([1013.2, 1013.3] * 8)
+    d.fleet.nodes[1].stat = {"backlog": {"up": 224, "alert": 0}}
+    con = Console(width=160, record=True)
+    con.print(render(d, 160))
+    text = con.export_text()
+    row1 = next(ln for ln in text.splitlines() if ln.strip("│ ").startswith("node1"))
+    assert BARS[0] * 8 + BARS[-1] + BARS[0] * 7 in row1  # the spike stands out on the shared scale
+    assert (BARS[3] * 16) in row1                           # 0.1 hPa of noise: one flat line
+    ble = next(ln for ln in text.splitlines() if ln.strip("│ ").startswith("ble2"))
+    assert "adverts" in ble and "224" not in ble
+    assert "one scale per metric across nodes" in text
