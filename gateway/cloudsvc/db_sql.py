@@ -81,19 +81,28 @@ class IdCache:
 def resolve_ids(cache: IdCache, b: Batch, execute: Any, fetch_one: Any) -> list[tuple[int, int, int, float, int, float]]:
     """Reading rows as (nid, lane, seq, t, sid, v), creating missing nodes/series inside the open transaction."""
     out = []
+    last_nk: tuple[str, str] | None = None
+    last_sk: tuple[int, str] | None = None
+    nid = sid = 0
     for site, node, lane, seq, metric, unit, v, t in b.readings:
-        nk = (site, node)
-        nid = cache.node(nk)
-        if nid is None:
-            execute(INSERT_NODE, nk)
-            nid = int(fetch_one(SELECT_NODE, nk))
-            cache.learn_node(nk, nid)
-        sk = (nid, metric)
-        sid = cache.sid(sk)
-        if sid is None:
-            execute(INSERT_SERIES, (nid, metric, unit))
-            sid = int(fetch_one(SELECT_SERIES, sk))
-            cache.learn_series(sk, sid)
+        # consecutive readings are mostly of one node and metric: look ids up only when they change
+        if last_nk is None or last_nk[1] != node or last_nk[0] != site:
+            last_nk = (site, node)
+            got = cache.node(last_nk)
+            if got is None:
+                execute(INSERT_NODE, last_nk)
+                got = int(fetch_one(SELECT_NODE, last_nk))
+                cache.learn_node(last_nk, got)
+            nid = got
+            last_sk = None
+        if last_sk is None or last_sk[1] != metric:
+            last_sk = (nid, metric)
+            got = cache.sid(last_sk)
+            if got is None:
+                execute(INSERT_SERIES, (nid, metric, unit))
+                got = int(fetch_one(SELECT_SERIES, last_sk))
+                cache.learn_series(last_sk, got)
+            sid = got
         out.append((nid, lane, seq, t, sid, v))
     return out
 

@@ -81,9 +81,7 @@ class Batch:
             if not isinstance(recs, list):
                 raise ValueError("records is not a list")
             _seq(first + len(recs))
-            for i, rec in enumerate(recs):
-                m, u, v, t = _record(rec)
-                self.readings.append((site, node, code, first + i, m, u, v, t))
+            self.readings.extend(_records(site, node, code, first, recs))
         elif body.get("kind") == "gateway_health":
             self.health.append((site, env["k"][:200], gw, ts, _dump(body)))
         else:
@@ -148,6 +146,29 @@ def _record(rec: Any) -> tuple[str, str | None, float, float]:
     if u is not None and (not isinstance(u, str) or len(u) > 32):
         raise ValueError("record unit")
     return m, u, _num(v, "value"), _num(t, "t")
+
+
+_NUMS = (float, int)  # exact types: bool (an int subclass) is not a reading value
+_isfinite = math.isfinite
+
+
+def _records(site: str, node: str, code: int, first: int, recs: list[Any]) -> list[tuple]:
+    """Reading rows of a raw body (the hot path: exact type checks, units checked once per metric)."""
+    out = []
+    ok: set[tuple[Any, Any]] = set()
+    seq = first
+    for rec in recs:
+        if type(rec) is not list or len(rec) != 4:
+            raise ValueError("record is not [metric, unit, value, t]")
+        m, u, v, t = rec
+        if (m, u) not in ok:
+            _record([m, u, 0.0, 0.0])
+            ok.add((m, u))
+        if type(v) not in _NUMS or type(t) not in _NUMS or not (_isfinite(v) and _isfinite(t)):
+            raise ValueError("record value/t is not a finite number")
+        out.append((site, node, code, seq, m, u, float(v), float(t)))
+        seq += 1
+    return out
 
 
 def _dump(obj: Any) -> str:
