@@ -187,13 +187,39 @@ class Consumer:
             batch = Batch()
             for _g, _m, _q, topic, payload in msgs:
                 batch.add_message(topic, payload)
-            counts = await self._db(self.backend.write, batch)
+            try:
+                counts = await self._db(self.backend.write, batch)
+            except Exception:  # not the database being away: some row it refuses; find it, keep the rest
+                log.exception("event=cloud_batch_refused messages=%d (writing them one by one)", len(msgs))
+                batch, counts = await self._write_each(msgs)
             self._account(batch, counts)
             for gen, mid, qos, _t, _p in msgs:
                 if gen == self.gen and qos > 0:  # a message of an earlier connection is being re-delivered
                     self.client.ack(mid, qos)
             if self.on_written is not None:
                 self.on_written(batch, counts)
+
+    async def _write_each(self, msgs: list[tuple[int, int, int, str, bytes]]) -> tuple[Batch, dict[str, int]]:
+        """Write messages one per transaction; one the database refuses becomes a dead letter (with the reason)."""
+        total = Batch()
+        counts: dict[str, int] = {}
+        for _g, _m, _q, topic, payload in msgs:
+            one = Batch()
+            one.add_message(topic, payload)
+            try:
+                got = await self._db(self.backend.write, one)
+            except Exception as e:
+                one = Batch(dead=[(topic, f"database refused: {e}"[:200], payload)])
+                got = await self._db(self.backend.write, one)
+            for k, v in got.items():
+                counts[k] = counts.get(k, 0) + v
+            for f in ("readings", "alerts", "health", "dead"):
+                getattr(total, f).extend(getattr(one, f))
+            total.windows.update(one.windows)
+            total.decisions.update(one.decisions)
+            total.messages += 1
+            total.wire_bytes += len(topic) + len(payload)
+        return total, counts
 
     def _account(self, b: Batch, counts: dict[str, int]) -> None:
         m = self.metrics

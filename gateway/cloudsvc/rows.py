@@ -58,7 +58,7 @@ class Batch:
             raise ValueError("envelope without key")
         lane = env.get("lane", kind)
         body = env.get("body")
-        gw = str(env.get("gw", ""))[:64]
+        gw = _text(env.get("gw", ""), 64)
         ts = _num(env.get("ts", 0.0), "ts")
         if not isinstance(body, dict):
             raise ValueError("body is not a map")
@@ -83,7 +83,7 @@ class Batch:
             _seq(first + len(recs))
             self.readings.extend(_records(site, node, code, first, recs))
         elif body.get("kind") == "gateway_health":
-            self.health.append((site, env["k"][:200], gw, ts, _dump(body)))
+            self.health.append((site, _text(env["k"], 200), gw, ts, _dump(body)))
         else:
             key = wire.body_key(body)
             if key is None:
@@ -93,15 +93,15 @@ class Batch:
             row = {"site": site, "node": node, "metric": metric, "length": length, "start": start,
                    "end": _num(body["end"], "end"), "rev": wire.revision(body), "gw": gw, "lane": lane}
             if metric == wire.SET:
-                row.update(action=str(body.get("action", lane)), label=str(body.get("label", "")),
+                row.update(action=_text(body.get("action", lane)), label=_text(body.get("label", "")),
                            score=_opt_num(body.get("score")), confidence=_opt_num(body.get("confidence")),
-                           model=str(body.get("model", "")), late=int(bool(body.get(wire.LATE))),
+                           model=_text(body.get("model", "")), late=int(bool(body.get(wire.LATE))),
                            retract=int(bool(body.get(wire.RETRACT))), body=_dump(body))
                 _keep(self.decisions, (site,) + key, row)
             else:
                 for s in wire.STATS:
                     row[s] = _opt_num(body.get(s))
-                row["unit"] = body.get("unit") if isinstance(body.get("unit"), str) else None
+                row["unit"] = _text(body["unit"], 32) if isinstance(body.get("unit"), str) else None
                 row["corr"] = int(bool(body.get(wire.CORR)))
                 _keep(self.windows, (site,) + key, row)
 
@@ -141,9 +141,9 @@ def _record(rec: Any) -> tuple[str, str | None, float, float]:
     if not isinstance(rec, (list, tuple)) or len(rec) != 4:
         raise ValueError("record is not [metric, unit, value, t]")
     m, u, v, t = rec
-    if not isinstance(m, str) or not m or len(m) > 64:
+    if not isinstance(m, str) or not m or len(m) > 64 or "\x00" in m:  # PostgreSQL text holds no NUL
         raise ValueError("record metric")
-    if u is not None and (not isinstance(u, str) or len(u) > 32):
+    if u is not None and (not isinstance(u, str) or len(u) > 32 or "\x00" in u):
         raise ValueError("record unit")
     return m, u, _num(v, "value"), _num(t, "t")
 
@@ -169,6 +169,11 @@ def _records(site: str, node: str, code: int, first: int, recs: list[Any]) -> li
         out.append((site, node, code, seq, m, u, float(v), float(t)))
         seq += 1
     return out
+
+
+def _text(x: Any, limit: int = 100) -> str:
+    """A short text column value (PostgreSQL text holds no NUL)."""
+    return str(x)[:limit].replace("\x00", "")
 
 
 def _dump(obj: Any) -> str:

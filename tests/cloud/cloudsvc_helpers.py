@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from gateway.cloudsvc import config as cfg_mod
-from gateway.cloudsvc.service import CloudService
+from tools.cloudrecord import ServiceThread  # noqa: F401 (the tests import it from here)
 
 
 def service_config(broker_port: int, dsn: str = "", data_dir: str | Path = "", client_id: str = "c1",
@@ -23,50 +21,6 @@ def service_config(broker_port: int, dsn: str = "", data_dir: str | Path = "", c
         "broker": {"port": broker_port, "client_id": client_id},
         "db": {"dsn": dsn, "data_dir": str(data_dir), **db},
         "http": {"enabled": http, "port": 0, "tokens": tokens or {}}}})
-
-
-class ServiceThread:
-    """A CloudService on its own event loop thread (start() waits until it runs)."""
-
-    def __init__(self, cfg: cfg_mod.ServiceConfig):
-        self.cfg = cfg
-        self.loop = asyncio.new_event_loop()
-        self.svc: CloudService | None = None
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.error: BaseException | None = None
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-
-        async def main() -> None:
-            self.svc = CloudService(self.cfg)
-            await self.svc.start()
-            if not await self.svc.consumer.wait_subscribed(60):
-                raise RuntimeError("no SUBACK from the cloud broker")
-            self.ready.set()
-
-        try:
-            self.loop.run_until_complete(main())
-            self.loop.run_forever()
-        except BaseException as e:  # surfaced by start()
-            self.error = e
-            self.ready.set()
-
-    def start(self, timeout: float = 60) -> "ServiceThread":
-        self.thread.start()
-        if not self.ready.wait(timeout) or self.error:
-            raise RuntimeError(f"cloud service did not start: {self.error}")
-        return self
-
-    def metric(self, name: str, **labels: Any) -> float:
-        return self.svc.metrics.get(name, **labels) if self.svc else 0.0
-
-    def stop(self) -> None:
-        if self.svc is not None:
-            asyncio.run_coroutine_threadsafe(self.svc.stop(), self.loop).result(60)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(30)
 
 
 def write_config(path: Path, broker_port: int, dsn: str, client_id: str, data_dir: str = "") -> Path:

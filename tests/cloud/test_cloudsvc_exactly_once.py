@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+import cbor2
 import pytest
 from cloudsvc_helpers import ServiceThread, reading_keys, scalar, service_config, wait_for
 
+from gateway.cloud import envelope
 from tools.cloudfeed import Publisher, alert_message, raw_bundle, raw_message, summary_message
 
 
@@ -43,19 +45,21 @@ def test_duplicates_revisions_and_bad_input_land_exactly_once(backend, cloud_bro
         for rev, mean in ((3, 10.0), (5, 12.0), (4, 11.0), (5, 99.0)):  # highest rev wins, equal rev keeps the first
             pub.publish("fogline/s1/summary", summary_message("gw1", 2000 + rev, "n0", 1_780_000_000.0, rev, mean))
         pub.publish("fogline/s1/raw", b"\xff not cbor")
+        nul = cbor2.dumps({"node": "n0", "lane": "up", "first_seq": 9000, "records": [["te\x00mp", None, 1.0, 1.0]]})
+        pub.publish("fogline/s1/raw", envelope("gw1", 3000, "raw", 0.0, nul))  # PostgreSQL text holds no NUL
         pub.publish("fogline/s2/raw", raw_message("gw9", 1, "n0", 1, 5))  # another site: its own keys
         want |= {("s2", "n0", 0, s) for s in range(1, 6)}
         assert pub.drain()
 
         got = wait_for(lambda: (lambda k: k if set(k) >= want else None)(reading_keys(dsn, sq)), timeout=120)
         assert got, "not every reading arrived"
-        wait_for(lambda: svc.metric("cloud_dead_letters") >= 1, timeout=60)
+        wait_for(lambda: svc.metric("cloud_dead_letters") >= 2, timeout=60)
         counts = Counter(got)
         assert set(counts) == want
         assert max(counts.values()) == 1
         assert scalar(dsn, "SELECT count(*) FROM alerts", sq)[0] == 3
         assert scalar(dsn, "SELECT rev, mean, corr FROM windows", sq) == (5, 12.0, 1)
-        assert scalar(dsn, "SELECT count(*) FROM dead_letters", sq)[0] == 1
+        assert scalar(dsn, "SELECT count(*) FROM dead_letters", sq)[0] == 2
         assert svc.metric("cloud_duplicates", kind="readings") >= 14 * 25 + 100
         assert svc.metric("cloud_duplicates", kind="alerts") == 2
     finally:

@@ -270,14 +270,15 @@ class _Cloud:
     settings, a cloud consumer, and the seeded uplink fault schedule."""
 
     def __init__(self, tmp: Path, site_port: int, probe: dict | None, forward_readings: bool):
-        from tools.cloudkit import CloudSubscriber, make_pki, tls_cloud_broker
+        from tools.cloudkit import make_pki, tls_cloud_broker
+        from tools.cloudrecord import CloudRecord
         from tools.netem import NetEm
 
         self.pki = make_pki(tmp / "pki")
         self.broker = tls_cloud_broker(tmp / "cloud", self.pki, {"gw1": "gw-secret", "cloud": "cloud-secret"}).start()
         self.netem = NetEm(self.broker.port).start()  # the gateway's uplink: gateway -> netem -> cloud broker
-        self.sub = CloudSubscriber(self.broker.port, self.pki, "cloud", "cloud-secret",
-                                   topic=f"fogline/{SITE}/#").start()
+        # the cloud record is `fogline cloud`'s PostgreSQL database, read back as envelope-shaped rows
+        self.sub = CloudRecord(self.broker.port, self.pki.ca, "cloud", "cloud-secret", SITE)
         self.forward_readings = forward_readings
         self._threads: list[threading.Thread] = []
         self._probe: threading.Thread | None = None
@@ -397,6 +398,8 @@ class _Cloud:
             rep = reconcile_cloud(stored, items, self.sub.bad, self.forward_readings)
             rep.update(reconcile_summaries(db, latest_windows(items)))
             rep["probe_acked"] = self.probe_acked
+            rep["db_duplicates"] = self.sub.db_duplicates()
+            rep["absorbed_by_keys"] = self.sub.absorbed()
             if (not rep["missing"] and rep["summaries"] and not rep["stored_in_no_summary"]
                     and not rep["windows_mismatch"]) or time.monotonic() > deadline:
                 rep["settle_s"] = round(timeout - max(0.0, deadline - time.monotonic()), 1)
@@ -821,7 +824,8 @@ def _print_table(rep: dict) -> None:
     print(f"duplicates absorbed: gateway re-sent readings {g['counters']['duplicates']} "
           f"(in {g['counters']['duplicate_messages']} messages, over {g['counters']['incarnations_seen']} gateway "
           f"incarnations seen, a lower bound) | cloud same-key re-sends {c.get('key_dups', '-')}, same (node, lane, "
-          f"seq) under another key {c.get('seq_dups', '-')}")
+          f"seq) under another key {c.get('seq_dups', '-')}, re-deliveries absorbed by the cloud database's keys "
+          f"{c.get('absorbed_by_keys', '-')}")
     pk = rep["node_peaks"]
     heap = min((p["min_heap_free"] for p in pk.values()), default=0)
     flash = max(((p["max_flash_used"], p["log_capacity"], n) for n, p in pk.items()), default=(0, 0, ""))
@@ -907,6 +911,7 @@ def _check_cloud(rep: dict) -> None:
         f"stored readings in no delivered summary: {c['no_summary_by']}"
     assert c["windows_mismatch"] == 0, f"cloud windows differ from the stored readings: {c['mismatch_examples']}"
     assert c["undecodable"] == 0, c
+    assert c["db_duplicates"] == 0 and c["seq_dups"] == 0, c  # the cloud database holds each (node, lane, seq) once
 
 
 def test_chaos_short(tmp_path, runtime):
