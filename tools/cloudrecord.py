@@ -69,13 +69,14 @@ class ServiceThread:
 class CloudRecord:
     """PostgreSQL + the cloud service consuming `site`'s relay from a (TLS, password) cloud broker."""
 
-    def __init__(self, port: int, ca_file: Path | None, user: str, password: str, site: str):
+    def __init__(self, port: int, ca_file: Path | None, user: str, password: str, site: str, shared: bool = True):
         from tools.pgkit import Postgres
         self.site = site
         self.pg = Postgres().start()
         cfg = cfg_mod.from_dict({"cloud": {
             "broker": {"port": port, "tls": ca_file is not None, "ca_file": str(ca_file) if ca_file else None,
-                       "username": user, "password": password, "client_id": f"cloud-record-{site}"},
+                       "username": user, "password": password, "client_id": f"cloud-record-{site}",
+                       "shared": shared},
             "db": {"dsn": self.pg.dsn, "retry_max_s": 1.0}, "http": {"enabled": False}}})
         try:
             self.svc = ServiceThread(cfg).start()

@@ -111,12 +111,15 @@ def _gateway_conf(d: Path, gw: str, port: int, sec: dict[str, Any], keys: Path, 
 
 
 class Cloud:
-    """Cloud side: a TLS + password mosquitto (persistent, no queue limit) and a cloud consumer."""
+    """Cloud side: a TLS + password mosquitto (persistent, no queue limit), `fogline cloud` on PostgreSQL (the
+    record reconciled: `rec`) and a wire tap (`sub`: which gateway sent each summary, for doubled summaries)."""
 
     def __init__(self, tmp: Path):
         from tools.cloudkit import CloudSubscriber, make_pki, tls_cloud_broker
+        from tools.cloudrecord import CloudRecord
         self.pki = make_pki(tmp / "pki")
         self.broker = tls_cloud_broker(tmp / "cloud", self.pki, {"gw": "gw-secret", "cloud": "cloud-secret"}).start()
+        self.rec = CloudRecord(self.broker.port, self.pki.ca, "cloud", "cloud-secret", SITE)
         self.sub = CloudSubscriber(self.broker.port, self.pki, "cloud", "cloud-secret",
                                    topic=f"fogline/{SITE}/#").start()
 
@@ -130,8 +133,14 @@ class Cloud:
                 f'reconnect_min_s = 0.2\nreconnect_max_s = 1.0\nsummary_windows_s = [5.0]\n{fwd}\n'
                 f'[cloud.bandwidth]\ninitial_mode = "high"\n\n[cloud.breaker]\nbackoff_max_s = 2.0\n')
 
+    def reconcile(self, dbs: dict[str, Path]) -> dict[str, Any]:
+        """reconcile_cloud against the cloud database (each summary's senders from the wire tap)."""
+        return reconcile_cloud(dbs, self.rec.snapshot(), self.rec.bad, deliveries=self.sub.snapshot(),
+                               absorbed=self.rec.absorbed(), db_dups=self.rec.db_duplicates())
+
     def close(self) -> None:
         self.sub.stop()
+        self.rec.stop()
         self.broker.stop()
 
 
@@ -312,7 +321,7 @@ def run_failover(tmp: Path, seed: int = 1, n_nodes: int = 10, kills: int = 1, wa
             if p.p:
                 p.p.wait(30)
         rows = reconcile(dbs, finals)
-        rep_cloud = reconcile_cloud(dbs, cloud.sub.snapshot(), cloud.sub.bad)
+        rep_cloud = cloud.reconcile(dbs)
         stats = {g: _metrics(tmp / g / "data" / "metrics.json") for g in GATEWAYS}
     finally:
         for n in nodes:
@@ -456,12 +465,18 @@ def _cloud_sets(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"raw": raw, "alerts": alerts, "summaries": summaries, "latest": latest, "absorbed_keys": absorbed_keys}
 
 
-def reconcile_cloud(dbs: dict[str, Path], items: list[dict[str, Any]], bad: int) -> dict[str, Any]:
-    """Cloud record after de-duplication by (node, lane, seq): every stored reading and alert, once."""
+def reconcile_cloud(dbs: dict[str, Path], items: list[dict[str, Any]], bad: int,
+                    deliveries: list[dict[str, Any]] | None = None, absorbed: int | None = None,
+                    db_dups: int = 0) -> dict[str, Any]:
+    """Cloud record after de-duplication by (node, lane, seq): every stored reading and alert, once.
+
+    items: the cloud database's rows (or every delivery); deliveries: what the wire carried, for which
+    gateways sent each summary (default: items); absorbed: re-deliveries the database's keys absorbed."""
     stored = _stored(dbs)
     up = set().union(*[{(n, s) for (n, li), ss in d.items() if li == 0 for s in ss} for d in stored.values()])
     al = set().union(*[{(n, s) for (n, li), ss in d.items() if li == 1 for s in ss} for d in stored.values()])
     cs = _cloud_sets(items)
+    ws = _cloud_sets(deliveries) if deliveries is not None else cs
     dup_raw = sum(c - 1 for c in cs["raw"].values())
     dup_alert = sum(c - 1 for c in cs["alerts"].values())
     forwarded = bool(cs["raw"])
@@ -471,11 +486,12 @@ def reconcile_cloud(dbs: dict[str, Path], items: list[dict[str, Any]], bad: int)
             "alerts_stored": len(al), "alerts_in_cloud": len(cs["alerts"]),
             "alerts_missing": len(al - set(cs["alerts"])),
             "alerts_not_stored": len(set(cs["alerts"]) - al),
-            "duplicates_absorbed": dup_raw + dup_alert + cs["absorbed_keys"],
+            "duplicates_absorbed": dup_raw + dup_alert + cs["absorbed_keys"] if absorbed is None else absorbed,
+            "db_duplicates": db_dups,
             "duplicate_readings": dup_raw, "duplicate_alerts": dup_alert, "resent_envelopes": cs["absorbed_keys"],
             "summaries": len(cs["summaries"]),
             "summary_corrections": sum(1 for b in cs["latest"].values() if b.get(wire.CORR)),
-            "doubled_summaries": sum(1 for g in cs["summaries"].values() if len(g) > 1),
+            "doubled_summaries": sum(1 for g in ws["summaries"].values() if len(g) > 1),
             "undecodable": bad, "deliveries": len(items)}
 
 
@@ -483,7 +499,7 @@ def _settle_cloud(cloud: Any, dbs: dict[str, Path], timeout: float) -> dict[str,
     """Wait (bounded) until every reading and alert stored at either gateway is in the cloud."""
     deadline = time.monotonic() + timeout
     while True:
-        rep = reconcile_cloud(dbs, cloud.sub.snapshot(), cloud.sub.bad)
+        rep = cloud.reconcile(dbs)
         done = rep["alerts_missing"] == 0 and (not rep["forwarding"] or rep["readings_missing"] == 0)
         if done or time.monotonic() > deadline:
             return rep

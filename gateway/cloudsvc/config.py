@@ -42,6 +42,7 @@ class BrokerConfig:
     protocol: str = "5"  # "5" (receive_maximum honoured) or "3.1.1"
     receive_maximum: int = 1000  # QoS 1 messages the broker may have unacked at this consumer (MQTT 5)
     keepalive: int = 30
+    reconnect_max_s: float = 1.0  # back off at most this long: after a broker restart, resubscribe quickly
     session_expiry_s: int = 86400  # MQTT 5: the session (and its unacked messages) outlives a crash this long
     lanes: list[str] = field(default_factory=lambda: list(LANES))
 

@@ -77,7 +77,7 @@ class Consumer:
                       cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         if cfg.username is not None:
             c.username_pw_set(cfg.username, cfg.password)
-        c.reconnect_delay_set(0.2, 5.0)
+        c.reconnect_delay_set(min(0.2, cfg.reconnect_max_s), cfg.reconnect_max_s)
         c.on_connect = self._t_connect
         c.on_disconnect = self._t_disconnect
         c.on_message = self._t_message

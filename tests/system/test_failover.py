@@ -41,6 +41,8 @@ def test_failover_kill9_primary(tmp_path):
     if c["forwarding"]:
         assert c["readings_missing"] == 0 and c["readings_not_stored"] == 0, c
     assert c["undecodable"] == 0, c
+    # the cloud database (fogline cloud on PostgreSQL) holds each reading and alert once
+    assert c["db_duplicates"] == 0 and c["duplicate_readings"] == 0 and c["duplicate_alerts"] == 0, c
     # the relay lease: a node's summary of a window is sent by one gateway only (a window that began under
     # another gateway's lease is dropped by both, counted as windows_not_leased)
     assert c["summaries"] > 0 and c["doubled_summaries"] == 0, c
