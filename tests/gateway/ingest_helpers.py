@@ -68,7 +68,7 @@ class SimNode:
         self.send("up", data)
         return data
 
-    def wait_ack(self, lane: str, seq: int, timeout: float = 10.0) -> bool:
+    def wait_ack(self, lane: str, seq: int, timeout: float = 60.0) -> bool:
         end = time.monotonic() + timeout
         with self.got_ack:
             while self.high[lane] < seq:
@@ -101,7 +101,7 @@ def dead_letters(data_dir: Path) -> list[tuple[str, str, str]]:
     return db_rows(data_dir, "SELECT reason, source, detail FROM dead_letters ORDER BY id")
 
 
-async def until(pred: Any, timeout: float = 10.0, step: float = 0.02) -> bool:
+async def until(pred: Any, timeout: float = 60.0, step: float = 0.02) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if pred():
@@ -146,7 +146,8 @@ class GatewayThread:
         self.stop()
 
 
-def wait_for(pred: Any, timeout: float = 10.0, step: float = 0.02) -> bool:
+def wait_for(pred: Any, timeout: float = 60.0, step: float = 0.02) -> bool:
+    """pred() came true within timeout s: generous, a loaded host is slow, not wrong (it returns at once)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if pred():

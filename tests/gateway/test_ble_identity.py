@@ -66,7 +66,7 @@ def test_counter_survives_reboot_and_a_restart_is_one_counted_event(lifetime, mo
         for i, adv in enumerate(seq):
             clk[0] += 5.0  # a reboot takes longer than bthome-ble's 4 s packet-id window
             scanner.deliver(adv, mac)
-            assert wait_for(lambda: g.gw.metrics.total("ble_adverts") >= i + 1, timeout=5)
+            assert wait_for(lambda: g.gw.metrics.total("ble_adverts") >= i + 1, timeout=60)
         g.flush()
         m = g.gw.metrics
         restarts, accepted = m.total("ble_counter_restarts"), m.total("ble_accepted")
@@ -86,7 +86,7 @@ def _deliver(tmp, port, ble, advs, mac):
         for i, adv in enumerate(advs):
             clk[0] += 5.0
             scanner.deliver(adv, mac)
-            assert wait_for(lambda: g.gw.metrics.total("ble_adverts") >= i + 1, timeout=5)
+            assert wait_for(lambda: g.gw.metrics.total("ble_adverts") >= i + 1, timeout=60)
         g.flush()
         return g.gw.metrics.total("ble_counter_restarts"), [r for r, _, _ in dead_letters(tmp / "data")]
 
@@ -110,7 +110,7 @@ def test_random_mac_adverts_never_take_registry_slots_of_provisioned_devices(lif
     with g:
         for i in range(200):  # a neighbour with random MACs (plaintext adverts)
             scanner.deliver(plain[i % len(plain)], "02:00:00:00:%02X:%02X" % (i >> 8, i & 0xFF))
-        assert wait_for(lambda: g.gw.metrics.total("ble_adverts") >= 200, timeout=20)
+        assert wait_for(lambda: g.gw.metrics.total("ble_adverts") >= 200, timeout=60)
         scanner.deliver(a[0], keyed)                    # the provisioned BLE node...
         node = SimNode(mosquitto.port, "mqtt1")         # ...and an MQTT node still get in
         try:
@@ -118,7 +118,7 @@ def test_random_mac_adverts_never_take_registry_slots_of_provisioned_devices(lif
             assert node.wait_ack("up", 2)
         finally:
             node.close()
-        assert wait_for(lambda: g.gw.metrics.total("ble_adverts") >= 201, timeout=5)
+        assert wait_for(lambda: g.gw.metrics.total("ble_adverts") >= 201, timeout=60)
         g.flush()
         m, ble, reg = g.gw.metrics, g.gw.ble, g.gw.registry
         assert reg.unprovisioned == 8 and len(reg.devices) == 10       # 8 neighbours, the BLE node, mqtt1

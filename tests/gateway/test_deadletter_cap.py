@@ -71,7 +71,7 @@ def test_gateway_never_exceeds_the_cap_under_a_burst_of_garbage(tmp_path, mosqui
             c.publish(f"fogline/site1/junk{i % 7}/up", b"\xff\xfe not cbor", qos=1)
             if i % 100 == 99:
                 time.sleep(0.02)
-        assert wait_for(lambda: g.gw.metrics.total("dead_letters") >= n, 20)
+        assert wait_for(lambda: g.gw.metrics.total("dead_letters") >= n, 60)
         g.flush()
         c.loop_stop()
         c.disconnect()

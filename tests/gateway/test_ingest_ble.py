@@ -85,7 +85,7 @@ def _run(tmp_path, port, ble, deliveries, scanner=None):
     with g:
         for adv, mac in deliveries:
             scanner.deliver(adv, mac)
-        wait_for(lambda: g.gw.metrics.total("ble_adverts") >= len(deliveries), timeout=5)
+        wait_for(lambda: g.gw.metrics.total("ble_adverts") >= len(deliveries), timeout=60)
         g.flush()
     return g.gw
 
@@ -158,7 +158,7 @@ def test_scanner_restarted_when_it_stalls(mosquitto, tmp_path):
     scanner = FakeScanner()
     g = GatewayThread(gw_config(tmp_path, mosquitto.port, ble={"stall_s": 0.4}), ble_backend=scanner)
     with g:
-        assert wait_for(lambda: scanner.starts >= 3, timeout=10)
+        assert wait_for(lambda: scanner.starts >= 3, timeout=60)
     assert g.gw.metrics.get("ble_scanner_restarts", why="stall") >= 2
     assert scanner.stops >= 2
 

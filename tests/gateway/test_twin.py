@@ -120,7 +120,7 @@ def test_push_reconcile_reject_and_watch_against_mosquitto(tmp_path, mosquitto):
     nodes = {n: PahoNode(mosquitto.port, n, max_bytes=(40 if n == "n3" else 4096)) for n in ("n1", "n2", "n3")}
     nodes["n4"] = PahoNode(mosquitto.port, "n4", version=9)
 
-    async def until(pred, timeout=10.0):
+    async def until(pred, timeout=60.0):
         t0 = time.monotonic()
         while not pred() and time.monotonic() - t0 < timeout:
             await asyncio.sleep(0.02)

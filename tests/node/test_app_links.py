@@ -71,7 +71,7 @@ def run_app(tmp: Path, cfg: dict, samples: int, env: dict | None = None) -> subp
                             stderr=subprocess.PIPE, text=True)
 
 
-def finish(p: subprocess.Popen, timeout: float = 30) -> dict:
+def finish(p: subprocess.Popen, timeout: float = 300) -> dict:
     out, err = p.communicate(timeout=timeout)
     assert p.returncode == 0, f"app failed rc={p.returncode}\n{err}\n{out[-2000:]}"
     line = [ln for ln in out.splitlines() if ln.startswith("STATS ")][-1]
@@ -95,10 +95,16 @@ def test_app_bthome_adverts_decode_to_sampled_values(tmp_path, mosquitto, bind_k
     for seq, (t, name, unit, value) in flash_records(tmp_path / "node.img", 128, "u"):
         recs.setdefault(seq, (name, value, t))
     assert sorted(recs) == list(range(1, kept + 1))  # every kept reading is delivered or still in flash
-    by_t: dict[float, dict[str, float]] = {}
-    for name, value, t in recs.values():
-        by_t.setdefault(t, {})[name] = value
-    samples = [(v["temperature"], v["humidity"], v["pressure"] / 100) for v in by_t.values() if len(v) == 3]
+    # An advert carries each metric's latest kept value (a filtered-out reading leaves the older one), read
+    # whenever the advert task runs: so it equals the latest values after some kept reading, in sampling
+    # order (time, then seq: seqs of one pack may be grouped by metric)
+    latest: dict[str, float] = {}
+    samples = set()
+    for seq in sorted(recs, key=lambda q: (recs[q][2], q)):
+        name, value, _ = recs[seq]
+        latest[name] = value
+        if len(latest) == 3:
+            samples.add((latest["temperature"], latest["humidity"], latest["pressure"] / 100))
     assert len(samples) >= 100
     parser = BTHomeBluetoothDeviceData(bindkey=bytes.fromhex(bind_key) if bind_key else None)
     rows = [ln.split() for ln in log.read_text().splitlines()]
@@ -139,7 +145,7 @@ class StateWatcher:
             if "version" in st and "config_rejected" in st:
                 self.states.append(st)
 
-    def wait(self, pred, timeout: float = 10) -> dict:
+    def wait(self, pred, timeout: float = 60) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:
@@ -188,7 +194,7 @@ def test_app_config_push_rejects_invalid_and_applies_valid(tmp_path, mosquitto):
         w.push({"version": 5, "rules": [dict(rule, threshold=-100.0)]})
         st = w.wait(lambda s: s["version"] == 5)
         assert st["config_rejected"] is None and st["fw"] and "backlog" in st and "heap_free" in st
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while not w.alerts and time.monotonic() < deadline:
             time.sleep(0.05)
         assert w.alerts, "rule from the pushed config never fired"

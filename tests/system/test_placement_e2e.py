@@ -110,7 +110,7 @@ def test_battery_drop_moves_workload_to_gateway_and_back(tmp_path, mosquitto, ca
         assert await gw.wait_connected(10)
         nt = lambda: p.twin.nodes.get("n1")  # noqa: E731
 
-        async def until(pred, what: str, timeout: float = 15.0) -> None:
+        async def until(pred, what: str, timeout: float = 60.0) -> None:
             t0 = time.monotonic()
             while time.monotonic() - t0 < timeout:
                 if pred():

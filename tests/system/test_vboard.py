@@ -34,13 +34,32 @@ def mpr(port: str, *args: str, check: bool = True, timeout: float = 30) -> subpr
     return proc
 
 
+class _Echo:
+    """Collects what the board writes to the host: tests wait for its output instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, b: bytes) -> None:
+        self.data += b
+
+    def flush(self) -> None:
+        pass
+
+    def wait(self, text: bytes, start: int = 0, timeout: float = 60) -> bool:
+        deadline = time.monotonic() + timeout
+        while text not in self.data[start:] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return text in self.data[start:]
+
+
 @pytest.fixture
 def board(tmp_path):
     try:
         hostemu.find_micropython()
     except hostemu.NoMicroPython as e:
         pytest.skip(str(e))
-    vb = VirtualBoard(tmp_path / "node1.img", board="pico_w")
+    vb = VirtualBoard(tmp_path / "node1.img", board="pico_w", echo_to=_Echo())
     vb.start()
     yield vb
     vb.stop()
@@ -130,7 +149,7 @@ def test_soft_reset_restarts_interpreter(board):
     # machine.soft_reset() from the raw REPL is a soft reset too (stays in the raw REPL, no main.py)
     hard, soft = board.resets["hard"], board.resets["soft"]
     mpr(board.port, "exec", "--no-follow", "import machine, time; time.sleep_ms(50); machine.soft_reset()")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while board.resets["soft"] < soft + 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert board.resets["soft"] >= soft + 1 and board.resets["hard"] == hard
@@ -156,18 +175,19 @@ def test_reset_boots_main_from_flash(board, tmp_path):
         s.read(4096)
         s.write(b"\x04")  # Ctrl-D at the friendly prompt: reboot, which runs main.py
         out = b""
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while b"main.py booted 1" not in out and time.monotonic() < deadline:
             out += s.read(4096)
     assert b"main.py booted 1" in out, out
     assert board.resets["hard"] == hard + 1
     assert mpr(board.port, "fs", "cat", ":boots").stdout.strip() == "1"
     # `mpremote reset` calls machine.reset(): a hard reset boots main.py again, reset_cause says so
+    seen = len(board.echo_to.data)
     mpr(board.port, "reset")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while board.resets["hard"] < hard + 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(0.3)
+    assert board.echo_to.wait(b"main.py booted 2", seen), board.echo_to.data[seen:]  # main.py ran to its end
     assert mpr(board.port, "fs", "cat", ":boots").stdout.strip() == "2"
     out = mpr(board.port, "exec", "import machine; print(machine.reset_cause() == machine.HARD_RESET)").stdout
     assert out.strip() == "True"
