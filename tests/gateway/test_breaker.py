@@ -79,7 +79,9 @@ def test_relay_keeps_storing_while_open_and_recovers(tmp_path, mosquitto):
         relay = Relay(ob, link, "site1", bandwidth=BandwidthPolicy(BandwidthConfig(initial_mode="high")),
                       breaker=Breaker(BreakerConfig(backoff_s=0.2, backoff_max_s=0.5)))
         await relay.start()
-        await asyncio.sleep(0.8)
+        t0 = time.monotonic()  # the failed connects open it: waited for, however slow the host
+        while relay.breaker.state != OPEN and time.monotonic() - t0 < 60:
+            await asyncio.sleep(0.02)
         assert relay.breaker.state == OPEN and relay.breaker.counters["opened"] == 1
         ids = [relay.submit("alert", {"i": i}) for i in range(20)]
         assert None not in ids and ob.depth()["alert"]["rows"] == 20

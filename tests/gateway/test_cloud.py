@@ -153,7 +153,7 @@ def test_outage_under_load_delivers_all_in_lane_priority_dups_only_resends(tmp_p
                 accepted[lane].append(rid)
                 outage_ids[rid] = lane
             await asyncio.sleep(0.002)
-        assert relay.breaker.state != "closed"
+        assert await wait_for(lambda: relay.breaker.state != "closed", 60), relay.breaker.state
         await asyncio.to_thread(cloud.start)
         total = sum(len(v) for v in accepted.values())
         assert await wait_for(lambda: len(set(sub.keys())) >= total, 30)
