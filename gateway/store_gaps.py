@@ -80,7 +80,8 @@ class GapsMixin:
             if base is None:
                 return
             st = work[key] = base.copy()
-        if d.seqs is None or d.seqs[1] > st.contig:
+        # d.seqs are the node's own seqs: in the lane's stored seq space they sit above its epoch's base
+        if d.seqs is None or d.seqs[1] + self.epochs.current(key)[1] > st.contig:
             st.refused_at = now
 
     def _bad_records(self, m: Message, nid: int, li: int, st: LaneState, res: MsgResult,

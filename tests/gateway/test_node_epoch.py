@@ -138,3 +138,15 @@ def test_cluster_takeover_adopts_cursors_in_the_node_epoch(tmp_path):
     res = st.commit_batch([_msg("m", 4, 1, epoch=9)])
     assert res.acks["m"] == {"up": 4, "e": 9} and res.epochs == []
     st.con.close()
+
+
+def test_a_refused_pack_of_a_reset_node_still_holds_off_the_gap_skip(tmp_path):
+    from gateway.store import DeadLetter, Store
+    st = Store(tmp_path / "ingest.sqlite")
+    st.commit_batch([_msg("n", 1, 10)])
+    st.commit_batch([_msg("n", 1, 2, epoch=7)])               # reset: epoch 7 at base 10, stored 11..12
+    dl = DeadLetter("time", "whole pack refused", "fogline/site1/n/up", "n", "mqtt", b"", 0.0, lane="up",
+                    seqs=(5, 6))                              # node seqs 5..6 of epoch 7 = stored 15..16
+    st.commit_batch([], [dl], now=T0)
+    assert st.lanes[(st.nids["n"], 0)].refused_at == T0      # so the hole 13..14 is not skipped yet
+    st.con.close()
