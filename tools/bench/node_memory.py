@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from tools import hostemu  # noqa: E402
 
-SIZES = [256, 192, 160, 128, 112, 104, 96, 88, 80, 72, 64, 56, 48]
+SIZES = [512, 448, 384, 320, 256, 224, 192, 160, 128, 112, 104, 96, 88, 80, 72, 64, 56, 48]
 BOARD_SIZES = [256, 224, 192, 160, 128, 110, 96, 88, 80, 72, 64, 60, 56, 52, 48, 44, 40]  # KB, real board bytes
 BOARD_HEAPS = {"pico_w": 190, "esp32": 110}  # KB free for Python on the real boards
 
@@ -86,7 +86,8 @@ def sweep(tree: Path, unit: str, samples: int, flash_dir: Path | None, port: int
           runtime: str = "micropython") -> tuple[list[dict], int | None]:
     rows = []
     smallest = None
-    for kb in SIZES if runtime == "micropython" else BOARD_SIZES:
+    sizes = BOARD_SIZES if runtime != "micropython" else SIZES if unit == "K" else SIZES[4:]
+    for kb in sizes:
         flash = str(flash_dir / f"node-{runtime}-{unit}{kb}.img") if flash_dir else "-"
         r = run(tree, f"{kb}{unit}", samples, flash, port, runtime)
         r["heap"] = f"{kb}{unit}"
@@ -154,7 +155,10 @@ def _bench(a, samples: int, td: str, port: int | None) -> int:
                       + ("" if r.get("ok") else f"  {r.get('error')}"))
             ok = [r for r in rows if r.get("ok")]
             key = rt.replace("-", "_") if unit == "K" else rt + "_word_scaled"
-            out[f"smallest_heap_bytes_{key}"] = smallest * 1024 if smallest is not None else None
+            if unit == "K":  # -X heapsize=N K: N KiB of this interpreter's own bytes
+                out[f"smallest_heap_bytes_{key}"] = smallest * 1024 if smallest is not None else None
+            else:  # N wK: N KiB of 32-bit words, i.e. 2 N KiB on this 64-bit port
+                out[f"smallest_heap_wk_{key}"] = smallest
             out[f"peak_alloc_at_smallest_{key}"] = ok[-1]["peak_alloc"] if ok else None
             out[f"live_peak_bytes_{key}"] = ok[-1]["live_peak"] if ok else None
             out[f"sim_bytes_{key}"] = ok[-1]["sim_bytes"] if ok else None
