@@ -45,6 +45,8 @@ def resolve_columns(pack: Any) -> Columns | None:
     """(names, units, values, times) in seq order (stable by time), or None: use shared.senml.resolve."""
     if type(pack) is not list or not pack or len(pack) > senml.MAX_RECORDS:
         return None
+    if len(pack) == 1:
+        return _single(pack[0])
     if set(map(type, pack)) != _DICT_ONLY or set(map(type, chain.from_iterable(pack))) != _INT_ONLY:
         return None  # a record that is not a map, or a label that is not an int (bool/float/text keys)
     if not all(map(_FAST_KEYS.issuperset, pack)):
@@ -99,3 +101,31 @@ def resolve_columns(pack: Any) -> Columns | None:
         values = [values[i] for i in order]
         times = [times[i] for i in order]
     return names, units, values, times
+
+
+def _single(rec: Any) -> Columns | None:
+    """A one-record pack (a single reading or an alert) without the column passes."""
+    if type(rec) is not dict or not rec.keys() <= _FAST_KEYS:
+        return None
+    for k in rec:
+        if type(k) is not int:
+            return None  # True/False/2.0 compare equal to labels: only real ints are labels
+    bn = rec.get(_BN, _MISSING)
+    if type(bn) is not str or not bn or not _name_ok(bn):
+        return None
+    bt = rec.get(_BT, 0)
+    bu = rec.get(_BU, _MISSING)
+    v = rec.get(_V, _MISSING)
+    t = rec.get(_T, 0)
+    for x in (bt, v, t):
+        if type(x) is not int and type(x) is not float:
+            return None
+    if bu is _MISSING:
+        bu = None
+    elif type(bu) is not str:
+        return None
+    v = 0 + v
+    t = bt + t
+    if not (math.isfinite(v) and math.isfinite(t)):
+        return None
+    return [bn], [bu or None], [v], [t]
