@@ -55,6 +55,7 @@ class Consumer:
         self.subscribed = asyncio.Event()  # the broker acknowledged the subscriptions (SUBACK)
         self.gen = 0  # connection generation: acks for messages of an earlier connection are not sent
         self.task: asyncio.Task | None = None
+        self.writing = False  # a batch is between the queue and its acks
         self.on_written: Any = None  # optional callback(batch, counts) on the loop after each commit
         self.client_id = broker.client_id or f"{broker.group}-{socket.gethostname()}-{os.getpid()}"
         self.client = self._make_client()
@@ -150,7 +151,8 @@ class Consumer:
     async def stop(self) -> None:
         """Write and ack what arrived, then disconnect."""
         if self.task is not None:
-            while self.pending and self.connected.is_set():
+            deadline = time.monotonic() + 30
+            while (self.pending or self.writing) and self.connected.is_set() and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             self.task.cancel()
             try:
@@ -184,6 +186,7 @@ class Consumer:
                 self.have.clear()
             if not msgs:
                 continue
+            self.writing = True
             batch = Batch()
             for _g, _m, _q, topic, payload in msgs:
                 batch.add_message(topic, payload)
@@ -196,6 +199,7 @@ class Consumer:
             for gen, mid, qos, _t, _p in msgs:
                 if gen == self.gen and qos > 0:  # a message of an earlier connection is being re-delivered
                     self.client.ack(mid, qos)
+            self.writing = False
             if self.on_written is not None:
                 self.on_written(batch, counts)
 

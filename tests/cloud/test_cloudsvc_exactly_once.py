@@ -44,6 +44,15 @@ def test_duplicates_revisions_and_bad_input_land_exactly_once(backend, cloud_bro
         want |= {("s1", "n0", 1, s) for s in (1, 2, 3)}
         for rev, mean in ((3, 10.0), (5, 12.0), (4, 11.0), (5, 99.0)):  # highest rev wins, equal rev keeps the first
             pub.publish("fogline/s1/summary", summary_message("gw1", 2000 + rev, "n0", 1_780_000_000.0, rev, mean))
+        health = cbor2.dumps({"kind": "gateway_health", "gw": "gw1", "health": {"cpu": 0.5}, "nodes": ["n0"]})
+        for _ in range(2):  # a re-sent health row (same outbox key) is stored once
+            pub.publish("fogline/s1/summary", envelope("gw1", 4000, "summary", 1.0, health))
+        w = {"count": 3, "min": 1.0, "max": 2.0, "mean": 1.5, "last": 2.0, "stddev": 0.5, "unit": "Cel"}
+        anomaly = {"node": "n0", "start": 1_780_000_000.0, "end": 1_780_000_060.0, "score": 0.97, "label": "anomaly",
+                   "confidence": 0.9, "action": "anomaly", "model": "m@v1", "windows": {"temperature": w}, "rev": 10}
+        cleared = dict(anomaly, label="normal", score=0.1, rev=12, retract=1)  # a correction clears it
+        pub.publish("fogline/s1/anomaly", envelope("gw1", 5000, "anomaly", 1.0, cbor2.dumps(anomaly)))
+        pub.publish("fogline/s1/anomaly", envelope("gw1", 5001, "anomaly", 1.0, cbor2.dumps(cleared)))
         pub.publish("fogline/s1/raw", b"\xff not cbor")
         nul = cbor2.dumps({"node": "n0", "lane": "up", "first_seq": 9000, "records": [["te\x00mp", None, 1.0, 1.0]]})
         pub.publish("fogline/s1/raw", envelope("gw1", 3000, "raw", 0.0, nul))  # PostgreSQL text holds no NUL
@@ -60,6 +69,11 @@ def test_duplicates_revisions_and_bad_input_land_exactly_once(backend, cloud_bro
         assert scalar(dsn, "SELECT count(*) FROM alerts", sq)[0] == 3
         assert scalar(dsn, "SELECT rev, mean, corr FROM windows", sq) == (5, 12.0, 1)
         assert scalar(dsn, "SELECT count(*) FROM dead_letters", sq)[0] == 2
+        assert wait_for(lambda: scalar(dsn, "SELECT count(*) FROM decisions", sq)[0] == 1
+                        and scalar(dsn, "SELECT rev FROM decisions", sq)[0] == 12, timeout=60)
+        assert scalar(dsn, "SELECT label, retract FROM decisions", sq) == ("normal", 1)
+        assert scalar(dsn, "SELECT count(*) FROM anomalies", sq)[0] == 0  # retracted: not an anomaly any more
+        assert scalar(dsn, "SELECT count(*), max(gw) FROM gateway_health", sq) == (1, "gw1")
         assert svc.metric("cloud_duplicates", kind="readings") >= 14 * 25 + 100
         assert svc.metric("cloud_duplicates", kind="alerts") == 2
     finally:

@@ -5,7 +5,8 @@ child processes sharing `$share/fogline-cloud/...`. Per consumer count k: the co
 created, the broker is filled with the relay's messages while they are away (raw lane, compressed
 bundles of `--per-env`-reading envelopes as the gateway's middle mode sends them), then the consumers
 start and the clock runs from their subscription to the last reading committed (read from their
-/metrics). Disk = readings partitions with their indexes / readings. Alert latency: with 2 consumers
+/metrics). Runs alternate 1, 2, 1, 2 consumers (`--repeat`) and the best of each count is reported: on a
+shared machine other work slows single runs. Disk = readings partitions with their indexes / readings. Alert latency: with 2 consumers
 running and background raw traffic, alerts published with their send time; latency = the database's
 clock at insert minus that (same host clock).
 
@@ -103,14 +104,15 @@ class Consumers:
         self.procs = []
 
 
-def run_k(tmp: Path, pg: Postgres, broker: Mosquitto, k: int, msgs: list, total: int, batch_max: int) -> dict:
+def run_k(tmp: Path, pg: Postgres, broker: Mosquitto, k: int, msgs: list, total: int, batch_max: int,
+          rnd: int = 0) -> dict:
     import psycopg
-    db = f"bench_k{k}"
+    db = f"bench_k{k}_r{rnd}"
     with psycopg.connect(pg.dsn, autocommit=True) as c:
         c.execute(f"DROP DATABASE IF EXISTS {db}")
         c.execute(f"CREATE DATABASE {db}")
     dsn = f"host=127.0.0.1 port={pg.port} user=fogline dbname={db}"
-    cons = Consumers(tmp, k, broker.port, dsn, batch_max, f"bench{k}")
+    cons = Consumers(tmp, k, broker.port, dsn, batch_max, f"bench{k}r{rnd}")
     cons.start()
     cons.wait_subscribed()
     cons.stop()  # the sessions stay; the broker queues the group's messages for them
@@ -198,17 +200,20 @@ def main() -> int:
     ap.add_argument("--envs", type=int, default=10, help="envelopes per compressed bundle")
     ap.add_argument("--batch-max", type=int, default=20, help="[cloud.db] batch_max (messages per transaction)")
     ap.add_argument("--alerts", type=int, default=500)
+    ap.add_argument("--repeat", type=int, default=2, help="runs of each consumer count (best one reported)")
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped bench still stops its children
     if a.quick:
-        a.readings, a.alerts = 300_000, 100
+        a.readings, a.alerts, a.repeat = 300_000, 100, 1
     tmp = Path(tempfile.mkdtemp(prefix="fogline-bench-cloud-"))
     pg = Postgres(fsync=True).start()
     broker = Mosquitto(tmp / "mq", extra_conf="max_queued_messages 0\nmax_inflight_messages 0\n").start()
     try:
         msgs = messages(a.readings, a.nodes, a.per_env, a.envs)
         total = len(msgs) * a.per_env * a.envs
-        res = [run_k(tmp, pg, broker, k, msgs, total, a.batch_max) for k in (1, 2)]
+        runs = [run_k(tmp, pg, broker, k, msgs, total, a.batch_max, rnd)
+                for rnd in range(a.repeat) for k in (1, 2)]  # alternating: host load hits both alike
+        res = [max((r for r in runs if r["consumers"] == k), key=lambda r: r["readings_per_s"]) for k in (1, 2)]
         lat = alert_latency(tmp, pg, broker, res[1]["dsn"], a.alerts, res[0]["readings_per_s"] / 2, a.nodes)
     finally:
         for c in LIVE:
@@ -217,7 +222,7 @@ def main() -> int:
         pg.destroy()
     one, two = res
     print(f"{'consumers':>9} {'readings':>9} {'seconds':>8} {'readings/s':>11} {'bytes/reading':>14} {'dups':>5}")
-    for r in res:
+    for r in runs:
         print(f"{r['consumers']:>9} {r['readings']:>9} {r['seconds']:>8} {r['readings_per_s']:>11} "
               f"{r['bytes_per_reading']:>14} {r['duplicates']:>5}")
     print(f"alert publish -> database: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms over {lat['alerts']} alerts "
@@ -228,7 +233,8 @@ def main() -> int:
            "bytes_per_reading": two["bytes_per_reading"], "duplicates": one["duplicates"] + two["duplicates"],
            "complete": one["readings"] == total and two["readings"] == total,
            "alert_p50_ms": lat["p50_ms"], "alert_p99_ms": lat["p99_ms"], "alerts": lat["alerts"],
-           "background_readings_per_s": lat["background_readings_per_s"]}
+           "background_readings_per_s": lat["background_readings_per_s"],
+           "runs": [[r["consumers"], r["readings_per_s"]] for r in runs]}
     print(json.dumps(out))
     return 0
 
