@@ -40,8 +40,14 @@ class CloudService:
         await self.consumer.start()
         if self.cfg.http.enabled:
             from gateway.cloudsvc.httpapi import QueryApi
-            self.http = QueryApi(self.cfg.http, self.backend, self.metrics, self.consumer)
-            self.http.start()
+            api = QueryApi(self.cfg.http, self.backend, self.metrics, self.consumer)
+            try:
+                api.start()
+                self.http = api
+            except OSError as e:  # e.g. a second consumer on this host with the same port: ingest goes on
+                self.metrics.inc("cloud_http_unavailable")
+                log.error("event=cloud_http_unavailable host=%s port=%d error=%s (set [cloud.http] port)",
+                          self.cfg.http.host, self.cfg.http.port, e)
         self._retention = asyncio.create_task(self._retention_loop(), name="cloud-retention")
         log.info("event=cloud_service_started db=%s http=%s", self.backend.dialect,
                  f"{self.cfg.http.host}:{self.http.port}" if self.http else "off")

@@ -139,3 +139,24 @@ def test_fogline_query_spans_hot_warm_and_cold_each_point_once(db, cloud_broker,
     finally:
         pub.stop()
         svc.stop()
+
+
+def test_a_taken_http_port_does_not_stop_ingest(cloud_broker, tmp_path):
+    """Two consumers on one host with the same [cloud.http] port: the second serves no API but still ingests."""
+    first = ServiceThread(service_config(cloud_broker.port, data_dir=tmp_path / "a", client_id="a", http=True,
+                                         tokens=TOKENS)).start()
+    port = first.svc.http.port
+    cfg = service_config(cloud_broker.port, data_dir=tmp_path / "b", client_id="b", http=True, tokens=TOKENS)
+    cfg.broker.shared = False  # this one sees every message
+    cfg.http.port = port
+    second = ServiceThread(cfg).start()
+    pub = Publisher(cloud_broker.port)
+    try:
+        assert second.svc.http is None and second.metric("cloud_http_unavailable") == 1
+        pub.publish("fogline/s1/raw", raw_message("gw1", 1, "n1", 1, 5))
+        assert pub.drain()
+        assert wait_for(lambda: len(reading_keys("", tmp_path / "b" / "cloud.sqlite")) == 5, timeout=60)
+    finally:
+        pub.stop()
+        second.stop()
+        first.stop()
