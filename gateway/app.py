@@ -297,7 +297,10 @@ class Gateway(IngestPath):
 
     # ------------------------------------------------------------------ periodic work
     async def _tick_loop(self) -> None:
-        last_maint = last_snap = 0.0
+        # the first compaction also waits a whole interval, so maintenance_s means what it says (a caller
+        # that runs maintain() itself is not raced by a run one second after start)
+        last_maint = time.monotonic()
+        last_snap = 0.0
         while self._running:
             await asyncio.sleep(1.0)
             try:
