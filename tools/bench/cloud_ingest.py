@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -220,6 +221,7 @@ def main() -> int:
             c.stop()
         broker.stop()
         pg.destroy()
+        shutil.rmtree(tmp, ignore_errors=True)
     one, two = res
     print(f"{'consumers':>9} {'readings':>9} {'seconds':>8} {'readings/s':>11} {'bytes/reading':>14} {'dups':>5}")
     for r in runs:
