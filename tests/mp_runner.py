@@ -2,9 +2,10 @@
 # usage: micropython tests/mp_runner.py path/to/test_x.py [test_name ...]
 import sys
 
-# The runner's own folder (tests/) would shadow the repo's shared/ with tests/shared.
+# The runner's own folder (tests/) would shadow the repo's shared/ with tests/shared: search it
+# last, so the tests' helpers in it (mp_waits) still import.
 if sys.path and sys.path[0].endswith("tests"):
-    sys.path.pop(0)
+    sys.path.append(sys.path.pop(0))
 
 _MARK = "FOGLINE-RESULT"
 

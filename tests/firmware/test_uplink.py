@@ -1,7 +1,12 @@
 # Uplink logic on the MicroPython unix port: payload format, windowing, ack handling, resends.
 # Real FlashLog on a RAM LittleFS; the MQTT client is replaced by a recorder (the real client
 # against mosquitto is exercised in tests/node/test_uplink_mqtt.py).
+# Every wait is on a condition (mp_waits.until), never a fixed time: a loaded host only makes it slower.
+# "Nothing more was sent" is proved by the uplink's state (window full, nothing pending), not by waiting.
 import asyncio
+from time import ticks_ms, ticks_diff
+
+from mp_waits import until
 
 from shared import auth, cbor, epoch, senml
 from firmware.uplink import Uplink, build_payload, decode_body
@@ -15,11 +20,13 @@ class Recorder:
         self.connected = True
         self.stats = {"connects": 1}
         self.sent = []
+        self.times = []  # ticks_ms of each publish
         self.subs = {}
         self.last_error = None
 
     async def publish(self, topic, payload, qos=0, retain=False):
         self.sent.append((topic, payload))
+        self.times.append(ticks_ms())
         return 1
 
     async def subscribe(self, topic, qos=1, callback=None):
@@ -46,6 +53,15 @@ def _fill(log, n, lane="up"):
 def _ack(log, **lanes):
     """An ack for the log's epoch, as the gateway sends it."""
     return cbor.dumps(epoch.ack_map(lanes, log.epoch))
+
+
+def _window_full(up, lane="up"):
+    return len(up._out[lane]) >= up.window
+
+
+def _unsent(up, log, lane="up"):
+    """Records of lane neither acked nor in flight: 0 means the uplink has nothing left to publish."""
+    return log.depth(lane) - (up.sent[lane] - up.acked[lane])
 
 
 def _decode(payload):
@@ -94,16 +110,17 @@ def test_alerts_first_window_and_gateway_ack_deletes():
         c = Recorder()
         up = Uplink(c, log, "s1", "n1", min_pack=10, max_pack=50, window=2, linger_ms=0, ack_timeout_ms=100000)
         task = asyncio.create_task(up.run())
-        await asyncio.sleep_ms(100)
-        topics = [t for t, _ in c.sent]
+        await until(lambda: _window_full(up), what="window of 2 up packs in flight")
+        topics = [t for t, _ in c.sent]  # window full: no further up pack before an ack
         assert topics == ["fogline/s1/n1/alert", "fogline/s1/n1/up", "fogline/s1/n1/up"], topics
         assert [_decode(p)[0] for _, p in c.sent] == [1, 1, 51]
         assert log.depth("up") == 120  # PUBACKs mean nothing: only the gateway's ack deletes
         ack = c.subs["fogline/s1/n1/ack"]
         ack("fogline/s1/n1/ack", _ack(log, up=50, alert=1), False)
-        await asyncio.sleep_ms(100)
         assert log.depth("up") == 70 and log.depth("alert") == 0
+        await until(lambda: len(c.sent) >= 4, what="the pack after the ack")
         assert [_decode(p)[0] for _, p in c.sent][-1] == 101 and len(c.sent) == 4
+        assert _unsent(up, log) == 0 and up.sent["up"] == 120  # all of it is out: there is no 5th pack
         # an ack beyond anything sent is clamped; garbage acks are counted, not fatal
         ack("fogline/s1/n1/ack", _ack(log, up=10 ** 6), False)
         assert up.acked["up"] == 120
@@ -121,21 +138,26 @@ def test_timeout_and_reconnect_resend_the_same_seqs():
         log = _store("b")
         _fill(log, 30)
         c = Recorder()
-        up = Uplink(c, log, "s1", "n1", min_pack=10, max_pack=10, window=3, linger_ms=0, ack_timeout_ms=150)
+        # The ack timeout is armed only once the first round is checked (set live, as reconfigure()
+        # does): a loaded host must not fire it before the test looks.
+        up = Uplink(c, log, "s1", "n1", min_pack=10, max_pack=10, window=3, linger_ms=0, ack_timeout_ms=10 ** 6)
         task = asyncio.create_task(up.run())
-        await asyncio.sleep_ms(60)
-        assert [_decode(p)[0] for _, p in c.sent] == [1, 11, 21]
+        await until(lambda: _window_full(up), what="window of 3 packs in flight")
+        assert [_decode(p)[0] for _, p in c.sent] == [1, 11, 21]  # window full: no 4th before an ack
         c.subs["fogline/s1/n1/ack"]("x", _ack(log, up=10), False)
-        await asyncio.sleep_ms(300)  # no further ack: resend from the gateway's cursor
+        assert _unsent(up, log) == 0  # 11..30 in flight: only a timeout or a reconnect sends again
+        up.ack_timeout_ms = 150
+        await until(lambda: len(c.sent) >= 5, what="resend after the ack timeout")
+        up.ack_timeout_ms = 10 ** 6  # from here only the reconnect may resend
         firsts = [_decode(p)[0] for _, p in c.sent]
         assert firsts[3:5] == [11, 21], firsts
         assert up.stats["timeouts"] >= 1 and up.stats["resent_records"] >= 20
         resent = [p for _, p in c.sent if _decode(p)[0] == 11]
         assert resent[0] == resent[1]  # byte-identical resend
-        n = len(c.sent)
+        n, timeouts = len(c.sent), up.stats["timeouts"]
         c.stats["connects"] += 1  # a reconnect rewinds at once
-        await asyncio.sleep_ms(30)
-        assert _decode(c.sent[n][1])[0] == 11
+        await until(lambda: len(c.sent) > n, what="resend after the reconnect")
+        assert _decode(c.sent[n][1])[0] == 11 and up.stats["timeouts"] == timeouts
         task.cancel()
     asyncio.run(main())
 
@@ -150,7 +172,7 @@ def test_undecodable_record_keeps_its_seq_slot():
         c = Recorder()
         up = Uplink(c, log, "s1", "n1", min_pack=1, linger_ms=0)
         task = asyncio.create_task(up.run())
-        await asyncio.sleep_ms(50)
+        await until(lambda: c.sent, what="first pack")
         first, recs, _ = _decode(c.sent[0][1])
         assert first == 1 and len(recs) == 4, (first, recs)
         bad = [r for r in recs if r[0] == "n1/fogline_bad_record"]
@@ -165,18 +187,21 @@ def test_resend_reuses_the_original_message_boundaries():
         log = _store("f")
         _fill(log, 4)
         c = Recorder()
-        up = Uplink(c, log, "s1", "n1", min_pack=10, max_pack=50, window=4, linger_ms=0, ack_timeout_ms=200)
+        # timeout armed after the first round (see test_timeout_and_reconnect_resend_the_same_seqs)
+        up = Uplink(c, log, "s1", "n1", min_pack=10, max_pack=50, window=4, linger_ms=0, ack_timeout_ms=10 ** 6)
         task = asyncio.create_task(up.run())
-        await asyncio.sleep_ms(30)
+        await until(lambda: c.sent, what="first pack")
         for i in range(5, 8):  # small packs while the backlog is small
             log.append("up", cbor.dumps([T0 + i, "hum", "%RH", 40.0 + i]), i)
-            await asyncio.sleep_ms(30)
+            await until(lambda: up.sent["up"] == i, what="pack with seq %d" % i)
+        assert _window_full(up)
         _fill_from(log, 8, 60)  # then a big backlog
         first_round = list(c.sent)
-        await asyncio.sleep_ms(400)  # no ack: timeout, resend
+        up.ack_timeout_ms = 200
+        await until(lambda: len(c.sent) >= 2 * len(first_round), what="resend after the ack timeout")
         sent = [(_decode(p)[0], len(_decode(p)[1])) for _, p in c.sent]
         n = len(first_round)
-        assert n >= 2 and sent[0] == (1, 4) and sent[1][0] == 5, sent
+        assert n == 4 and sent[0] == (1, 4) and sent[1] == (5, 1), sent
         # the resend repeats the first round's packs byte for byte, though the backlog is now big
         assert c.sent[n:2 * n] == first_round, sent
         assert up.stats["timeouts"] >= 1
@@ -194,12 +219,13 @@ def test_small_backlog_lingers_for_a_fuller_pack():
         log = _store("c")
         _fill(log, 3)
         c = Recorder()
+        t0 = ticks_ms()
         up = Uplink(c, log, "s1", "n1", min_pack=10, max_pack=50, linger_ms=300)
         task = asyncio.create_task(up.run())
-        await asyncio.sleep_ms(150)
-        assert c.sent == []
-        await asyncio.sleep_ms(400)
-        assert len(c.sent) == 1 and len(_decode(c.sent[0][1])[1]) == 3
+        await until(lambda: c.sent, what="the lingering pack")
+        # a lower bound on the uplink's own timer: load can only make the linger longer
+        assert ticks_diff(c.times[0], t0) >= 300, ticks_diff(c.times[0], t0)
+        assert len(c.sent) == 1 and len(_decode(c.sent[0][1])[1]) == 3 and _unsent(up, log) == 0
         task.cancel()
     asyncio.run(main())
 
@@ -225,7 +251,7 @@ def test_ack_of_another_epoch_deletes_nothing():
         c = Recorder()
         up = Uplink(c, log, "s1", "n1", min_pack=10, max_pack=10, window=3, linger_ms=0, ack_timeout_ms=100000)
         task = asyncio.create_task(up.run())
-        await asyncio.sleep_ms(60)
+        await until(lambda: _window_full(up), what="window of 3 packs in flight")
         first, pack, tag, ep = auth.split_uplink(c.sent[0][1])
         assert first == 1 and tag is None and ep == log.epoch  # the payload names its epoch
         ack = c.subs["fogline/s1/n1/ack"]
@@ -251,7 +277,7 @@ def test_node_with_a_key_takes_only_signed_acks():
         up = Uplink(c, log, "s1", "n1", auth_key=key, min_pack=10, max_pack=10, window=3, linger_ms=0,
                     ack_timeout_ms=100000)
         task = asyncio.create_task(up.run())
-        await asyncio.sleep_ms(60)
+        await until(lambda: _window_full(up), what="window of 3 packs in flight")  # acks clamp to what was sent
         ack = c.subs["fogline/s1/n1/ack"]
         plain = epoch.ack_map({"up": 20}, log.epoch)
         for forged in (plain, dict(plain, tag=bytes(16)), auth.seal_ack(bytes(16), "n1", plain),
