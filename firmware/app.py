@@ -198,6 +198,9 @@ class App:
 
     def status(self):
         """Fields of the `state` message owned by the node."""
+        # heap_free after a collection: MicroPython collects only when an allocation needs it, so a bare
+        # mem_free() counts garbage as used and placement would read a full heap (state is rare: cheap)
+        gc.collect()
         st = {"uptime_s": (self.clock.now_ms() - self.boot_ms) // 1000, "board": self.cfg["node"]["board"],
               "fw": FW, "heap_free": gc.mem_free(), "samples": self.samples,
               "last_error": self.node.last_error or self.last_error, "rssi": _rssi(),

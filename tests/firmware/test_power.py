@@ -69,3 +69,16 @@ def test_app_status_reports_power_battery_and_link():
     plain = A.App(validate_config(merge(DEFAULTS, {"watchdog_ms": 0})), None, wdt=False)
     st = plain.status()
     assert st["battery"] is None and st["power"] == "usb" and "link" not in st, st
+
+
+def test_app_status_heap_free_does_not_count_garbage():
+    # placement judges the node's heap by `state.heap_free`: dropped objects must not read as used heap
+    import gc
+    from firmware import app as A
+    app = A.App(validate_config(merge(DEFAULTS, {"watchdog_ms": 0})), None, wdt=False)
+    base = app.status()["heap_free"]
+    junk = [bytearray(1024) for _ in range(32)]
+    junk = None  # 32 KiB of garbage, not yet collected
+    after = app.status()["heap_free"]
+    assert junk is None and after >= base - 4096, (base, after)
+    gc.collect()
