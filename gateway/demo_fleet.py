@@ -75,7 +75,7 @@ def scenario_spec(name: str, seed: int) -> dict[str, Any]:
     p: dict[str, Any] = {"base": 101325.0, "amplitude": 150.0, "period_s": 86400, "noise": 3.0}
     outages: list[list[float]] = []
     if name == "spikes":
-        t.update(spike_rate=0.04, spike_size=15.0)
+        t.update(spike_rate=0.1, spike_size=15.0)  # per sample: ~6 a minute at 1 Hz
     elif name == "drift":
         t.update(drift_per_h=360.0, drift_start_s=5)  # 0.1 degC/s: a failing sensor, not the weather
     elif name == "dies":

@@ -75,6 +75,15 @@ def _detection(demo: Any) -> dict[str, Any]:
     return out
 
 
+def reconcile(tot: dict[str, int], ble: int, in_flight: int, readings_stored: int | None) -> dict[str, Any]:
+    """gateway.readings_stored against the node ledgers: acked readings + alert records + BLE readings +
+    rows committed whose ack was still on its way to the node."""
+    total = tot["stored_at_gateway"] + tot["alerts_stored_at_gateway"] + ble + in_flight
+    return {"stored": tot["stored_at_gateway"], "alert_records": tot["alerts_stored_at_gateway"], "ble_readings": ble,
+            "committed_ack_in_flight": in_flight, "sum": total, "gateway_readings_stored": readings_stored,
+            "matches": readings_stored == total}
+
+
 def build_summary(demo: Any) -> dict[str, Any]:
     """Summary dict of a finished Demo (JSON-ready)."""
     fleet, mon, sink, gw = demo.fleet, demo.monitor, demo.sink, demo.gw
@@ -100,10 +109,15 @@ def build_summary(demo: Any) -> dict[str, Any]:
         rows = gateway_rows(demo.workdir / "gateway")
     except sqlite3.Error as e:
         demo.notes["gateway_rows"] = f"unreadable: {e}"
+    in_flight = 0
     for led in ledgers:
-        led["rows_at_gateway"] = rows.get(led["node"], {})
+        led["rows_at_gateway"] = r = rows.get(led["node"], {})
         if led["link"] == "ble":
-            led["ble_readings_at_gateway"] = led["rows_at_gateway"].get("ble", 0)
+            led["ble_readings_at_gateway"] = r.get("ble", 0)
+        elif r:
+            led["committed_ack_in_flight"] = (max(0, r.get("up", 0) - led["stored_at_gateway"])
+                                              + max(0, r.get("alert", 0) - led["alerts_stored_at_gateway"]))
+            in_flight += led["committed_ack_in_flight"]
     gwm: dict[str, int] = {}
     if gw is not None:
         try:
@@ -144,13 +158,9 @@ def build_summary(demo: Any) -> dict[str, Any]:
         "ble_delivers": BLE_DELIVERS,
         "gateway": gwm,
         # gateway.readings_stored counts every row the gateway committed: the MQTT nodes' acked readings
-        # ("stored"), their alert records and the BLE readings (gateway-assigned seqs, never acked)
-        "stored_reconciled": {
-            "stored": tot["stored_at_gateway"], "alert_records": tot["alerts_stored_at_gateway"],
-            "ble_readings": ble_stored, "sum": tot["stored_at_gateway"] + tot["alerts_stored_at_gateway"] + ble_stored,
-            "gateway_readings_stored": gwm.get("readings_stored"),
-            "matches": gwm.get("readings_stored") == tot["stored_at_gateway"] + tot["alerts_stored_at_gateway"]
-            + ble_stored},
+        # ("stored"), their alert records, the BLE readings (gateway-assigned seqs, never acked) and rows
+        # committed whose ack had not reached the node by its final report (in its backlog there)
+        "stored_reconciled": reconcile(tot, ble_stored, in_flight, gwm.get("readings_stored")),
         "bytes": {"sent_upstream": up_bytes, "naive_json": naive,
                   "reduction": round(naive / up_bytes, 1) if up_bytes else None,
                   "site_wire": mc.get("up_bytes", 0)},

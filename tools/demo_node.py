@@ -19,6 +19,7 @@ import network
 import flashdev
 import scenario as scen_mod
 from firmware import app as fw
+from shared.senml import NODE_EPOCH
 
 spec = json.load(open(sys.argv[1]))
 NODE = spec["node"]
@@ -48,8 +49,10 @@ class Scaled:
         if self.truth is None or name not in self.sc.series:
             return self.sc.read(name, t)
         m, _truth, flags = self.sc.series[name].sample(t)
-        c = self.clock
-        self.truth.write("%.3f %.3f %s %d\n" % (c.epoch_s(c.now_ms(), False), t, name, flags))
+        n = self.clock.node_s(self.clock.now_ms(), False)  # whole seconds on a single-float port
+        # an int stays exact; "%.3f" of an epoch time on a float32 port is off by up to 64 s
+        e = "%d" % (n + NODE_EPOCH) if isinstance(n, int) else "%.3f" % (n + NODE_EPOCH)
+        self.truth.write("%s %.3f %s %d\n" % (e, t, name, flags))
         return m
 
 

@@ -78,7 +78,7 @@ def _print_human(s: dict) -> None:
                                              f"{s['gateway'].get('ble_adverts', 0)} adverts")
     r = s["stored_reconciled"]
     t.add_row("gateway rows stored", f"{r['gateway_readings_stored']} = {r['stored']} acked + {r['alert_records']} "
-                                     f"alerts + {r['ble_readings']} BLE"
+                                     f"alerts + {r['ble_readings']} BLE + {r['committed_ack_in_flight']} ack in flight"
               + ("" if r["matches"] else " [red](differs)[/red]"))
     t.add_row("alerts raised / stored / at cloud", f"{s['alerts']['raised']} / {s['alerts']['stored']} / "
                                                    f"{s['alerts']['relayed']}")

@@ -176,3 +176,11 @@ def test_dashboard_rows_share_a_scale_and_the_ble_row_shows_no_backlog(tmp_path)
     ble = next(ln for ln in text.splitlines() if ln.strip("│ ").startswith("ble2"))
     assert "adverts" in ble and "224" not in ble
     assert "one scale per metric across nodes" in text
+
+
+def test_gateway_rows_reconcile_with_the_node_ledgers():
+    from gateway.demo_summary import reconcile
+    tot = {"stored_at_gateway": 901, "alerts_stored_at_gateway": 4}
+    r = reconcile(tot, 291, 2, 1198)  # 2 rows committed, their ack still on its way to node2
+    assert r["matches"] is True and r["sum"] == 1198
+    assert reconcile(tot, 291, 0, 1198)["matches"] is False
