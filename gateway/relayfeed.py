@@ -7,6 +7,8 @@ the outbox in one durable transaction (`Relay.submit_many`) and only then advanc
 cursor. A kill -9 between the ingest commit and the outbox write therefore loses nothing:
 the next start catches up from the cursor. A crash after the outbox write but before the
 cursor write re-submits those readings; the cloud absorbs them by (node, lane, seq).
+The cursor passes seqs skipped as gaps; a reading of such a gap stored later is a late fill,
+recorded by the store in its commit and fed from there (gateway.relay_backfill).
 
 Bodies (CBOR maps, in the relay envelope):
     alert lane: {"node", "seq", "records": [[metric, unit, value, t]]}      one alert reading each
@@ -26,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway import relay_backfill
 from gateway.store import LANE_ID
 from gateway.tiers import ensure_pending, mark_acked, note_pending
 
@@ -42,6 +45,7 @@ class Chunk:
     node: str
     hi: int
     rows: list[tuple[int, str, str | None, float, float]] = field(default_factory=list)  # seq, metric, unit, v, t
+    late: bool = False  # late fills below the cursor (gateway.relay_backfill): dropped once accepted, no advance
 
 
 # ---------------------------------------------------------------- store thread
@@ -57,6 +61,7 @@ def init_cursors(store: Any, lanes: set[int], now: float) -> dict[str, int]:
             con.execute("INSERT INTO relay_lanes(lane, since) VALUES (?, ?)", (li, now))
         for li in sorted(have - lanes):
             con.execute("DELETE FROM relay_cursor WHERE lane=?", (li,))
+            con.execute("DELETE FROM relay_backfill WHERE lane=?", (li,))
             con.execute("DELETE FROM relay_lanes WHERE lane=?", (li,))
         con.execute("COMMIT")
     except BaseException:
@@ -64,10 +69,12 @@ def init_cursors(store: Any, lanes: set[int], now: float) -> dict[str, int]:
         raise
     store.relay_cursor = {(nid, li): seq for nid, li, seq in con.execute("SELECT nid, lane, seq FROM relay_cursor")}
     store.relay_lanes = set(lanes)
+    store.relay_read = {}
     behind = 0
     for (nid, li), st in store.lanes.items():
         if li in lanes:
             behind += max(0, st.contig - store.relay_cursor.get((nid, li), 0))
+    behind += con.execute("SELECT COUNT(*) FROM relay_backfill").fetchone()[0]
     return {"new_lanes": len(lanes - have), "dropped_lanes": len(have - lanes), "behind": behind}
 
 
@@ -75,10 +82,11 @@ Pending = tuple[int, str, str, float, float]  # outbox row id, node, metric, fir
 
 
 def step(store: Any, advance: dict[tuple[int, int], int], marks: tuple[list[Pending], list[int]],
-         lanes: tuple[int, ...], limit: int, skip: frozenset[tuple[int, int]] = frozenset()) -> tuple[list[Chunk], int]:
-    """Persist cursor advances, outbox rows holding series data (marks[0]) and the rows the cloud
-    acknowledged (marks[1]), then read up to `limit` readings past the cursors (of every fed
-    (nid, lane) not in `skip`).
+         lanes: tuple[int, ...], limit: int, skip: frozenset[tuple[int, int]] = frozenset(),
+         drained: list[relay_backfill.Key] | None = None) -> tuple[list[Chunk], int]:
+    """Persist cursor advances, outbox rows holding series data (marks[0]), the rows the cloud
+    acknowledged (marks[1]) and the late fills handed over (drained), then read up to `limit`
+    late fills and readings past the cursors (of every fed (nid, lane) not in `skip`).
 
     Returns (chunks, compacted) where compacted counts seqs found already packed into blocks
     below a cursor (only after running without the feed); they are skipped, not relayed.
@@ -86,7 +94,7 @@ def step(store: Any, advance: dict[tuple[int, int], int], marks: tuple[list[Pend
     con = store.con
     cur = store.relay_cursor
     pending, acked = marks
-    if advance or pending or acked:
+    if advance or pending or acked or drained:
         # A cursor lost in a power cut only means re-sending (the cloud de-duplicates), so these
         # writes skip the fsync; the next FULL ingest commit makes them durable with it.
         con.execute("PRAGMA synchronous=NORMAL")
@@ -101,6 +109,7 @@ def step(store: Any, advance: dict[tuple[int, int], int], marks: tuple[list[Pend
             for rid, node, metric, t0, t1 in pending:  # before the acks: a row may be acked already
                 note_pending(store, rid, node, metric, t0, t1)
             mark_acked(store, acked)
+            relay_backfill.drop(con, drained or [])
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -113,7 +122,11 @@ def step(store: Any, advance: dict[tuple[int, int], int], marks: tuple[list[Pend
     chunks: list[Chunk] = []
     compacted = 0
     left = limit
-    for li in lanes:  # alerts first
+    read = store.relay_read
+    for li in lanes:  # alerts first; in a lane, late fills first (they are the oldest)
+        for (nid, lane), rows in relay_backfill.read(con, li, skip, left).items():
+            chunks.append(Chunk(nid, lane, store.names.get(nid, str(nid)), 0, rows, late=True))
+            left -= len(rows)
         for (nid, lane), st in list(store.lanes.items()):
             if lane != li or (nid, lane) in skip:
                 continue
@@ -133,6 +146,8 @@ def step(store: Any, advance: dict[tuple[int, int], int], marks: tuple[list[Pend
                 (nid, lane, c, st.contig, left)).fetchall()
             # all of (c, contig] read: the cursor may pass seqs skipped as gaps too
             hi = st.contig if len(rows) < left else rows[-1][0]
+            if hi > read.get((nid, lane), 0):  # a seq stored at or below it from now on is a late fill
+                read[(nid, lane)] = hi
             chunks.append(Chunk(nid, lane, store.names.get(nid, str(nid)), hi, rows))
             left -= len(rows)
     return chunks, compacted
@@ -159,8 +174,9 @@ class RelayFeeder:
         self._held_at = 0.0
         self._pending: list[Pending] = []  # outbox rows carrying series data, to persist with the next step
         self._acked: list[int] = []         # outbox rows the cloud acknowledged, likewise
+        self._drained: list[relay_backfill.Key] = []  # late fills the outbox accepted, likewise
         self.counters = {"steps": 0, "alerts": 0, "raw_messages": 0, "readings": 0, "refused": 0,
-                         "not_leased": 0, "compacted_skipped": 0, "errors": 0}
+                         "not_leased": 0, "compacted_skipped": 0, "late_fills": 0, "errors": 0}
 
     async def start(self) -> None:
         """Load/initialise the cursors (store thread), hook the wake-ups, catch up from the cursors."""
@@ -200,7 +216,7 @@ class RelayFeeder:
     async def _run(self) -> None:
         retry = False
         while True:
-            if retry or not (self._advance or self._pending or self._acked):
+            if retry or not (self._advance or self._pending or self._acked or self._drained):
                 if self._stopping and not self._wake.is_set():
                     break
                 try:
@@ -212,16 +228,17 @@ class RelayFeeder:
                 self._held.clear()  # ask the lease again
             adv, self._advance = self._advance, {}
             marks = (self._pending, self._acked)
-            self._pending, self._acked = [], []
+            drained, self._pending, self._acked, self._drained = self._drained, [], [], []
             try:
                 chunks, compacted = await self.gw.run_store(step, adv, marks, self.lanes, self.read_limit,
-                                                            frozenset(self._held))
+                                                            frozenset(self._held), drained)
             except Exception:
                 self.counters["errors"] += 1
                 log.exception("event=relay_feed_step_failed")
                 for k, v in adv.items():  # try the cursor write again with the next step
                     self._advance[k] = max(v, self._advance.get(k, 0))
                 self._pending[:0], self._acked[:0] = marks
+                self._drained[:0] = drained
                 retry = True
                 continue
             self.counters["steps"] += 1
@@ -236,12 +253,13 @@ class RelayFeeder:
                 retry = True
             if chunks and not retry:
                 self._wake.set()  # write the cursors and look for more at once
-            if self._stopping and not chunks and not self._advance and not self._pending and not self._acked:
+            if self._stopping and not chunks and not (self._advance or self._pending or self._acked or self._drained):
                 break
-        if self._advance or self._pending or self._acked:  # stopped while the outbox refused: keep what was accepted
-            try:
-                await self.gw.run_store(step, self._advance, (self._pending, self._acked), self.lanes, 0)
-                self._advance, self._pending, self._acked = {}, [], []
+        if self._advance or self._pending or self._acked or self._drained:  # stopped while the outbox refused
+            try:  # keep what was accepted
+                await self.gw.run_store(step, self._advance, (self._pending, self._acked), self.lanes, 0,
+                                        frozenset(), self._drained)
+                self._advance, self._pending, self._acked, self._drained = {}, [], [], []
             except Exception:
                 log.exception("event=relay_feed_final_cursor_write_failed")
 
@@ -274,7 +292,7 @@ class RelayFeeder:
             key = (ch.nid, ch.lane)
             upto = ch.hi
             for k in range(start, start + n):
-                if ids[k] is None:
+                if ids[k] is None:  # a late fill refused stays in relay_backfill: read and offered again later
                     # not past a refused row: it is read and offered again later (later accepted rows
                     # of this chunk go again too; the cloud de-duplicates them)
                     upto = _first_seq(items[k]) - 1
@@ -282,6 +300,11 @@ class RelayFeeder:
                     self.counters["refused"] += sum(1 for j in range(k, start + n) if ids[j] is None)
                     break
                 body = items[k][1]
+                if ch.late:
+                    first = _first_seq(items[k])
+                    got = len(body["records"]) if ch.lane != ALERT else 1
+                    self._drained.extend((ch.nid, ch.lane, first + i) for i in range(got))
+                    self.counters["late_fills"] += got
                 if ch.lane == ALERT:
                     self.counters["alerts"] += 1
                 else:
@@ -293,7 +316,7 @@ class RelayFeeder:
                         sp[0], sp[1] = min(sp[0], t), max(sp[1], t)
                     for m, (t0, t1) in span.items():
                         self._pending.append((ids[k], ch.node, m, t0, t1))
-            if upto > self._advance.get(key, 0):
+            if not ch.late and upto > self._advance.get(key, 0):
                 self._advance[key] = upto
         if refused:
             log.warning("event=relay_feed_refused total=%d (outbox lane full; retry in %.1f s)",

@@ -19,6 +19,7 @@ from typing import Any, Iterable
 
 from gateway.aggregate import Window
 from gateway.epochs import EpochEvent, EpochRefused, Epochs, place_message
+from gateway.relay_backfill import note_late
 from gateway.store_base import (ACK_LANES, LANE_ID, LANE_NAME, SCHEMA, DeadLetter, LaneState,  # noqa: F401
                                 _Pending, connect)
 from gateway.store_dead import DeadLettersMixin
@@ -59,9 +60,10 @@ class Store(GapsMixin, DeadLettersMixin):
         self.synchronous = synchronous.upper()
         self.gap_skip_s = gap_skip_s
         self.dead_letter_max = dead_letter_max  # hard cap on dead_letters rows (None = unbounded)
-        # Relay feed (gateway.relayfeed): last seq handed to the outbox per (nid, lane) and the lanes fed;
-        # compaction keeps fed rows above the cursor as raw rows so the feeder can still read them.
+        # Relay feed (gateway.relayfeed): last seq handed to the outbox per (nid, lane), the highest seq it
+        # read and the lanes fed (loaded in _load: late fills stored before the feeder starts count too).
         self.relay_cursor: dict[tuple[int, int], int] = {}
+        self.relay_read: dict[tuple[int, int], int] = {}
         self.relay_lanes: set[int] = set()
         self.nids: dict[str, int] = {}
         self.names: dict[int, str] = {}
@@ -75,6 +77,8 @@ class Store(GapsMixin, DeadLettersMixin):
         for nid, name in c.execute("SELECT nid, name FROM nodes"):
             self.nids[name] = nid
             self.names[nid] = name
+        self.relay_cursor = {(nid, li): seq for nid, li, seq in c.execute("SELECT nid, lane, seq FROM relay_cursor")}
+        self.relay_lanes = {li for (li,) in c.execute("SELECT lane FROM relay_lanes")}
         for sid, nid, metric in c.execute("SELECT sid, nid, metric FROM series"):
             self.sids[(nid, metric)] = sid
         for nid, lane, contig, floor in c.execute("SELECT nid, lane, contig, floor FROM lanes"):
@@ -142,7 +146,6 @@ class Store(GapsMixin, DeadLettersMixin):
             out["e"] = newest
         return out
 
-
     # ---- the batch
     def commit_batch(self, msgs: list[Message], dead: Iterable[DeadLetter] = (),
                      windows: Iterable[Window] = (), devices: dict[str, dict[str, Any]] | None = None,
@@ -160,6 +163,7 @@ class Store(GapsMixin, DeadLettersMixin):
         dead = list(dead)
         dead_rows: list[DeadLetter] = []
         dead_seqs: list[tuple[int, int, int, str]] = []
+        late: list[tuple[int, int, int]] = []  # stored below the ack cursor: filling a skipped gap
         saved_nids = dict(self.nids), dict(self.names), dict(self.sids)
         etx = self.epochs.begin()
         con.execute("BEGIN IMMEDIATE")
@@ -212,6 +216,8 @@ class Store(GapsMixin, DeadLettersMixin):
                         rows.append((nid, li, r.seq, sid, r.t, r.value, now))
                         if r.seq > st.contig:
                             st.above.add(r.seq)
+                        else:
+                            late.append((nid, li, r.seq))
                     if st.above:
                         self._advance(st)
                 if m.bad:
@@ -236,6 +242,8 @@ class Store(GapsMixin, DeadLettersMixin):
                 rows.sort(key=_by_node)
                 con.executemany("INSERT OR IGNORE INTO readings(nid, lane, seq, sid, t, v, rx) VALUES (?,?,?,?,?,?,?)",
                                 rows)
+            if late:  # the relay feed's cursor may be past them already: it must still hand them over
+                note_late(self, late)
             if work:
                 con.executemany("INSERT INTO lanes(nid, lane, contig, floor) VALUES (?,?,?,?) "
                                 "ON CONFLICT(nid, lane) DO UPDATE SET contig=excluded.contig",
@@ -275,7 +283,6 @@ class Store(GapsMixin, DeadLettersMixin):
             lo = st.contig + 1
             self._skip(nid, li, st, ev.base, "node epoch %d -> %d" % (ev.old or 0, ev.new))
             gaps.append((m.node, m.lane, lo, ev.base, "epoch-reset"))
-
 
     def _classify(self, m: Message, nid: int, li: int, st: LaneState,
                   pend: "_Pending", now: float) -> MsgResult:
@@ -324,10 +331,7 @@ class Store(GapsMixin, DeadLettersMixin):
                 'INSERT OR REPLACE INTO windows(sid, length, start, "end", count, min, max, mean, last, stddev) '
                 "VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
 
-
     # ---- small helpers used by the app and tiers
-
-
     def ble_counters(self) -> dict[str, int]:
         """Last accepted BTHome encryption counter per advertiser MAC (replay protection across restarts)."""
         return dict(self.con.execute("SELECT mac, counter FROM ble_counters").fetchall())

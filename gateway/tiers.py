@@ -19,6 +19,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway import relay_backfill
 from gateway.validate import Reading
 
 BLOCK_MAX = 4096  # readings per compressed block
@@ -125,12 +126,14 @@ def maintain(store: Any, tiers: Any, ingest: Any, now: float) -> dict[str, int]:
         floors: dict[tuple[int, int], int] = {}
         fed: set[int] = getattr(store, "relay_lanes", set())
         cursor: dict[tuple[int, int], int] = getattr(store, "relay_cursor", {})
+        late = relay_backfill.held(con) if fed else set()  # late fills below a cursor, not handed over yet
         for sid in sids:
             rows = con.execute(
                 "SELECT r.t, r.v, r.lane, r.seq, r.nid FROM readings r JOIN lanes l ON l.nid=r.nid AND l.lane=r.lane "
                 "WHERE r.sid=? AND r.t < ? AND r.seq <= l.contig ORDER BY r.t", (sid, cutoff)).fetchall()
             if fed:  # rows the relay feed has not handed to the outbox yet stay raw (it reads them from there)
-                rows = [r for r in rows if r[2] not in fed or r[3] <= cursor.get((r[4], r[2]), 0)]
+                rows = [r for r in rows if r[2] not in fed or (r[3] <= cursor.get((r[4], r[2]), 0)
+                                                               and (r[4], r[2], r[3]) not in late)]
             for i in range(0, len(rows), BLOCK_MAX):
                 chunk = rows[i:i + BLOCK_MAX]
                 _put_block(con, sid, [r[:4] for r in chunk])

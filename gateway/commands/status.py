@@ -66,6 +66,7 @@ def collect(db, snapshot_path) -> dict:
                 out["relay_feed_behind"] = q(
                     "SELECT IFNULL(SUM(MAX(l.contig - IFNULL(c.seq, 0), 0)), 0) FROM lanes l "
                     "JOIN relay_lanes f ON f.lane=l.lane LEFT JOIN relay_cursor c ON c.nid=l.nid AND c.lane=l.lane")
+                out["relay_feed_behind"] += q("SELECT COUNT(*) FROM relay_backfill")  # late fills below a cursor
             except sqlite3.OperationalError:
                 pass
         finally:

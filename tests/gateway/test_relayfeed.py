@@ -485,3 +485,47 @@ def test_health_every_s_validated_and_zero_turns_reports_off():
     with pytest.raises(ValueError, match="cloud.health_every_s"):
         CloudConfig.from_dict({"health_every_s": -1})
     assert CloudConfig.from_dict({"health_every_s": 0}).health_every_s == 0
+
+
+def test_a_reading_stored_late_inside_a_skipped_gap_reaches_the_cloud_once(tmp_path, mosquitto, pki, cloud):
+    """The feeder's cursor passes a skipped gap; a reading of that gap stored later still goes, once."""
+    from gateway.relay_component import attach
+
+    sub = CloudSubscriber(cloud.port, pki, "cloud", USERS["cloud"]).start()
+    cfg = gw_config(tmp_path, mosquitto.port, site={"gateway_id": "gw1"},
+                    cloud=cloud_section(cloud.port, pki, forward_readings=True, forward_batch=25))
+    g = GatewayThread(cfg)
+    (comp,) = attach(g.gw)
+    g.start()
+    node = SimNode(mosquitto.port, "g1")
+    data = tmp_path / "data"
+
+    def cloud_seqs() -> list[int]:
+        return sorted(b["first_seq"] + i for it in sub.snapshot() if it["lane"] == "raw"
+                      for b in [it["body"]] for i in range(len(b["records"])))
+    try:
+        node.up(1, [float(s) for s in range(1, 11)])
+        node.up(20, [20.0, 21.0, 22.0])
+        assert node.wait_ack("up", 10, 60)
+        node.send("state", cbor2.dumps({"oldest": {"up": 20}}))  # the node says 11..19 are gone: skipped
+        assert node.wait_ack("up", 22, 60)
+        assert wait_for(lambda: cursors(data).get(("g1", 0)) == 22, 60), cursors(data)  # past the gap
+        assert wait_for(lambda: cloud_seqs() == list(range(1, 11)) + [20, 21, 22], 60), cloud_seqs()
+        node.up(15, [15.5])  # ... yet the node still had seq 15: stored late, below the feeder's cursor
+        assert wait_for(lambda: stored_seqs(data, "g1") == list(range(1, 11)) + [15, 20, 21, 22], 60)
+        assert wait_for(lambda: 15 in cloud_seqs(), 60), (cloud_seqs(), comp.feeder.counters)
+        assert wait_for(lambda: not db_rows(data, "SELECT * FROM relay_backfill"), 60)
+        node.up(16, [16.5])  # a second late fill after the first was drained goes too
+        assert wait_for(lambda: 16 in cloud_seqs(), 60), (cloud_seqs(), comp.feeder.counters)
+        node.up(15, [15.5])  # a re-send of a stored late fill is a duplicate: not relayed again
+        node.up(23, [23.0])
+        assert wait_for(lambda: 23 in cloud_seqs(), 60)
+    finally:
+        node.close()
+        g.stop()
+        sub.stop()
+    assert cloud_seqs() == list(range(1, 11)) + [15, 16, 20, 21, 22, 23]  # each exactly once
+    late = [it["body"] for it in sub.snapshot() if it["lane"] == "raw" and it["body"]["first_seq"] == 15]
+    assert late[0]["node"] == "g1" and late[0]["records"][0][:3] == ["temp", "Cel", 15.5]
+    assert cursors(data)[("g1", 0)] == 23
+    assert comp.feeder.counters["readings"] == 16
