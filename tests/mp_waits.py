@@ -1,9 +1,20 @@
-# Condition waits for MicroPython tests (tests/mp_runner.py puts tests/ on the path as `mp_waits`).
+# Condition waits for MicroPython tests (tests/mp_runner.py puts tests/ on the path: `from mp_waits import
+# until`); also runs on CPython (`from tests.mp_waits import until`, the CircuitPython adapter tests).
 # A test waits for what must happen, never for a fixed time: a loaded host only makes it take longer.
 import asyncio
-from time import ticks_ms, ticks_diff
 
-_POLL_MS = 5
+try:
+    from time import ticks_ms, ticks_diff
+except ImportError:  # CPython
+    from time import monotonic as _mono
+
+    def ticks_ms():
+        return int(_mono() * 1000)
+
+    def ticks_diff(a, b):
+        return a - b
+
+_POLL_S = 0.005
 
 
 async def until(cond, ms=10000, what=None):
@@ -12,4 +23,4 @@ async def until(cond, ms=10000, what=None):
     while not cond():
         if ticks_diff(ticks_ms(), t0) >= ms:
             raise AssertionError("not within %d ms: %s" % (ms, what or cond))
-        await asyncio.sleep_ms(_POLL_MS)
+        await asyncio.sleep(_POLL_S)

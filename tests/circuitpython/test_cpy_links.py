@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.circuitpython.test_cpy_node import _cfg
+from tests.mp_waits import until
 
 pytestmark = pytest.mark.timeout(90)  # a hung socket must fail the test, not stall the suite
 
@@ -135,7 +136,7 @@ def test_bthome_adverts_through_bleio(cpy, tmp_path, key):
 
     async def adv():
         t = asyncio.create_task(links[0].run())
-        await asyncio.sleep(0.35)
+        await until(lambda: len(cpy._bleio.adapter.adverts) >= 2, 30000, "two adverts")
         t.cancel()
 
     asyncio.run(adv())
