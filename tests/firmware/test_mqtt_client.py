@@ -7,6 +7,7 @@ from time import ticks_ms, ticks_diff
 
 from firmware import mqttpkt as m
 from firmware.mqtt import MQTTClient
+from mp_waits import until
 
 MP_TIMEOUT = 300
 WAIT_MS = 30000  # deadline of a wait for a condition: generous, a loaded host is slow, not wrong
@@ -221,19 +222,24 @@ def test_oversized_incoming_dropped_counted_and_reported_to_subscriber():
 
 
 def test_link_down_drops_connection_and_waits():
-    state = {"up": True}
+    state = {"up": True, "down_checks": 0}
+
+    def link_up():
+        if not state["up"]:
+            state["down_checks"] += 1
+        return state["up"]
 
     async def main():
         peer = await Peer(_standard).start()
-        c = MQTTClient("t6", "127.0.0.1", peer.port, backoff_min_ms=20, link_up=lambda: state["up"])
+        c = MQTTClient("t6", "127.0.0.1", peer.port, backoff_min_ms=20, link_up=link_up)
         task = asyncio.create_task(c.run())
         assert await c.wait_connected(WAIT_MS)
         state["up"] = False
-        t0 = ticks_ms()
-        while c.connected and ticks_diff(ticks_ms(), t0) < WAIT_MS:
-            await asyncio.sleep_ms(10)
-        assert not c.connected
-        await asyncio.sleep_ms(300)  # many backoff periods (20 ms): a client ignoring link_up would reconnect
+        await until(lambda: not c.connected, WAIT_MS, "disconnect on link down")
+        # several passes of the connect loop while down (counted, not timed): each would have reconnected
+        # a client ignoring link_up
+        n = state["down_checks"]
+        await until(lambda: state["down_checks"] >= n + 3, WAIT_MS, "3 link checks while down")
         assert not c.connected and peer.conns == 1
         try:
             await c.publish("a", b"x", 1)
