@@ -238,7 +238,7 @@ class Gateway(IngestPath):
             return False
 
     async def _flush(self) -> None:
-        while self._msgs or self._dead or self._windows or self.registry.dirty or \
+        while self._msgs or self._dead or self._windows or self._inflight or self.registry.dirty or \
                 (self.mqtt is not None and self.mqtt.pending()):
             if self.mqtt is not None:
                 self.mqtt._drain()

@@ -27,6 +27,7 @@ class IngestPath:
 
     _series: dict[str, set[str]] | None = None  # node -> metrics admitted (the store's series and newer)
     _series_total = 0
+    _inflight = 0  # group commits running on the store thread: flush() waits for them too
     # ------------------------------------------------------------------ ingest
     def _on_mqtt(self, items: list[tuple[str, bytes, float]]) -> None:
         self.metrics.inc("messages_in", len(items), link="mqtt")
@@ -202,7 +203,11 @@ class IngestPath:
             self._devs_saved = now_m
             self._force_devs = False
         if msgs or dead or wins or devs:
-            await self._commit(msgs, dead, wins, devs)
+            self._inflight += 1
+            try:
+                await self._commit(msgs, dead, wins, devs)
+            finally:
+                self._inflight -= 1
         if not (self._msgs or self._dead or self._windows):
             self._idle.set()
             if not self._running:

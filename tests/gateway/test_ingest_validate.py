@@ -151,3 +151,31 @@ def test_a_flood_of_invented_node_ids_stops_at_max_devices(tmp_path):
         gw.ingest(f"fogline/site1/fake{i}/up", payload(f"fake{i}", 1, [1.0]))
     assert len(gw.registry.devices) == 50 and len(gw._msgs) == 50
     assert {d.reason for d in gw._dead} == {"unknown_device"} and len(gw._dead) == 150
+
+
+def test_flush_waits_for_a_commit_already_in_flight(mosquitto, tmp_path):
+    """flush() returns once what was received is committed, also when the committer already took the batch."""
+    import asyncio
+    import threading
+    g = GatewayThread(gw_config(tmp_path, mosquitto.port)).start()
+    entered, release = threading.Event(), threading.Event()
+    try:
+        real = g.gw.store.commit_batch
+
+        def slow_commit(*a, **kw):  # a slow disk or a loaded host: the batch is in flight for a while
+            entered.set()
+            release.wait(60)
+            return real(*a, **kw)
+
+        g.gw.store.commit_batch = slow_commit
+        g.loop.call_soon_threadsafe(g.gw.ingest, "x/y", b"junk")
+        assert entered.wait(60), "the committer never committed"
+        flushed = asyncio.run_coroutine_threadsafe(g.gw.flush(), g.loop)
+        time.sleep(0.2)
+        assert not flushed.done(), "flush() returned while a commit was still in flight"
+        release.set()
+        assert flushed.result(60) is True
+        assert [r[0] for r in dead_letters(tmp_path / "data")] == ["topic"]
+    finally:
+        release.set()
+        g.stop()
