@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+# Imported before the cpy fixture installs CircuitPython's shims: bthome-ble's import chain (habluetooth ->
+# bleak's BlueZ backend -> dbus-fast annotations) fails when it first runs under them.
+from bthome_ble import BTHomeBluetoothDeviceData
 
 from tests.circuitpython.test_cpy_node import _cfg
 from tests.mp_waits import until
@@ -116,7 +119,6 @@ def test_socketpool_stream_semantics(cpy, mosquitto):
 @pytest.mark.parametrize("key", [None, "231d39c1d7cc1ab1aee224cd096db932"])
 def test_bthome_adverts_through_bleio(cpy, tmp_path, key):
     """links.build's BTHome task advertises through _bleio; bthome-ble decodes (and decrypts via aesio)."""
-    from bthome_ble import BTHomeBluetoothDeviceData
     from tests.node.bthome_check import decode
     chip = cpy.sim_sensors.BME280Sim(lambda: 24.5, lambda: 100800.0, lambda: 52.25, addr=0x77)
     cpy.simctl.attach_i2c(cpy.board.SCL, cpy.board.SDA, chip)
