@@ -62,18 +62,9 @@ class PgBackend:
 
     def _migrate(self) -> list[int]:
         con = self.con
-        done = []
         with con.transaction():
             con.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            con.execute(schema.MIGRATIONS_TABLE)
-            have = {r[0] for r in con.execute("SELECT version FROM schema_migrations")}
-            for version, stmts in enumerate(schema.PG, start=1):
-                if version in have:
-                    continue
-                for s in stmts:
-                    con.execute(s)
-                con.execute("INSERT INTO schema_migrations (version, applied) VALUES (%s, %s)", (version, time.time()))
-                done.append(version)
+            done = schema.apply(con.execute, schema.PG, "%s")
         if done:
             log.info("event=cloud_db_migrated dialect=pg versions=%s", done)
         return done

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
@@ -44,18 +43,9 @@ class SqliteBackend:
     def _migrate(self) -> list[int]:
         con = self.con
         assert con is not None
-        done = []
         con.execute("BEGIN IMMEDIATE")
         try:
-            con.execute(schema.MIGRATIONS_TABLE)
-            have = {r[0] for r in con.execute("SELECT version FROM schema_migrations")}
-            for version, stmts in enumerate(schema.SQLITE, start=1):
-                if version in have:
-                    continue
-                for s in stmts:
-                    con.execute(s)
-                con.execute("INSERT INTO schema_migrations (version, applied) VALUES (?, ?)", (version, time.time()))
-                done.append(version)
+            done = schema.apply(con.execute, schema.SQLITE, "?")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

@@ -9,6 +9,9 @@ holds numbers only. On PostgreSQL `readings` is partitioned by reading time (epo
 
 from __future__ import annotations
 
+import time
+from typing import Any, Callable
+
 _COMMON = [
     "CREATE TABLE nodes (nid {serial} PRIMARY KEY, site TEXT NOT NULL, node TEXT NOT NULL, UNIQUE (site, node))",
     "CREATE TABLE series (sid {serial} PRIMARY KEY, nid INTEGER NOT NULL REFERENCES nodes(nid), "
@@ -56,3 +59,18 @@ SQLITE: list[list[str]] = [
 
 MIGRATIONS_TABLE = ("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                     "applied DOUBLE PRECISION NOT NULL)")
+
+
+def apply(execute: Callable[..., Any], migrations: list[list[str]], param: str) -> list[int]:
+    """Run the migrations not yet recorded, in order, in the caller's transaction; return the versions run."""
+    execute(MIGRATIONS_TABLE)
+    have = {r[0] for r in execute("SELECT version FROM schema_migrations")}
+    done = []
+    for version, stmts in enumerate(migrations, start=1):
+        if version in have:
+            continue
+        for s in stmts:
+            execute(s)
+        execute(f"INSERT INTO schema_migrations (version, applied) VALUES ({param}, {param})", (version, time.time()))
+        done.append(version)
+    return done
