@@ -32,14 +32,14 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from gateway import config as config_mod
-from gateway.aggregate import Aggregator, Window
-from gateway.devices import Device, DeviceRegistry
-from gateway.ingest_path import IngestPath
-from gateway.metrics import Metrics
-from gateway.store import DeadLetter, Store
-from gateway.tiers import HotTier, maintain
-from gateway.validate import Message, Policy
+from fogline.gateway import config as config_mod
+from fogline.gateway.aggregate.core import Aggregator, Window
+from fogline.gateway.ingest.devices import Device, DeviceRegistry
+from fogline.gateway.ingest.path import IngestPath
+from fogline.gateway.ops.metrics import Metrics
+from fogline.gateway.store.core import DeadLetter, Store
+from fogline.gateway.store.tiers import HotTier, maintain
+from fogline.gateway.ingest.validate import Message, Policy
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ Hook = Callable[..., Any]
 
 
 class Gateway(IngestPath):
-    """One gateway process: start(), stop(), hooks. Construct with a `gateway.config.Config`."""
+    """One gateway process: start(), stop(), hooks. Construct with a `fogline.gateway.config.Config`."""
 
     def __init__(self, cfg: config_mod.Config | None = None, *, ble_backend: Any = None,
                  metrics: Metrics | None = None, clock: Callable[[], float] = time.time):
@@ -63,7 +63,7 @@ class Gateway(IngestPath):
         self.aggregator = Aggregator(agg.windows_s, agg.watermark_s, self._emit_window, agg.idle_close_s,
                                      agg.allowed_lateness_s)
         self.hot = HotTier(self.config.tiers.hot_points)
-        self.verifier: Any = None  # gateway.packauth.PackVerifier when [ingest] auth_keys_file is set
+        self.verifier: Any = None  # fogline.gateway.ingest.packauth.PackVerifier when [ingest] auth_keys_file is set
         self.store: Store | None = None
         self.mqtt: Any = None
         self.ble: Any = None
@@ -152,20 +152,20 @@ class Gateway(IngestPath):
         self.registry.load(await self._run(self.store.load_devices))
         ing = self.config.ingest
         if ing.auth_keys_file:
-            from gateway.packauth import PackVerifier
+            from fogline.gateway.ingest.packauth import PackVerifier
             verifier = PackVerifier.from_file(ing.auth_keys_file, ing.require_auth)
             self.verifier = verifier
             self.add_validator(lambda msg: verifier.check(msg.node, msg.lane, msg.raw) and None)
         self._running = True
         self.started_at = self.clock()
         if self.config.mqtt.worker_process:
-            from gateway.mqtt_worker import MqttWorkerIngest as Ingest
+            from fogline.gateway.ingest.worker import MqttWorkerIngest as Ingest
         else:
-            from gateway.mqtt_ingest import MqttIngest as Ingest  # type: ignore[assignment]
+            from fogline.gateway.ingest.mqtt import MqttIngest as Ingest  # type: ignore[assignment]
         self.mqtt = Ingest(self.config, self.loop, self._on_mqtt, self.metrics, self.config.ingest.queue_max)
         self.mqtt.start()
         if self.config.ble.enabled or self._ble_backend is not None:
-            from gateway.ble import BleIngest
+            from fogline.gateway.ingest.ble import BleIngest
             self.ble = BleIngest(self.config.ble, self, self._ble_backend)
             await self.ble.start()
         for c in self._components:
@@ -179,12 +179,12 @@ class Gateway(IngestPath):
         log.info("event=gateway_started site=%s data_dir=%s db=%s", self.site, self.data_dir, db)
 
     async def _replay_windows(self) -> None:
-        """Rebuild the windows open at the last stop/crash from the stored readings (gateway.late)."""
-        from gateway import late
+        """Rebuild the windows open at the last stop/crash from the stored readings (fogline.gateway.store.late)."""
+        from fogline.gateway.store import late
         await late.replay_into(self)
 
     async def _late_windows(self, flush: bool = True) -> None:
-        from gateway import late
+        from fogline.gateway.store import late
         await late.deliver_corrections(self, flush=flush)
 
     async def wait_connected(self, timeout: float = 10.0) -> bool:
@@ -340,7 +340,7 @@ class Gateway(IngestPath):
 
     async def mark_relayed(self, node: str, metric: str, upto_t: float) -> None:
         """Data of node/metric up to upto_t is safely in the cloud (retention may prune it)."""
-        from gateway.tiers import mark_relayed
+        from fogline.gateway.store.tiers import mark_relayed
         await self._run(mark_relayed, self.store, node, metric, upto_t)
 
     def query_hot(self, node: str, metric: str, since: float = float("-inf"),

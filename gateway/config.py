@@ -160,14 +160,14 @@ SECTIONS: dict[str, Any] = {
     "tiers": TiersConfig,
     "ble": BleConfig,
     "metrics": MetricsConfig,
-    "outbox": "gateway.outbox:OutboxConfig",  # G-RELAY
-    "cloud": "gateway.cloud:CloudConfig",  # G-RELAY
-    "twin": "gateway.twin:TwinConfig",  # G-RELAY
-    "homeassistant": "gateway.discovery:HomeAssistantConfig",  # OPS
-    "inference": "gateway.inference:InferenceConfig",  # G-INFER
-    "federation": "gateway.federation:FederationConfig",  # G-FED
-    "placement": "gateway.placement_score:PlacementConfig",  # PLACEMENT (issue 11)
-    "cluster": "gateway.cluster:ClusterConfig",  # CLUSTER: multi-gateway sites, failover, relay leases
+    "outbox": "fogline.gateway.relay.outbox:OutboxConfig",  # G-RELAY
+    "cloud": "fogline.gateway.relay.cloud:CloudConfig",  # G-RELAY
+    "twin": "fogline.gateway.twin.core:TwinConfig",  # G-RELAY
+    "homeassistant": "fogline.gateway.ops.discovery:HomeAssistantConfig",  # OPS
+    "inference": "fogline.gateway.inference.core:InferenceConfig",  # G-INFER
+    "federation": "fogline.gateway.federation.core:FederationConfig",  # G-FED
+    "placement": "fogline.gateway.placement.score:PlacementConfig",  # PLACEMENT (issue 11)
+    "cluster": "fogline.gateway.cluster.core:ClusterConfig",  # CLUSTER: multi-gateway sites, failover, relay leases
 }
 
 
@@ -301,7 +301,7 @@ class Config:
 
 
 def _validate_core(cfg: Config) -> None:
-    from shared import topics
+    from fogline.shared import topics
     try:
         topics.check_id(cfg.site.id, "site")
     except ValueError as e:
@@ -350,4 +350,4 @@ def from_dict(raw: dict[str, Any]) -> Config:
     return Config(raw)
 
 
-from gateway.config_toml import example_toml, toml_value  # noqa: E402,F401  (public here; no cycle)
+from fogline.gateway.config_toml import example_toml, toml_value  # noqa: E402,F401  (public here; no cycle)

@@ -8,7 +8,7 @@ from typing import Any
 
 def example_toml() -> str:
     """Every registered section with its defaults, as TOML text (documentation/examples)."""
-    from gateway.config import SECTIONS, _section_class
+    from fogline.gateway.config import SECTIONS, _section_class
     lines: list[str] = []
     for name in list(SECTIONS):
         cls = _section_class(name)

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
-from gateway import config as config_mod
+from fogline.gateway import config as config_mod
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class InferenceComponent:
 
     def _check_window(self, gw: Any) -> str | None:
         """Loud at start: a scored window the model was not trained on gives meaningless scores."""
-        from gateway.model_registry import window_mismatch
+        from fogline.gateway.inference.registry import window_mismatch
         agg = getattr(getattr(getattr(gw, "config", None), "aggregate", None), "windows_s", ())
         problem = window_mismatch(self.engine.model.manifest, self.engine.cfg.window_s, agg)
         if problem:
@@ -109,13 +109,13 @@ def attach(gw: Any, cfg: Any | None = None) -> dict[str, str]:
     relay = None
     relay_comp = None
     try:  # CLUSTER: first, so its ingest gate is in place before any message is accepted
-        from gateway import cluster_service
+        from fogline.gateway.cluster import service as cluster_service
         notes["cluster"] = "on" if cluster_service.attach(gw) is not None else "off: [cluster] enabled = false"
     except Exception as e:
         notes["cluster"] = f"error: {e}"
         log.warning("event=component_unavailable component=cluster error=%s", e)
     try:
-        from gateway import relay_component as relay_mod
+        from fogline.gateway.relay import component as relay_mod
         comps = relay_mod.attach(gw)
         for c in comps:
             if hasattr(c, "relay"):
@@ -127,7 +127,7 @@ def attach(gw: Any, cfg: Any | None = None) -> dict[str, str]:
         notes["relay"] = f"error: {e}"
         log.warning("event=component_unavailable component=relay error=%s", e)
     try:
-        from gateway import inference as inf
+        from fogline.gateway.inference import core as inf
         icfg = _section(cfg, "inference", inf.InferenceConfig)
         if icfg.enabled:
             sink = inf.relay_sink(relay, getattr(relay_comp, "note_decision", None)) if relay is not None else None
@@ -145,7 +145,7 @@ def attach(gw: Any, cfg: Any | None = None) -> dict[str, str]:
     try:
         mcfg = cfg.metrics
         if getattr(mcfg, "http_port", None) is not None:
-            from gateway.metrics_http import MetricsHTTP
+            from fogline.gateway.ops.http import MetricsHTTP
             srv = MetricsHTTP(gw.metrics, mcfg.http_host, mcfg.http_port)
             gw.add_component(srv)
             gw.metrics_http = srv
@@ -155,7 +155,7 @@ def attach(gw: Any, cfg: Any | None = None) -> dict[str, str]:
     except Exception as e:
         notes["metrics_http"] = f"error: {e}"
     try:
-        from gateway.discovery import Discovery, HomeAssistantConfig
+        from fogline.gateway.ops.discovery import Discovery, HomeAssistantConfig
         hcfg = _section(cfg, "homeassistant", HomeAssistantConfig)
         if hcfg.enabled:
             gw.add_component(Discovery(hcfg))
@@ -165,7 +165,7 @@ def attach(gw: Any, cfg: Any | None = None) -> dict[str, str]:
     except Exception as e:
         notes["homeassistant"] = f"error: {e}"
     try:
-        from gateway import placement as placement_mod  # PLACEMENT (issue 11): after the relay/twin
+        from fogline.gateway.placement import core as placement_mod  # PLACEMENT (issue 11): after the relay/twin
         notes["placement"] = "on" if placement_mod.attach(gw, cfg) is not None else "off: [placement] enabled = false"
     except Exception as e:
         notes["placement"] = f"error: {e}"

@@ -46,7 +46,7 @@ Wire placement (what F-LINK sends and G-INGEST / G-RELAY check):
 
 import hashlib
 
-from shared import cbor, epoch as _epoch
+from . import cbor, epoch as _epoch
 
 try:
     from micropython import const

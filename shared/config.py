@@ -7,10 +7,10 @@ same shape; dicts merge key by key, lists and scalars replace. Used by the
 firmware (boot, pushed configs) and the gateway (before pushing a config).
 """
 
-from shared import cbor
-from shared.config_schema import (_err, _int, _num, _str, _bool, _dict, _known, _name, _hexkey, _validate_rule,
+from . import cbor
+from .config_schema import (_err, _int, _num, _str, _bool, _dict, _known, _name, _hexkey, _validate_rule,
                                   _validate_sensor, _validate_uplink)
-from shared.config_schema import DRIVERS, MAX_FILTERS, MAX_WINDOW, validate_filter  # noqa: F401 (public API)
+from .config_schema import DRIVERS, MAX_FILTERS, MAX_WINDOW, validate_filter  # noqa: F401 (public API)
 
 try:
     from micropython import const
@@ -19,7 +19,7 @@ except ImportError:
         return x
 
 MAX_CONFIG_BYTES = const(8192)
-from shared.topics import MAX_PUSH_BYTES  # noqa: E402,F401 (public API: the push size limit)
+from .topics import MAX_PUSH_BYTES  # noqa: E402,F401 (public API: the push size limit)
 MAX_SENSORS = const(16)
 MAX_RULES = const(16)
 

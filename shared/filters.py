@@ -9,8 +9,8 @@ rings, so memory per filter is constant.
 
 from array import array
 
-from shared.windows import Median, Quantile, Min, Max, SlidingWindowMovingAverage
-from shared.timed import ThrottleAverage, Heartbeat, Debounce, Timeout
+from .windows import Median, Quantile, Min, Max, SlidingWindowMovingAverage
+from .timed import ThrottleAverage, Heartbeat, Debounce, Timeout
 
 NAN = float("nan")
 

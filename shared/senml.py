@@ -19,7 +19,7 @@ records by time (`in_seq_order`). `build_pack` refuses input that this rule
 could not restore; `seq_prefix` says how much of a list can go in one pack.
 """
 
-from shared import cbor
+from . import cbor
 
 try:
     from micropython import const

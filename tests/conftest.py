@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tools import hostemu
+from fogline.tools import hostemu
 
 TESTS = Path(__file__).resolve().parent
 RUNNER = TESTS / "mp_runner.py"
@@ -160,7 +160,7 @@ def pytest_terminal_summary(terminalreporter):
 @pytest.fixture
 def mosquitto(tmp_path):
     """A real mosquitto on a free 127.0.0.1 port, stopped after the test."""
-    from tools.broker import Mosquitto
+    from harness.broker import Mosquitto
 
     b = Mosquitto(tmp_path / "mosquitto").start()
     yield b
@@ -170,7 +170,7 @@ def mosquitto(tmp_path):
 @pytest.fixture
 def mosquitto_factory(tmp_path):
     """Start more brokers (own ports, optional extra config); all stopped after the test."""
-    from tools.broker import Mosquitto
+    from harness.broker import Mosquitto
 
     made: list[Mosquitto] = []
 

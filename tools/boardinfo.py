@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tools.hostemu import REPO
+from fogline.tools.hostemu import REPO
 
 # mpy-cross -march per MCU family (RP2040: Cortex-M0+; ESP32/ESP32-S3: Xtensa windowed ABI).
 MCU_ARCH = {"rp2040": "armv6m", "rp2350": "armv7emsp", "esp32": "xtensawin", "esp32s3": "xtensawin",

@@ -3,7 +3,7 @@
     python tools/build_model.py [--quick] [--seed 7] [--out gateway/models] [--version 1]
 
 Data: tools/datagen.py (train / val / test; test = unseen seeds, climates and anomaly mix).
-Model: an MLP classifier on the window features of gateway/features.py (teacher 32-48-24-1), and
+Model: an MLP classifier on the window features of gateway/inference/features.py (teacher 32-48-24-1), and
 its variants: dynamic INT8 and static INT8 (onnxruntime.quantization), magnitude-pruned (70% of
 hidden weights, fine-tuned with the mask), a distilled student (32-12-1, trained on the teacher's
 scores) and a small autoencoder trained on normal windows only (unsupervised baseline).
@@ -29,9 +29,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from gateway import features as F  # noqa: E402
-from tools import datagen  # noqa: E402
-from tools.mlp import MLP, prune, to_onnx, train  # noqa: E402
+from fogline.gateway.inference import features as F  # noqa: E402
+from fogline.tools import datagen  # noqa: E402
+from fogline.gateway.inference.mlp import MLP, prf, prune, to_onnx, train  # noqa: E402
 
 MODEL_NAME = "fogline-anomaly"
 F1_TOLERANCE = 0.01
@@ -65,16 +65,6 @@ def scores(path: Path, x: np.ndarray) -> np.ndarray:
     s = session(path)
     name = s.get_inputs()[0].name
     return np.concatenate([s.run(None, {name: x[i:i + 1024]})[0][:, 0] for i in range(0, len(x), 1024)])
-
-
-def prf(y: np.ndarray, pred: np.ndarray) -> dict:
-    """Precision, recall, F1 of binary predictions."""
-    tp = int(((pred == 1) & (y == 1)).sum())
-    fp = int(((pred == 1) & (y == 0)).sum())
-    fn = int(((pred == 0) & (y == 1)).sum())
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / (tp + fn) if tp + fn else 0.0
-    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r) if p + r else 0.0, 4)}
 
 
 def best_threshold(y: np.ndarray, s: np.ndarray) -> float:

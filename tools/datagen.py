@@ -20,7 +20,7 @@ Anomalies (events, random start and length, labelled per sample):
 - stuck_pair (correlated, test mix only): temperature and humidity freeze together.
 
 Windows are 60 s, aligned, reduced to (count, min, max, mean, last, stddev) per metric exactly as
-`gateway.aggregate` does (population stddev), then to features by `gateway.features.NodeFeatures`
+`fogline.gateway.aggregate.core` does (population stddev), then to features by `fogline.gateway.inference.features.NodeFeatures`
 node by node in time order, the same code the gateway runs. A window is labelled anomalous if it
 holds a spike sample, or if at least 20% of its samples of any metric are faulty (so a fault that
 merely touches the last second of a window does not count against it).
@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from gateway.features import DEFAULT_METRICS, DEFAULT_SCALES, NodeFeatures, feature_names  # noqa: E402
+from fogline.gateway.inference.features import DEFAULT_METRICS, DEFAULT_SCALES, NodeFeatures, feature_names  # noqa: E402
 
 WINDOW_S = 60
 SPIKE_MIN_FRAC = 0.2
@@ -225,7 +225,7 @@ def gen_node(seed: int, hours: int, mix: dict, t0: int = 1_767_225_600) -> dict:
 
 
 def features(stats: np.ndarray, metrics: tuple[str, ...] = DEFAULT_METRICS) -> np.ndarray:
-    """Feature matrix of one node's windows in time order, through gateway.features.NodeFeatures."""
+    """Feature matrix of one node's windows in time order, through fogline.gateway.inference.features.NodeFeatures."""
     nf = NodeFeatures(metrics=metrics)
     rows = []
     for w in stats:
@@ -299,8 +299,8 @@ if __name__ == "__main__":
 
 
 def window_sets(ds: Dataset, prefix: str = "node") -> list[list]:
-    """gateway.aggregate.Window sets (one list per window row, metrics in order) for a split."""
-    from gateway.aggregate import Window
+    """fogline.gateway.aggregate.core.Window sets (one list per window row, metrics in order) for a split."""
+    from fogline.gateway.aggregate.core import Window
 
     out = []
     for i in range(len(ds.y)):

@@ -103,11 +103,11 @@ def load_site_config(path: Path) -> dict:
 
 
 def check_site_config(cfg: dict, board: str) -> str | None:
-    """Validate defaults + board + site with shared.config when it offers a way; returns a note."""
+    """Validate defaults + board + site with fogline.shared.config when it offers a way; returns a note."""
     try:
-        from shared import config as sc
+        from fogline.shared import config as sc
     except ImportError:
-        return "shared.config not available: site config not validated"
+        return "fogline.shared.config not available: site config not validated"
     board_file = REPO / "boards" / f"{board}.json"
     board_cfg = json.loads(board_file.read_text()) if board_file.exists() else {}
     for name in ("merge_config", "build_config", "merge"):
@@ -121,7 +121,7 @@ def check_site_config(cfg: dict, board: str) -> str | None:
             except TypeError:
                 continue
             return None
-    return "shared.config has no merge function: site config not validated"
+    return "fogline.shared.config has no merge function: site config not validated"
 
 
 def _call_merge(fn, sc, board_cfg: dict, site: dict) -> dict:
@@ -138,7 +138,7 @@ def check_real_board_config(cfg: dict | None, real_board: bool, allow: bool, not
     """Refuse placeholder Wi-Fi or a loopback broker for a real board (a note on the virtual one)."""
     if cfg is None:
         return
-    from gateway.provision_broker import node_config_problems
+    from fogline.gateway.ops.provision_broker import node_config_problems
 
     problems = node_config_problems(cfg)
     if not problems:
@@ -326,7 +326,7 @@ def _with_parents(dirs: list[str]) -> list[str]:
 
 def _board_arch(board: str) -> str | None:
     try:
-        from tools.boardinfo import board_info
+        from fogline.tools.boardinfo import board_info
         return board_info(board).get("arch")
     except ValueError:
         return None

@@ -17,13 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from gateway import fedlocal
-from gateway.fedcoord import Coordinator
-from gateway.federation import FederationConfig, Member, load_bytes, registry_installer
-from gateway.model_registry import BUNDLED_DIR, LoadedModel, ModelRegistry, read_manifest
-from tools import datagen
-from tools.build_model import prf
-from tools.mlp import MLP, train
+from fogline.gateway.federation import local as fedlocal
+from fogline.gateway.federation.coord import Coordinator
+from fogline.gateway.federation.core import FederationConfig, Member, load_bytes, registry_installer
+from fogline.gateway.inference.registry import BUNDLED_DIR, LoadedModel, ModelRegistry, read_manifest
+from fogline.tools import datagen
+from fogline.gateway.inference.mlp import MLP, prf, train
 
 
 def _mix(**kw: Any) -> dict:
@@ -77,7 +76,7 @@ def base_model(seed: int = 3) -> tuple[dict[str, Any], bytes]:
     sizes = fedlocal.net_from_onnx(BUNDLED_DIR / shipped["file"]).sizes
     mean, std = shipped["normalisation"]["mean"], shipped["normalisation"]["std"]
     g = gateway_data("gw-mild", 1, 4, 0).data
-    from gateway.features import normalise
+    from fogline.gateway.inference.features import normalise
     net = train(MLP(list(sizes), seed=seed), normalise(g.X, mean, std), g.y[:, None].astype(np.float64),
                 epochs=1, batch=64, seed=seed)
     man, data = fedlocal.export(net, shipped, 1, {"method": "seed"})
@@ -87,7 +86,7 @@ def base_model(seed: int = 3) -> tuple[dict[str, Any], bytes]:
 
 def f1(model: LoadedModel, d: fedlocal.LocalData) -> float:
     """F1 of a loaded model at its threshold on raw feature rows."""
-    from gateway.features import normalise
+    from fogline.gateway.inference.features import normalise
     s = fedlocal.scores_of(model, normalise(d.X, model.mean, model.std))
     return float(prf(d.y, (s >= model.threshold).astype(int))["f1"])
 
@@ -96,7 +95,7 @@ def local_only(base: tuple[dict[str, Any], bytes], site: Site, cfg: FederationCo
     """The model gw would have trained alone: the same split, steps x rounds of fine-tuning on its train part."""
     man, data = base
     tr, _hold = fedlocal.split_holdout(site.data, cfg.holdout_ratio, seed=len(site.data))
-    from gateway.features import normalise
+    from fogline.gateway.inference.features import normalise
     x = normalise(tr.X, man["normalisation"]["mean"], man["normalisation"]["std"])
     net = fedlocal.net_from_onnx(data)
     deltas, _ = fedlocal.fine_tune(net, x, tr.y, max_steps=cfg.max_steps * rounds, max_seconds=600,

@@ -195,7 +195,7 @@ def run_mp(script: str | os.PathLike, *args: str, heapsize: str | None = None, e
 
 
 if __name__ == "__main__":
-    # `python -m tools.hostemu board`: build (if needed) and print the interpreter's path.
+    # `python -m fogline.tools.hostemu board`: build (if needed) and print the interpreter's path.
     try:
         print(find_micropython(sys.argv[1] if len(sys.argv) > 1 else "micropython"))
     except NoMicroPython as e:

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tools import deploy
+from fogline.tools import deploy
 
 BOARD_SCRIPT = Path(__file__).resolve().parent / "hwcheck_board.py"
 

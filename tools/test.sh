@@ -12,7 +12,7 @@ else
 fi
 if [ "$have_mosquitto" = 0 ]; then
   # a test file needs the broker when it uses the mosquitto fixtures or a kit that starts one
-  mapfile -t need < <(grep -rlE 'mosquitto|tools\.broker|from tools import .*broker|cloudkit|clusterkit|sitekit|tls_cloud_broker|cloud_broker' \
+  mapfile -t need < <(grep -rlE 'mosquitto|harness\.broker|from harness import .*broker|cloudkit|clusterkit|sitekit|tls_cloud_broker|cloud_broker' \
                       tests --include='test_*.py' | sort)
   echo "fogline: mosquitto not found (sudo apt-get install mosquitto); skipping ${#need[@]} test files that need it:" >&2
   for f in "${need[@]}"; do
@@ -22,6 +22,6 @@ if [ "$have_mosquitto" = 0 ]; then
 fi
 # The MicroPython tests also run on a board-like 32-bit port, built once from ../shared/micropython.
 if [[ ",${FOGLINE_RUNTIMES:-board}," == *",board,"* ]]; then
-  python -m tools.hostemu board >/dev/null || exit 3
+  python -m fogline.tools.hostemu board >/dev/null || exit 3
 fi
 exec python -m pytest -n "${FOGLINE_TEST_WORKERS:-2}" "${skip[@]}" "$@"

@@ -23,8 +23,8 @@ import time
 import tty
 from pathlib import Path
 
-from tools import hostemu
-from tools.boardinfo import FS_DEFAULTS, MCU_ARCH, board_info  # noqa: F401 (re-exported)
+from fogline.tools import hostemu
+from fogline.tools.boardinfo import FS_DEFAULTS, MCU_ARCH, board_info  # noqa: F401 (re-exported)
 
 log = logging.getLogger("fogline.vboard")
 

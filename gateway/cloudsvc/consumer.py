@@ -25,10 +25,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.cloudsvc.config import BrokerConfig, DbConfig
-from gateway.cloudsvc.db_pg import TransientDbError
-from gateway.cloudsvc.rows import Batch
-from gateway.metrics import Metrics
+from fogline.gateway.cloudsvc.config import BrokerConfig, DbConfig
+from fogline.gateway.cloudsvc.db_pg import TransientDbError
+from fogline.gateway.cloudsvc.rows import Batch
+from fogline.gateway.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ import logging
 import time
 from typing import Any
 
-from gateway.cloudsvc import db_sql as q
-from gateway.cloudsvc import schema
-from gateway.cloudsvc.rows import LANE_CODE, Batch
+from fogline.gateway.cloudsvc import db_sql as q
+from fogline.gateway.cloudsvc import schema
+from fogline.gateway.cloudsvc.rows import LANE_CODE, Batch
 
 log = logging.getLogger(__name__)
 T_MIN, T_MAX = 946684800.0, 4102444800.0  # 2000..2100: outside it readings go to readings_default

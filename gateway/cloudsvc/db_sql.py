@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.cloudsvc.rows import Batch
+from fogline.gateway.cloudsvc.rows import Batch
 
 INSERT_NODE = "INSERT INTO nodes (site, node) VALUES (?, ?) ON CONFLICT (site, node) DO NOTHING"
 SELECT_NODE = "SELECT nid FROM nodes WHERE site = ? AND node = ?"

@@ -7,9 +7,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from gateway.cloudsvc import db_sql as q
-from gateway.cloudsvc import schema
-from gateway.cloudsvc.rows import Batch
+from fogline.gateway.cloudsvc import db_sql as q
+from fogline.gateway.cloudsvc import schema
+from fogline.gateway.cloudsvc.rows import Batch
 
 log = logging.getLogger(__name__)
 NOW = "(julianday('now') - 2440587.5) * 86400.0"

@@ -16,10 +16,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from gateway.cloudsvc.config import HttpConfig
-from gateway.cloudsvc.db_sql import pg
-from gateway.cloudsvc.rows import LANE_NAME
-from gateway.metrics import Metrics
+from fogline.gateway.cloudsvc.config import HttpConfig
+from fogline.gateway.cloudsvc.db_sql import pg
+from fogline.gateway.cloudsvc.rows import LANE_NAME
+from fogline.gateway.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

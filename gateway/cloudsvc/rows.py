@@ -13,9 +13,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.cloud import decode_cloud_message
-from shared import summary as wire
-from shared import topics
+from fogline.gateway.relay.cloud import decode_cloud_message
+from fogline.shared import summary as wire
+from fogline.shared import topics
 
 LANE_CODE = {"up": 0, "alert": 1}
 LANE_NAME = {v: k for k, v in LANE_CODE.items()}

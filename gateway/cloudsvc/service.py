@@ -7,9 +7,9 @@ import logging
 import time
 from typing import Any
 
-from gateway.cloudsvc.config import ServiceConfig
-from gateway.cloudsvc.consumer import Consumer
-from gateway.metrics import Metrics
+from fogline.gateway.cloudsvc.config import ServiceConfig
+from fogline.gateway.cloudsvc.consumer import Consumer
+from fogline.gateway.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 RETENTION_EVERY_S = 3600.0
@@ -18,9 +18,9 @@ RETENTION_EVERY_S = 3600.0
 def make_backend(cfg: ServiceConfig) -> Any:
     """PostgreSQL when [cloud.db] dsn is set, else SQLite in [cloud.db] data_dir."""
     if cfg.db.dsn:
-        from gateway.cloudsvc.db_pg import PgBackend
+        from fogline.gateway.cloudsvc.db_pg import PgBackend
         return PgBackend(cfg.db.dsn, cfg.db.partition_days, cfg.db.retention_days)
-    from gateway.cloudsvc.db_sqlite import SqliteBackend
+    from fogline.gateway.cloudsvc.db_sqlite import SqliteBackend
     return SqliteBackend(cfg.db.sqlite_path, cfg.db.retention_days)
 
 
@@ -39,7 +39,7 @@ class CloudService:
         """Database (migrated), MQTT session, write loop, HTTP API (when enabled)."""
         await self.consumer.start()
         if self.cfg.http.enabled:
-            from gateway.cloudsvc.httpapi import QueryApi
+            from fogline.gateway.cloudsvc.httpapi import QueryApi
             api = QueryApi(self.cfg.http, self.backend, self.metrics, self.consumer)
             try:
                 api.start()

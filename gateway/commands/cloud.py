@@ -8,7 +8,7 @@ import signal
 import sys
 from dataclasses import asdict
 
-from gateway.commands.serve import setup_logging
+from fogline.gateway.commands.serve import setup_logging
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -29,8 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateway.cloudsvc import config as cfg_mod
-    from gateway.cloudsvc.service import serve
+    from fogline.gateway.cloudsvc import config as cfg_mod
+    from fogline.gateway.cloudsvc.service import serve
     try:
         cfg = cfg_mod.load(args.config)
         if args.data_dir:

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from gateway import config as config_mod
+from fogline.gateway import config as config_mod
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -28,7 +28,7 @@ def db_path(args: argparse.Namespace) -> Path:
 
 
 def load_devices(db: Path) -> list[dict]:
-    from gateway.store import connect
+    from fogline.gateway.store.core import connect
     con = connect(db, readonly=True)
     try:
         rows = con.execute("SELECT node, data FROM devices ORDER BY node").fetchall()

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway import config as config_mod
+from fogline.gateway import config as config_mod
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

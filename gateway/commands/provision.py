@@ -51,7 +51,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Provision and print where everything went (never the secrets)."""
-    from gateway.provision import provision
+    from fogline.gateway.ops.provision import provision
 
     try:
         res = provision(args.out, args.site, _node_list(args), gateway_user=args.gateway_user,
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _problems(res) -> dict[str, list[str]]:
     """node -> what stops its config from working on a real board."""
-    from gateway.provision_broker import node_config_problems
+    from fogline.gateway.ops.provision_broker import node_config_problems
 
     out = {}
     for n in res.nodes:

@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from gateway import config as config_mod
+from fogline.gateway import config as config_mod
 
 
 def parse_time(s: str, now: float) -> float:
@@ -56,9 +56,9 @@ def _iso(t: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateway.cloudsvc.query_client import tiered
-    from gateway.store import connect
-    from gateway.tiers import query
+    from fogline.gateway.cloudsvc.query_client import tiered
+    from fogline.gateway.store.core import connect
+    from fogline.gateway.store.tiers import query
     now = time.time()
     try:
         since, until = parse_time(args.since, now), parse_time(args.until, now)

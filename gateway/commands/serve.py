@@ -11,7 +11,7 @@ import signal
 import sys
 import time
 
-from gateway import config as config_mod
+from fogline.gateway import config as config_mod
 
 
 class _JsonFormatter(logging.Formatter):
@@ -59,7 +59,7 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 async def serve(cfg: config_mod.Config, ready: "asyncio.Event | None" = None) -> int:
     """Run a Gateway until a stop signal; returns the exit code."""
-    from gateway.app import Gateway
+    from fogline.gateway.app import Gateway
 
     log = logging.getLogger("gateway.serve")
     gw = Gateway(cfg)
@@ -81,7 +81,7 @@ async def serve(cfg: config_mod.Config, ready: "asyncio.Event | None" = None) ->
 def _attach_optional(gw, cfg) -> None:
     """Components of other teams attach here when present (inference, relay, metrics HTTP, twin)."""
     import importlib
-    for modname in ("gateway.service_components",):
+    for modname in ("fogline.gateway.service_components",):
         try:
             mod = importlib.import_module(modname)
         except ModuleNotFoundError as e:

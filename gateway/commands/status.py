@@ -9,9 +9,9 @@ import sqlite3
 import sys
 import time
 
-from gateway import config as config_mod
-from gateway.commands.devices import db_path
-from gateway.metrics import read_snapshot
+from fogline.gateway import config as config_mod
+from fogline.gateway.commands.devices import db_path
+from fogline.gateway.ops.metrics import read_snapshot
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -48,7 +48,7 @@ def collect(db, snapshot_path) -> dict:
                 out[kind][name] = sum(r["value"] for r in rows) if kind == "counters" else \
                     {",".join(f"{k}={v}" for k, v in r["labels"].items()) or "": r["value"] for r in rows}
     if db.exists():
-        from gateway.store import connect
+        from fogline.gateway.store.core import connect
         con = connect(db, readonly=True)
         try:
             q = lambda s: con.execute(s).fetchone()[0]  # noqa: E731

@@ -30,7 +30,7 @@ def _drive(tmp_path: Path) -> Path:
 
 
 def test_deploy_copies_py_tree_and_verifies(tmp_path, capsys):
-    from gateway.cli import main
+    from fogline.tools.cli import main
     d = _drive(tmp_path)
     site = tmp_path / "site.json"
     site.write_text(json.dumps({"node": {"id": "cp1", "site": "s1"}, "wifi": {"ssid": "lab", "password": "pw"},
@@ -55,7 +55,7 @@ def test_deploy_copies_py_tree_and_verifies(tmp_path, capsys):
 
 
 def test_deploy_refuses_bad_site_config_and_readonly_drive(tmp_path, capsys, monkeypatch):
-    from tools import deploy
+    from fogline.tools import deploy
     d = _drive(tmp_path)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"node": {"id": "cp1", "site": "s1"}, "sample_ms": 1}))
@@ -74,7 +74,7 @@ def test_deploy_refuses_bad_site_config_and_readonly_drive(tmp_path, capsys, mon
 
 
 def test_micropython_deploy_excludes_cpy_adapter():
-    from tools import deploy
+    from fogline.tools import deploy
     files = [str(p) for p in deploy.source_files()]
     assert "firmware/node.py" in files and not any(f.startswith("firmware/cpy") for f in files)
 
@@ -104,7 +104,7 @@ print(json.dumps({"board": cfg["node"]["board"], "kept": a.node.stats["kept"], "
 
 def test_deployed_tree_boots_on_simulated_circuitpython(tmp_path, capsys):
     """Only what deploy copied is on the path: boot.py remounts, the app loads config and samples into /log."""
-    from tools import deploy
+    from fogline.tools import deploy
     d = _drive(tmp_path)
     assert deploy.main(["--runtime", "circuitpython", "--drive", str(d), "--board", "adafruit_feather_esp32s3"]) == 0
     env = {"PYTHONPATH": f"{SIM_CPY}:{d}", "PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}

@@ -9,7 +9,7 @@ import json
 import cbor2
 import pytest
 
-from shared.senml import NODE_EPOCH
+from fogline.shared.senml import NODE_EPOCH
 from tests.circuitpython.conftest import REPO
 
 pytestmark = pytest.mark.timeout(90)  # a hung socket must fail the test, not stall the suite
@@ -38,7 +38,7 @@ class ManualClock:
 
 
 def _cfg(board="adafruit_feather_esp32s3", **over):
-    from shared import config as C
+    from fogline.shared import config as C
     b = json.loads((REPO / "boards" / f"{board}.json").read_text())
     site = {"node": {"id": "cp1", "site": "s1", "board": board}, "sample_ms": 1000, "watchdog_ms": 4000,
             "sensors": [{"name": "temperature", "driver": "bme280", "field": "temperature", "unit": "Cel",

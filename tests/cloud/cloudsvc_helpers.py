@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.cloudsvc import config as cfg_mod
-from tools.cloudrecord import ServiceThread  # noqa: F401 (the tests import it from here)
+from fogline.gateway.cloudsvc import config as cfg_mod
+from harness.cloudrecord import ServiceThread  # noqa: F401 (the tests import it from here)
 
 
 def service_config(broker_port: int, dsn: str = "", data_dir: str | Path = "", client_id: str = "c1",
@@ -31,7 +31,7 @@ def write_config(path: Path, broker_port: int, dsn: str, client_id: str, data_di
 
 def spawn(config: Path, log: Path) -> subprocess.Popen:
     """`fogline cloud --config` as a child process (its own process group)."""
-    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "cloud", "--config", str(config)],
+    return subprocess.Popen([sys.executable, "-m", "fogline.tools.cli", "cloud", "--config", str(config)],
                             stdout=subprocess.DEVNULL, stderr=open(log, "ab"), start_new_session=True)
 
 

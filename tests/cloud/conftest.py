@@ -1,4 +1,4 @@
-"""Fixtures of the cloud service tests: a real PostgreSQL (tools.pgkit) and a real mosquitto for the cloud broker."""
+"""Fixtures of the cloud service tests: a real PostgreSQL (harness.pgkit) and a real mosquitto for the cloud broker."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tools.broker import Mosquitto
+from harness.broker import Mosquitto
 
 _dbs = itertools.count(1)
 
@@ -15,7 +15,7 @@ _dbs = itertools.count(1)
 @pytest.fixture(scope="session")
 def pg_server():
     """One PostgreSQL per test worker (as an unprivileged user when run as root); each test gets its own database."""
-    from tools.pgkit import Postgres
+    from harness.pgkit import Postgres
     srv = Postgres().start()
     yield srv
     srv.destroy()
@@ -34,7 +34,7 @@ def pg_dsn(pg_server):
 @pytest.fixture
 def pg_own():
     """A PostgreSQL of this test alone (it may be restarted or killed)."""
-    from tools.pgkit import Postgres
+    from harness.pgkit import Postgres
     srv = Postgres().start()
     yield srv
     srv.destroy()

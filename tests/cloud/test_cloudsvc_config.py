@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main as cli
-from gateway.cloudsvc import config as cfg_mod
+from fogline.tools.cli import main as cli
+from fogline.gateway.cloudsvc import config as cfg_mod
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "gateway" / "examples" / "cloud.toml"
 

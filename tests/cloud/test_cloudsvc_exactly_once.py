@@ -8,8 +8,8 @@ import cbor2
 import pytest
 from cloudsvc_helpers import ServiceThread, reading_keys, scalar, service_config, wait_for
 
-from gateway.cloud import envelope
-from tools.cloudfeed import Publisher, alert_message, raw_bundle, raw_message, summary_message
+from fogline.gateway.relay.cloud import envelope
+from harness.cloudfeed import Publisher, alert_message, raw_bundle, raw_message, summary_message
 
 
 def _backend(request, tmp_path):

@@ -12,7 +12,7 @@ from collections import Counter
 from cloudsvc_helpers import (ServiceThread, kill9, reading_keys, service_config, spawn, term, wait_for,
                               write_config)
 
-from tools.cloudfeed import Publisher, feed_plan
+from harness.cloudfeed import Publisher, feed_plan
 
 
 def _stream(port: int, plan: list, on_progress, pause: float = 0.004) -> threading.Thread:

@@ -12,12 +12,12 @@ import cbor2
 import pytest
 from cloudsvc_helpers import ServiceThread, reading_keys, service_config, wait_for
 
-from gateway.cli import main as cli
-from gateway.cloud import envelope
-from gateway.store import Store
-from gateway.tiers import maintain, mark_relayed
-from gateway.validate import Message, Reading
-from tools.cloudfeed import Publisher, alert_message, raw_message, summary_message
+from fogline.tools.cli import main as cli
+from fogline.gateway.relay.cloud import envelope
+from fogline.gateway.store.core import Store
+from fogline.gateway.store.tiers import maintain, mark_relayed
+from fogline.gateway.ingest.validate import Message, Reading
+from harness.cloudfeed import Publisher, alert_message, raw_message, summary_message
 
 NOW = 1_800_000_000.0
 TOKENS = {"s1": "tok-s1", "s2": "tok-s2"}

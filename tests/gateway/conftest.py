@@ -2,7 +2,7 @@
 
 import pytest
 
-from tools.cloudkit import make_pki, tls_cloud_broker
+from harness.cloudkit import make_pki, tls_cloud_broker
 
 CLOUD_USERS = {"gw1": "gw-secret", "cloud": "cloud-secret"}  # gateway gw1 publishes, "cloud" consumes
 

@@ -12,8 +12,8 @@ from typing import Any
 import cbor2
 import paho.mqtt.client as mqtt
 
-from gateway import config
-from shared import cbor, senml, topics
+from fogline.gateway import config
+from fogline.shared import cbor, senml, topics
 
 SITE = "site1"
 
@@ -114,7 +114,7 @@ class GatewayThread:
     """A Gateway running on its own event loop in a thread, so tests can block on MQTT freely."""
 
     def __init__(self, cfg: config.Config, **kw: Any):
-        from gateway.app import Gateway
+        from fogline.gateway.app import Gateway
         self.loop = asyncio.new_event_loop()
         self.gw = Gateway(cfg, **kw)
         self.t = threading.Thread(target=self.loop.run_forever, daemon=True)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from gateway.bandwidth import BandwidthConfig, BandwidthPolicy  # noqa: E402
-from gateway.cloud import CloudConfig, CloudLink  # noqa: E402
-from gateway.outbox import LANES, Outbox, OutboxConfig  # noqa: E402
-from gateway.relay import Relay  # noqa: E402
+from fogline.gateway.relay.bandwidth import BandwidthConfig, BandwidthPolicy  # noqa: E402
+from fogline.gateway.relay.cloud import CloudConfig, CloudLink  # noqa: E402
+from fogline.gateway.relay.outbox import LANES, Outbox, OutboxConfig  # noqa: E402
+from fogline.gateway.relay.core import Relay  # noqa: E402
 
 
 async def main(path: str, port: int, ca: str, n: int) -> None:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from gateway import config  # noqa: E402
-from gateway.app import Gateway  # noqa: E402
-from gateway.relay import Relay  # noqa: E402
-from gateway.relay_component import attach  # noqa: E402
+from fogline.gateway import config  # noqa: E402
+from fogline.gateway.app import Gateway  # noqa: E402
+from fogline.gateway.relay.core import Relay  # noqa: E402
+from fogline.gateway.relay.component import attach  # noqa: E402
 
 
 async def main(conf: str, crash: bool) -> None:

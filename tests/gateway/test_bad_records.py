@@ -6,9 +6,9 @@ import time
 
 import cbor2
 
-from gateway.store import DeadLetter, Store
-from gateway.validate import Policy, decode_uplink
-from shared import cbor, senml
+from fogline.gateway.store.core import DeadLetter, Store
+from fogline.gateway.ingest.validate import Policy, decode_uplink
+from fogline.shared import cbor, senml
 from tests.gateway.ingest_helpers import GatewayThread, SimNode, dead_letters, gw_config, stored_seqs, wait_for
 
 NOW = time.time()

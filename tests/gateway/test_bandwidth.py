@@ -9,13 +9,13 @@ import time
 
 import pytest
 
-from gateway.bandwidth import (HIGH, LOW, MIDDLE, BandwidthConfig, BandwidthPolicy, ThroughputMeter,
+from fogline.gateway.relay.bandwidth import (HIGH, LOW, MIDDLE, BandwidthConfig, BandwidthPolicy, ThroughputMeter,
                                TokenBucket)
-from gateway.cloud import CloudConfig, CloudLink
-from gateway.outbox import Outbox, OutboxConfig
-from gateway.relay import Relay
-from tools.cloudkit import CloudSubscriber
-from tools.netem import NetEm
+from fogline.gateway.relay.cloud import CloudConfig, CloudLink
+from fogline.gateway.relay.outbox import Outbox, OutboxConfig
+from fogline.gateway.relay.core import Relay
+from harness.cloudkit import CloudSubscriber
+from harness.netem import NetEm
 
 
 class Clock:

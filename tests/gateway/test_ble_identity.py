@@ -9,7 +9,7 @@ import pytest
 
 from tests.gateway.ingest_helpers import GatewayThread, SimNode, dead_letters, gw_config, wait_for
 from tests.gateway.test_ingest_ble import KEY, FakeScanner, _ble_rows
-from tools import hostemu
+from fogline.tools import hostemu
 
 # A node advertising with its persisted counter: 3 adverts, a reboot, 2 adverts, its flash erased, 2 adverts.
 SCRIPT = r"""

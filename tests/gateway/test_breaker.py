@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from gateway.breaker import CLOSED, HALF_OPEN, OPEN, Breaker, BreakerConfig
-from gateway.cloud import CloudConfig, CloudLink
-from gateway.outbox import Outbox, OutboxConfig
-from gateway.relay import Relay
-from gateway.bandwidth import BandwidthConfig, BandwidthPolicy
+from fogline.gateway.relay.breaker import CLOSED, HALF_OPEN, OPEN, Breaker, BreakerConfig
+from fogline.gateway.relay.cloud import CloudConfig, CloudLink
+from fogline.gateway.relay.outbox import Outbox, OutboxConfig
+from fogline.gateway.relay.core import Relay
+from fogline.gateway.relay.bandwidth import BandwidthConfig, BandwidthPolicy
 
 
 def brk(**kw) -> Breaker:

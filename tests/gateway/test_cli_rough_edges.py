@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.cli import main as cli
-from gateway.model_registry import BUNDLED_DIR
+from fogline.tools.cli import main as cli
+from fogline.gateway.inference.registry import BUNDLED_DIR
 
 
 def test_status_without_a_data_dir_says_so_and_fails(tmp_path, capsys):

@@ -9,13 +9,13 @@ import time
 import cbor2
 import pytest
 
-from gateway.bandwidth import BandwidthConfig, BandwidthPolicy
-from gateway.breaker import Breaker, BreakerConfig
-from gateway.cloud import CloudConfig, CloudLink, decode_cloud_message, envelope
-from gateway.outbox import LANES, Outbox, OutboxConfig
-from gateway.relay import Relay
+from fogline.gateway.relay.bandwidth import BandwidthConfig, BandwidthPolicy
+from fogline.gateway.relay.breaker import Breaker, BreakerConfig
+from fogline.gateway.relay.cloud import CloudConfig, CloudLink, decode_cloud_message, envelope
+from fogline.gateway.relay.outbox import LANES, Outbox, OutboxConfig
+from fogline.gateway.relay.core import Relay
 from tests.gateway.conftest import CLOUD_USERS
-from tools.cloudkit import CloudSubscriber, make_pki, tls_cloud_broker
+from harness.cloudkit import CloudSubscriber, make_pki, tls_cloud_broker
 
 USERS = CLOUD_USERS
 
@@ -190,10 +190,10 @@ def test_gateway_attach_relays_node_alerts_and_windows(tmp_path, pki, cloud, mos
     import cbor2 as _cbor2
     import paho.mqtt.client as mqtt
 
-    from gateway import config as gwconfig
-    from gateway.app import Gateway
-    from gateway.relay_component import attach
-    from shared import senml, topics
+    from fogline.gateway import config as gwconfig
+    from fogline.gateway.app import Gateway
+    from fogline.gateway.relay.component import attach
+    from fogline.shared import senml, topics
 
     sub = CloudSubscriber(cloud.port, pki, "cloud", USERS["cloud"]).start()
     cfg = gwconfig.Config({
@@ -242,7 +242,7 @@ def test_gateway_attach_relays_node_alerts_and_windows(tmp_path, pki, cloud, mos
     ok, gauges = asyncio.run(main())
     sub.stop()
     assert ok
-    from gateway.commands import status
+    from fogline.gateway.commands import status
     data = tmp_path / "data"
     status._print_relay(status.collect(data / "nonexistent.sqlite", data / "metrics.json"), data)
     out = capsys.readouterr().out

@@ -6,8 +6,8 @@ import collections
 
 import pytest
 
-from gateway import config as config_mod
-from gateway.cluster import (ClusterConfig, GatewayView, assign, decode_health, decode_lease, load_class,
+from fogline.gateway import config as config_mod
+from fogline.gateway.cluster.core import (ClusterConfig, GatewayView, assign, decode_health, decode_lease, load_class,
                              may_take_lease, must_yield_lease, rank, rendezvous)
 
 NODES = [f"n{i}" for i in range(200)]
@@ -167,7 +167,7 @@ def test_config_section_defaults_and_validation():
 
 
 def test_lease_book_handoff_yield_and_dead_peers():
-    from gateway.cluster_lease import LeaseBook
+    from fogline.gateway.cluster.lease import LeaseBook
 
     cfg = ClusterConfig(lease_s=5.0, handoff_s=2.0)
     me = LeaseBook("gw2", cfg)
@@ -191,8 +191,8 @@ def test_lease_book_handoff_yield_and_dead_peers():
 def test_held_messages_are_bounded_pruned_by_hints_and_replayed_in_order():
     import time as _t
 
-    from gateway.cluster_takeover import Held
-    from gateway.validate import Message, Reading
+    from fogline.gateway.cluster.takeover import Held
+    from fogline.gateway.ingest.validate import Message, Reading
 
     def msg(lane: str, first: int, n: int = 2) -> Message:
         rs = [Reading("x", lane, first + i, "t", "Cel", 1.0, _t.time()) for i in range(n)]

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway import cluster_service
-from gateway.cluster import GatewayView, rank
-from gateway.store import Store
-from gateway.validate import Message, Reading
+from fogline.gateway.cluster import service as cluster_service
+from fogline.gateway.cluster.core import GatewayView, rank
+from fogline.gateway.store.core import Store
+from fogline.gateway.ingest.validate import Message, Reading
 
 from tests.gateway.ingest_helpers import GatewayThread, SimNode, db_rows, gw_config, stored_seqs, wait_for
 
@@ -80,7 +80,7 @@ def test_primary_acks_standby_holds_then_takes_over_and_replays(tmp_path, mosqui
     finally:
         sim.close()
         b.stop()
-    from gateway.commands import status
+    from fogline.gateway.commands import status
     status._print_cluster(status.collect(b.gw.data_dir / "ingest.sqlite", b.gw.data_dir / "metrics.json"))
     out = capsys.readouterr().out
     assert re.search(r"cluster: live gateways 1, serving [1-9]\d* nodes, leases \d+, takeovers [1-9]", out), out

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from gateway.store import DeadLetter, Store
+from fogline.gateway.store.core import DeadLetter, Store
 from tests.gateway.ingest_helpers import GatewayThread, db_rows, gw_config, wait_for
 
 
@@ -81,6 +81,6 @@ def test_gateway_never_exceeds_the_cap_under_a_burst_of_garbage(tmp_path, mosqui
     assert sum(totals.values()) == n == g.gw.metrics.total("dead_letters")
     assert db_rows(data, "SELECT COUNT(*) FROM dead_letters")[0][0] == cap
     assert 0 < peak[0] <= cap, peak
-    from gateway.commands import status
+    from fogline.gateway.commands import status
     st = status.collect(data / "ingest.sqlite", data / "metrics.json")
     assert st["dead_letter_totals"] == totals and sum(st["dead_letters"].values()) == cap

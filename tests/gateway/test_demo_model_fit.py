@@ -1,6 +1,6 @@
 """The demo's scenarios, nodes and gateway settings fit the shipped model: the same signals
-(tools/sim/scenario.py), node filters (shared.filters), reading times (whole seconds as a board
-stamps them), windows (gateway.aggregate) and inference (gateway.inference) as `fogline demo`, on a
+(tools/sim/scenario.py), node filters (fogline.shared.filters), reading times (whole seconds as a board
+stamps them), windows (fogline.gateway.aggregate.core) and inference (fogline.gateway.inference.core) as `fogline demo`, on a
 virtual clock: normal sensors score no anomaly over 30 windows, every injected fault is found.
 Deterministic (seeded, no wall clock), so it judges the configuration, not this machine's speed."""
 
@@ -10,13 +10,13 @@ import importlib.util
 
 import pytest
 
-from gateway.aggregate import Aggregator
-from gateway.demo import Demo
-from gateway.demo_fleet import BLE_INTERVAL_MS, node_config, scenario_spec
-from gateway.demo_truth import NodeTruth, Read, evaluate
-from gateway.inference import InferenceConfig, InferenceEngine
-from shared import filters
-from tools import hostemu
+from fogline.gateway.aggregate.core import Aggregator
+from fogline.tools.demo.core import Demo
+from fogline.tools.demo.fleet import BLE_INTERVAL_MS, node_config, scenario_spec
+from fogline.tools.demo.truth import NodeTruth, Read, evaluate
+from fogline.gateway.inference.core import InferenceConfig, InferenceEngine
+from fogline.shared import filters
+from fogline.tools import hostemu
 
 # tools/sim/scenario.py is pure Python and runs on CPython too; loaded by path so tools/sim (the simulated
 # MicroPython modules) never goes on this process's import path
@@ -77,7 +77,7 @@ def test_normal_sensors_score_no_anomaly(tmp_path, name, ble):
 
 
 # share of a faulty node's windows the model flags; a step that persists ("hot") fades as the
-# node's baseline learns the new level (gateway.features: ~20 windows), by design
+# node's baseline learns the new level (fogline.gateway.inference.features: ~20 windows), by design
 MIN_WINDOW_RECALL = {"spikes": 0.9, "drift": 0.9, "stuck": 0.9, "hot": 0.7}
 
 

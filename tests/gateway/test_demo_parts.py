@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from gateway.demo import Demo, model_window_s
-from gateway.demo_dashboard import BARS, SPAN_FLOOR, metric_scale, sparkline
-from gateway.demo_events import describe_alert
-from gateway.demo_fleet import RULES, node_config, scenario_spec
-from gateway.demo_truth import DRIFT, SPIKE, NodeTruth, Read, evaluate
-from gateway.model_registry import BUNDLED_DIR, window_mismatch
+from fogline.tools.demo.core import Demo, model_window_s
+from fogline.tools.demo.dashboard import BARS, SPAN_FLOOR, metric_scale, sparkline
+from fogline.tools.demo.events import describe_alert
+from fogline.tools.demo.fleet import RULES, node_config, scenario_spec
+from fogline.tools.demo.truth import DRIFT, SPIKE, NodeTruth, Read, evaluate
+from fogline.gateway.inference.registry import BUNDLED_DIR, window_mismatch
 
 RULE_MAP = {r["name"]: r for r in RULES}
 
@@ -141,8 +141,8 @@ def test_fogline_demo_refuses_a_window_the_model_was_not_trained_on():
     import subprocess
     import sys
 
-    from tools import hostemu
-    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "demo", "--headless", "--window-s", "5",
+    from fogline.tools import hostemu
+    proc = subprocess.run([sys.executable, "-m", "fogline.tools.cli", "demo", "--headless", "--window-s", "5",
                            "--duration", "1"], capture_output=True, text=True, timeout=120, cwd=str(hostemu.REPO))
     assert proc.returncode == 2
     assert "--window-s 5 differs from the model's window (60 s" in proc.stderr
@@ -154,9 +154,9 @@ def test_dashboard_rows_share_a_scale_and_the_ble_row_shows_no_backlog(tmp_path)
 
     from rich.console import Console
 
-    from gateway.demo_dashboard import render
-    from gateway.demo_fleet import Fleet
-    from gateway.demo_observe import SiteMonitor
+    from fogline.tools.demo.dashboard import render
+    from fogline.tools.demo.fleet import Fleet
+    from fogline.tools.demo.observe import SiteMonitor
 
     d = Demo(nodes=2, workdir=tmp_path / "w")
     d.fleet = Fleet(d.workdir, d.site, "127.0.0.1", 1, 2)  # node1 (MQTT, spikes) and ble2, not started
@@ -179,7 +179,7 @@ def test_dashboard_rows_share_a_scale_and_the_ble_row_shows_no_backlog(tmp_path)
 
 
 def test_gateway_rows_reconcile_with_the_node_ledgers():
-    from gateway.demo_summary import reconcile
+    from fogline.tools.demo.summary import reconcile
     tot = {"stored_at_gateway": 901, "alerts_stored_at_gateway": 4}
     r = reconcile(tot, 291, 2, 1198)  # 2 rows committed, their ack still on its way to node2
     assert r["matches"] is True and r["sum"] == 1198

@@ -8,7 +8,7 @@ import threading
 import paho.mqtt.client as mqtt
 import pytest
 
-from gateway.discovery import HomeAssistantConfig, alert_config, device_info, sensor_config
+from fogline.gateway.ops.discovery import HomeAssistantConfig, alert_config, device_info, sensor_config
 from tests.gateway.ingest_helpers import SITE, GatewayThread, SimNode, gw_config, payload, wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -91,7 +91,7 @@ def test_gateway_publishes_discovery_and_states(mosquitto, tmp_path):
     node = SimNode(mosquitto.port, "n1")
     try:
         g = GatewayThread(cfg)
-        from gateway import service_components
+        from fogline.gateway import service_components
         notes = service_components.attach(g.gw, cfg)  # as `fogline gateway` does, before start
         assert notes["homeassistant"] == "on"
         with g:

@@ -9,12 +9,12 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway import fedlocal, fedwire
-from gateway.fedbus import InProcessBus
-from gateway.fedcoord import Coordinator, run_round
-from gateway.federation import FederationConfig, Member, registry_installer
-from gateway.model_registry import ModelRegistry
-from tools import fedsim
+from fogline.gateway.federation import local as fedlocal, wire as fedwire
+from fogline.gateway.federation.bus import InProcessBus
+from fogline.gateway.federation.coord import Coordinator, run_round
+from fogline.gateway.federation.core import FederationConfig, Member, registry_installer
+from fogline.gateway.inference.registry import ModelRegistry
+from fogline.tools import fedsim
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_a_round_with_ed25519_keys(world, tmp_path):
 
 
 def test_config_and_keygen(tmp_path, capsys):
-    from gateway.cli import main
+    from fogline.tools.cli import main
     assert main(["federate", "--keygen", str(tmp_path / "k")]) == 0
     k = fedwire.load_private(tmp_path / "k" / "federation.key")
     p = fedwire.load_public(tmp_path / "k" / "federation.pub")
@@ -105,7 +105,7 @@ def test_config_and_keygen(tmp_path, capsys):
 
 
 def test_federate_command_with_ed25519_keys_over_mosquitto(mosquitto, tmp_path, capsys):
-    from gateway.cli import main
+    from fogline.tools.cli import main
     from tests.gateway.test_federation_mqtt import _store_with_windows
     assert main(["federate", "--keygen", str(tmp_path / "k")]) == 0
     _store_with_windows(tmp_path / "ingest.sqlite")

@@ -9,12 +9,12 @@ import cbor2
 import numpy as np
 import pytest
 
-from gateway import fedavg, fedlocal, fedwire
-from gateway.fedbus import InProcessBus
-from gateway.fedcoord import run_round
-from gateway.federation import FederationConfig, Member, load_bytes, registry_installer
-from gateway.model_registry import ModelRegistry
-from tools import fedsim
+from fogline.gateway.federation import avg as fedavg, local as fedlocal, wire as fedwire
+from fogline.gateway.federation.bus import InProcessBus
+from fogline.gateway.federation.coord import run_round
+from fogline.gateway.federation.core import FederationConfig, Member, load_bytes, registry_installer
+from fogline.gateway.inference.registry import ModelRegistry
+from fogline.tools import fedsim
 
 ALLOWED = {
     "start": {"t", "round", "base", "base_sha", "deadline_s"},
@@ -226,7 +226,7 @@ def test_local_round_is_bounded(world):
     sites, _union, base = world
     net = fedlocal.net_from_onnx(base[1])
     x, y = sites[1].data.X, sites[1].data.y
-    from gateway.features import normalise
+    from fogline.gateway.inference.features import normalise
     xn = normalise(x, base[0]["normalisation"]["mean"], base[0]["normalisation"]["std"])
     d, info = fedlocal.fine_tune(net, xn, y, max_steps=5, max_seconds=60, max_samples=300, batch=32)
     assert info["steps"] == 5 and info["samples"] == 300
@@ -240,8 +240,8 @@ def test_local_round_is_bounded(world):
 
 
 def test_config_section_and_cli(tmp_path, capsys):
-    from gateway import config as gconfig
-    from gateway.cli import main
+    from fogline.gateway import config as gconfig
+    from fogline.tools.cli import main
 
     p = tmp_path / "gw.toml"
     p.write_text('[federation]\naggregator = "median"\npeer_keys = { gw-b = "00112233445566778899aabbccddeeff" }\n')
@@ -256,10 +256,10 @@ def test_config_section_and_cli(tmp_path, capsys):
 
 
 def test_adopted_model_is_hot_swapped_into_the_inference_engine(world, tmp_path):
-    from gateway.fedcoord import Coordinator
-    from gateway.federation import engine_installer
-    from gateway.inference import InferenceConfig, InferenceEngine
-    from tools import datagen
+    from fogline.gateway.federation.coord import Coordinator
+    from fogline.gateway.federation.core import engine_installer
+    from fogline.gateway.inference.core import InferenceConfig, InferenceEngine
+    from fogline.tools import datagen
 
     sites, _union, base = world
     keys = fedsim.keys()
@@ -280,8 +280,8 @@ def test_adopted_model_is_hot_swapped_into_the_inference_engine(world, tmp_path)
 
 
 def test_signed_but_malformed_messages_are_refused_not_raised(world, tmp_path):
-    from gateway import fedbus
-    from gateway.fedcoord import Coordinator
+    from fogline.gateway.federation import bus as fedbus
+    from fogline.gateway.federation.coord import Coordinator
 
     m, bus, reg, base, keys = _member(world, tmp_path)
     coord = Coordinator(_cfg(), "coordinator", keys["coordinator"], {"gw-mild": keys["gw-mild"]}, base, bus)

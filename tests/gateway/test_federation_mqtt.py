@@ -8,12 +8,12 @@ import time
 import cbor2
 import numpy as np
 
-from gateway import fedwire
-from gateway.fedbus import MqttBus
-from gateway.fedcoord import run_round
-from gateway.federation import FederationConfig
-from gateway.model_registry import ModelRegistry
-from tools import fedsim
+from fogline.gateway.federation import wire as fedwire
+from fogline.gateway.federation.bus import MqttBus
+from fogline.gateway.federation.coord import run_round
+from fogline.gateway.federation.core import FederationConfig
+from fogline.gateway.inference.registry import ModelRegistry
+from fogline.tools import fedsim
 
 
 def test_rounds_over_mosquitto(mosquitto, tmp_path):
@@ -69,11 +69,11 @@ def test_rounds_over_mosquitto(mosquitto, tmp_path):
 
 
 def _store_with_windows(db, hours: int = 6) -> int:
-    """An ingest SQLite store (gateway.store schema) holding two simulated nodes' 60 s windows."""
+    """An ingest SQLite store (fogline.gateway.store.core schema) holding two simulated nodes' 60 s windows."""
     import sqlite3
 
-    from gateway import store
-    from tools import datagen
+    from fogline.gateway.store import core as store
+    from fogline.tools import datagen
 
     con = sqlite3.connect(db)
     con.executescript(store.SCHEMA)
@@ -97,9 +97,9 @@ def _store_with_windows(db, hours: int = 6) -> int:
 
 def test_federate_command_over_mosquitto(mosquitto, tmp_path, capsys):
     """`fogline federate` as coordinator + member: local data from its store, rounds persist across runs."""
-    from gateway.cli import main
-    from gateway.fedlocal import data_from_store
-    from gateway.model_registry import BUNDLED_DIR, load_model
+    from fogline.tools.cli import main
+    from fogline.gateway.federation.local import data_from_store
+    from fogline.gateway.inference.registry import BUNDLED_DIR, load_model
 
     assert _store_with_windows(tmp_path / "ingest.sqlite") > 1000
     d = data_from_store(tmp_path / "ingest.sqlite", load_model(BUNDLED_DIR), since=0)
@@ -118,7 +118,7 @@ def test_federate_command_over_mosquitto(mosquitto, tmp_path, capsys):
     cur = ModelRegistry(tmp_path / "models").current_dir()
     assert cur is None or json.loads((cur / "manifest.json").read_text())["version"] in (2, 3, 4)
     assert main(["federate", "--config", str(tmp_path / "missing.toml")]) == 2
-    from tools.broker import free_port
+    from harness.broker import free_port
     assert main(["federate", "--config", str(cfg), "--broker", f"127.0.0.1:{free_port()}"]) == 2  # no broker
     assert "federate:" in capsys.readouterr().err
 
@@ -128,7 +128,7 @@ def test_member_process_and_coordinator_process(mosquitto, tmp_path, capsys):
     import subprocess
     import sys
 
-    from gateway.cli import main
+    from fogline.tools.cli import main
 
     kc, km = "c1" * 16, "d2" * 16
     for name, me, key, peer, pkey, extra in (("c", "gw-c", kc, "gw-m", km, "expected_updates = 2\n"),
@@ -139,9 +139,9 @@ def test_member_process_and_coordinator_process(mosquitto, tmp_path, capsys):
             f'[site]\ndata_dir = "{tmp_path / name}"\ngateway_id = "{me}"\n[federation]\nkey = "{key}"\n'
             f'peer_keys = {{ {peer} = "{pkey}" }}\nmax_steps = 20\nhistory_hours = 100000.0\n'
             f'round_timeout_s = 20.0\nbroker = "127.0.0.1:{mosquitto.port}"\n{extra}')
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "federate", "--config", str(tmp_path / "m.toml"),
+    proc = subprocess.Popen([sys.executable, "-m", "fogline.tools.cli", "federate", "--config", str(tmp_path / "m.toml"),
                              "--serve", "--duration", "60"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, cwd=str(__import__("tools.hostemu").hostemu.REPO))
+                            text=True, cwd=str(__import__("fogline.tools.hostemu").tools.hostemu.REPO))
     try:
         lines = []
         while not any("serving rounds" in ln for ln in lines):
@@ -149,7 +149,7 @@ def test_member_process_and_coordinator_process(mosquitto, tmp_path, capsys):
             assert ln, "member exited early:\n" + "".join(lines)
             lines.append(ln)
         # the member's running gateway takes adopted models from fogline/<site>/model (inference download path)
-        from gateway.inference import InferenceConfig, InferenceEngine
+        from fogline.gateway.inference.core import InferenceConfig, InferenceEngine
         # (a member's rollout is not signed with a model-signing key: this gateway opts out of requiring one)
         eng = InferenceEngine(InferenceConfig(registry_dir=str(tmp_path / "svc-models"), require_signed_models=False),
                               data_dir=tmp_path)
@@ -177,7 +177,7 @@ def test_member_process_and_coordinator_process(mosquitto, tmp_path, capsys):
 
 
 def test_federate_schedule_runs_rounds_until_the_duration(mosquitto, tmp_path, capsys):
-    from gateway.cli import main
+    from fogline.tools.cli import main
 
     _store_with_windows(tmp_path / "ingest.sqlite", hours=3)
     cfg = tmp_path / "gw.toml"

@@ -1,9 +1,9 @@
-"""gateway.health.snapshot reads this host's real /proc and disk figures."""
+"""fogline.gateway.placement.health.snapshot reads this host's real /proc and disk figures."""
 
 import os
 import shutil
 
-from gateway import health
+from fogline.gateway.placement import health
 
 
 def test_snapshot_reports_this_hosts_resources(tmp_path):

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import cbor2
 import pytest
 
-from gateway.discovery import Discovery
-from gateway.twin import Twin, TwinConfig
-from gateway.validate import Policy, Rejected, brief, decode_state, decode_uplink
+from fogline.gateway.ops.discovery import Discovery
+from fogline.gateway.twin.core import Twin, TwinConfig
+from fogline.gateway.ingest.validate import Policy, Rejected, brief, decode_state, decode_uplink
 from tests.gateway.ingest_helpers import shared_ref_bomb
 
 NOW = time.time()

@@ -6,10 +6,10 @@ import cbor2
 import numpy as np
 import pytest
 
-from gateway.aggregate import Window
-from gateway.inference import Decision, InferenceConfig, InferenceEngine, confidence, outbox_sink
-from gateway.outbox import Outbox, OutboxConfig
-from tools import datagen
+from fogline.gateway.aggregate.core import Window
+from fogline.gateway.inference.core import Decision, InferenceConfig, InferenceEngine, confidence, outbox_sink
+from fogline.gateway.relay.outbox import Outbox, OutboxConfig
+from fogline.tools import datagen
 
 # Measured with the committed model on the full unseen test mix: F1 0.909 (P 0.932, R 0.888).
 F1_FLOOR = 0.86
@@ -148,8 +148,8 @@ def test_no_model_means_no_start(tmp_path):
 
 
 def test_unsure_sets_forward_their_raw_readings(tmp_path):
-    from gateway.tiers import HotTier
-    from gateway.validate import Reading
+    from fogline.gateway.store.tiers import HotTier
+    from fogline.gateway.ingest.validate import Reading
 
     hot = HotTier(1024)
     rng = np.random.default_rng(1)

@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("onnx")
 
-from gateway import features as F  # noqa: E402
-from gateway.aggregate import Aggregator  # noqa: E402
-from gateway.model_registry import BUNDLED_DIR, load_model  # noqa: E402
-from tools import build_model, datagen  # noqa: E402
+from fogline.gateway.inference import features as F  # noqa: E402
+from fogline.gateway.aggregate.core import Aggregator  # noqa: E402
+from fogline.gateway.inference.registry import BUNDLED_DIR, load_model  # noqa: E402
+from fogline.tools import build_model, datagen  # noqa: E402
 
 
 def _digest(v) -> dict:

@@ -15,10 +15,10 @@ import cbor2
 import numpy as np
 import pytest
 
-from gateway.aggregate import Window
-from gateway.inference import Decision, InferenceConfig, InferenceEngine, model_topic
-from gateway import model_sign
-from gateway.model_registry import BUNDLED_DIR, ModelError, load_model
+from fogline.gateway.aggregate.core import Window
+from fogline.gateway.inference.core import Decision, InferenceConfig, InferenceEngine, model_topic
+from fogline.gateway.inference import signing as model_sign
+from fogline.gateway.inference.registry import BUNDLED_DIR, ModelError, load_model
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -174,7 +174,7 @@ def test_model_from_url_at_start(tmp_path):
 
 def test_model_published_on_the_cloud_topic_is_installed(tmp_path, mosquitto):
     import paho.mqtt.client as mqtt
-    from gateway.cloud import CloudConfig, CloudLink
+    from fogline.gateway.relay.cloud import CloudConfig, CloudLink
 
     e = started(tmp_path)
     man, data = _fetch(copy_model(tmp_path / "v5", version=5))
@@ -289,7 +289,7 @@ def test_unsigned_forged_or_untrusted_models_are_refused(tmp_path):
 
 @pytest.mark.parametrize("name", ["../../escaped", "a/b", "..", ".hidden", "", "x" * 65, 7])
 def test_model_name_cannot_leave_the_registry(tmp_path, name):
-    from gateway.model_registry import ModelRegistry
+    from fogline.gateway.inference.registry import ModelRegistry
     man, data = _fetch(copy_model(tmp_path / "m", version=2, signed=False))
     reg = ModelRegistry(tmp_path / "reg")
     with pytest.raises(ModelError, match="manifest.name"):
@@ -302,7 +302,7 @@ def test_model_name_cannot_leave_the_registry(tmp_path, name):
 
 
 def test_cli_keygen_sign_install(tmp_path, capsys):
-    from gateway.cli import main
+    from fogline.tools.cli import main
     keys = tmp_path / "keys"
     assert main(["model", "keygen", "--out", str(keys)]) == 0
     assert (keys / "model-signing.key").stat().st_mode & 0o077 == 0

@@ -9,12 +9,12 @@ import time
 import cbor2
 import numpy as np
 
-from gateway import config as gwconfig
-from gateway.app import Gateway
-from gateway.inference import outbox_sink
-from gateway.outbox import Outbox, OutboxConfig
-from gateway.service_components import attach
-from shared import senml, topics
+from fogline.gateway import config as gwconfig
+from fogline.gateway.app import Gateway
+from fogline.gateway.inference.core import outbox_sink
+from fogline.gateway.relay.outbox import Outbox, OutboxConfig
+from fogline.gateway.service_components import attach
+from fogline.shared import senml, topics
 
 
 async def _wait(pred, timeout: float) -> bool:
@@ -98,7 +98,7 @@ def test_gateway_says_at_start_when_the_scored_window_is_not_the_models(tmp_path
     async def main():
         gw = Gateway(cfg)
         attach(gw, cfg)
-        with caplog.at_level(logging.ERROR, logger="gateway.service_components"):
+        with caplog.at_level(logging.ERROR, logger="fogline.gateway.service_components"):
             await gw.start()
         try:
             return gw.metrics.get("inference_window_mismatch"), gw.inference.model is not None

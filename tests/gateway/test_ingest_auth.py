@@ -1,11 +1,11 @@
-"""[ingest] auth_keys_file: packs must carry a valid shared.auth tag (keys from `fogline provision`)."""
+"""[ingest] auth_keys_file: packs must carry a valid fogline.shared.auth tag (keys from `fogline provision`)."""
 
 from __future__ import annotations
 
 import json
 import time
 
-from shared import auth, cbor, senml
+from fogline.shared import auth, cbor, senml
 from tests.gateway.ingest_helpers import GatewayThread, SimNode, dead_letters, gw_config, stored_seqs
 
 KEY = bytes(range(16, 48))

@@ -8,9 +8,9 @@ import math
 
 import pytest
 
-from gateway.ble import ScannerBackend, make_advertisement
+from fogline.gateway.ingest.ble import ScannerBackend, make_advertisement
 from tests.gateway.ingest_helpers import GatewayThread, dead_letters, db_rows, gw_config, wait_for
-from tools import hostemu
+from fogline.tools import hostemu
 
 KEY = "231d39c1d7cc1ab1aee224cd096db932"
 WRONG = "00112233445566778899aabbccddeeff"
@@ -182,9 +182,9 @@ from hypothesis import strategies as st  # noqa: E402
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sd=st.binary(max_size=40), keyed=st.booleans())
 def test_fuzz_arbitrary_service_data_never_escapes_the_callback(tmp_path, sd, keyed):
-    from gateway import config
-    from gateway.app import Gateway
-    from gateway.ble import BTHOME_UUID, BleIngest
+    from fogline.gateway import config
+    from fogline.gateway.app import Gateway
+    from fogline.gateway.ingest.ble import BTHOME_UUID, BleIngest
     from bleak.backends.device import BLEDevice
     from bleak.backends.scanner import AdvertisementData
     mac = "AA:BB:CC:DD:EE:02"

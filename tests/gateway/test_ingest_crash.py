@@ -35,7 +35,7 @@ compress_after_s = 86400.0
 batch_max = 200
 batch_ms = 2.0
 """)
-    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "gateway", "--config", str(conf)], cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "fogline.tools.cli", "gateway", "--config", str(conf)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=open(tmp_path / "gw.log", "ab"))
 
 

@@ -11,7 +11,7 @@ import subprocess
 import threading
 
 from tests.gateway.ingest_helpers import GatewayThread, db_rows, gw_config, stored_seqs, wait_for
-from tools import hostemu
+from fogline.tools import hostemu
 
 NODE_SCRIPT = hostemu.REPO / "tests" / "node" / "uplink_node.py"
 T0 = 1764150000

@@ -202,7 +202,7 @@ def test_open_windows_survive_a_restart_exactly_once(mosquitto, tmp_path):
 
 @MODES
 def test_gateway_started_before_the_broker_connects_when_it_appears(tmp_path, worker):
-    from tools.broker import Mosquitto
+    from harness.broker import Mosquitto
     broker = Mosquitto(tmp_path / "late-broker")
     cfg = gw_config(tmp_path, broker.port, mqtt={"reconnect_min_s": 0.2, "reconnect_max_s": 0.5,
                                                  "worker_process": worker})
@@ -264,12 +264,12 @@ def test_worker_process_exits_when_the_gateway_process_dies(mosquitto, tmp_path)
     import signal
     import subprocess
     import sys
-    from tools.hostemu import REPO
+    from fogline.tools.hostemu import REPO
     code = f"""
 import asyncio, sys, time
 sys.path.insert(0, {str(REPO)!r})
-from gateway import config
-from gateway.app import Gateway
+from fogline.gateway import config
+from fogline.gateway.app import Gateway
 async def main():
     gw = Gateway(config.from_dict({{"site": {{"data_dir": {str(tmp_path / 'd')!r}}},
                                    "mqtt": {{"port": {mosquitto.port}, "worker_process": True}}}}))

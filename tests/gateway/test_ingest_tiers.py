@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-from gateway.aggregate import Window
-from gateway.cli import main as cli
-from gateway.store import Store
-from gateway.tiers import HotTier, maintain, mark_relayed, query
-from gateway.validate import Message, Reading
+from fogline.gateway.aggregate.core import Window
+from fogline.tools.cli import main as cli
+from fogline.gateway.store.core import Store
+from fogline.gateway.store.tiers import HotTier, maintain, mark_relayed, query
+from fogline.gateway.ingest.validate import Message, Reading
 
 NOW = 1_800_000_000.0
 TIERS = SimpleNamespace(compress_after_s=3600.0, retention_s=86400.0)

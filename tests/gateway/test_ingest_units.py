@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from gateway import config
-from gateway.aggregate import Aggregator, Window
-from gateway.store import Store
-from gateway.validate import Message, Reading
+from fogline.gateway import config
+from fogline.gateway.aggregate.core import Aggregator, Window
+from fogline.gateway.store.core import Store
+from fogline.gateway.ingest.validate import Message, Reading
 
 
 # --- config -------------------------------------------------------------------------------------
@@ -208,7 +208,7 @@ def test_a_hole_the_node_keeps_resending_above_is_skipped_only_after_gap_skip_s(
 
 
 def test_registry_state_last_will_and_bad_types():
-    from gateway.devices import DeviceRegistry
+    from fogline.gateway.ingest.devices import DeviceRegistry
     reg = DeviceRegistry()
     assert reg.admit("n", "mqtt", 1.0)
     dev = reg.update_state("n", {"version": 3, "fw": "1.0", "backlog": {"up": 4}, "battery": [1, 2],

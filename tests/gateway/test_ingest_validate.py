@@ -9,10 +9,10 @@ import cbor2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import config
-from gateway.app import Gateway
-from gateway.validate import Policy, Rejected, decode_uplink
-from shared import cbor, senml
+from fogline.gateway import config
+from fogline.gateway.app import Gateway
+from fogline.gateway.ingest.validate import Policy, Rejected, decode_uplink
+from fogline.shared import cbor, senml
 from tests.gateway.ingest_helpers import (GatewayThread, SimNode, dead_letters, gw_config, payload,
                                           shared_ref_bomb, stored_seqs)
 

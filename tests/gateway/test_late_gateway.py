@@ -12,13 +12,13 @@ import time
 import cbor2
 import paho.mqtt.client as mqtt
 
-from gateway import config as gwconfig
-from gateway.app import Gateway
-from gateway.commands import status
-from gateway.relay_component import attach
-from shared import senml, summary, topics
+from fogline.gateway import config as gwconfig
+from fogline.gateway.app import Gateway
+from fogline.gateway.commands import status
+from fogline.gateway.relay.component import attach
+from fogline.shared import senml, summary, topics
 from tests.gateway.conftest import CLOUD_USERS
-from tools.cloudkit import CloudSubscriber
+from harness.cloudkit import CloudSubscriber
 
 
 async def _wait(pred, timeout=20.0):

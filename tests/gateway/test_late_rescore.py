@@ -7,9 +7,9 @@ import dataclasses
 
 import cbor2
 
-from gateway.outbox import Outbox, OutboxConfig
-from gateway.inference import Decision, outbox_sink
-from shared import summary as wire
+from fogline.gateway.relay.outbox import Outbox, OutboxConfig
+from fogline.gateway.inference.core import Decision, outbox_sink
+from fogline.shared import summary as wire
 from tests.gateway.test_inference import engine, normal_set, win
 
 

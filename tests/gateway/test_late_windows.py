@@ -7,11 +7,11 @@ import math
 import random
 import statistics
 
-from gateway import late
-from gateway.aggregate import Aggregator, Window
-from gateway.store import Store
-from gateway.validate import Message, Reading
-from shared import summary as wire
+from fogline.gateway.store import late
+from fogline.gateway.aggregate.core import Aggregator, Window
+from fogline.gateway.store.core import Store
+from fogline.gateway.ingest.validate import Message, Reading
+from fogline.shared import summary as wire
 
 
 def _latest(out: list[Window]) -> dict:
@@ -42,7 +42,7 @@ def _assert_final(latest: dict, truth: dict) -> None:
 
 
 class Site:
-    """The gateway's commit -> aggregate -> corrections loop over a real Store (what gateway.app does)."""
+    """The gateway's commit -> aggregate -> corrections loop over a real Store (what fogline.gateway.app does)."""
 
     def __init__(self, path, lengths=(10.0, 60.0, 900.0), lateness=None, watermark_s=2.0):
         self.store = Store(path)
@@ -56,7 +56,7 @@ class Site:
         first = self.seq.get(node, 0) + 1
         rs = [Reading(node, "up", first + i, m, "Cel", v, t) for i, (m, v, t) in enumerate(points)]
         self.seq[node] = first + len(rs) - 1
-        # delivered windows go to the windows table with the next commit, as in gateway.app
+        # delivered windows go to the windows table with the next commit, as in fogline.gateway.app
         res = self.store.commit_batch([Message(node, "up", first, rs)], windows=self.out[self.saved:], now=wall)
         self.saved = len(self.out)
         if crash:  # kill -9 right after the commit: acked, never aggregated
@@ -72,7 +72,7 @@ class Site:
 
 
     def restart(self, wall: float) -> None:
-        """A new gateway process on the same store: replay, recheck, as gateway.late.replay_into does."""
+        """A new gateway process on the same store: replay, recheck, as fogline.gateway.store.late.replay_into does."""
         path, agg = self.store.path, self.agg
         self.store.close()
         self.store = Store(path)

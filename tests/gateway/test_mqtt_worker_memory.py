@@ -8,9 +8,9 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from gateway import config as config_mod
-from gateway.metrics import Metrics
-from gateway.mqtt_worker import MqttWorkerIngest
+from fogline.gateway import config as config_mod
+from fogline.gateway.ops.metrics import Metrics
+from fogline.gateway.ingest.worker import MqttWorkerIngest
 
 N, SIZE, BOUND = 300, 8192, 256 * 1024
 

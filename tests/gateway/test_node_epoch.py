@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import subprocess
 
-from gateway.commands import devices as devices_cmd
+from fogline.gateway.commands import devices as devices_cmd
 from tests.gateway.ingest_helpers import GatewayThread, db_rows, gw_config
-from tools import hostemu
+from fogline.tools import hostemu
 
 NODE_SCRIPT = hostemu.REPO / "tests" / "node" / "uplink_node.py"
 T0 = 1764150000
@@ -66,14 +66,14 @@ def test_erased_node_flash_new_readings_are_stored_and_acked(mosquitto, tmp_path
 
 
 def _msg(node: str, first: int, n: int, epoch: int = 0, v0: float = 20.0):
-    from gateway.validate import Message, Reading
+    from fogline.gateway.ingest.validate import Message, Reading
     seqs = range(first, first + n)  # value and time follow the node's seq, so a resend is identical
     return Message(node, "up", first, [Reading(node, "up", s, "t", "Cel", v0 + s, T0 + s) for s in seqs],
                    epoch=epoch)
 
 
 def test_store_maps_each_epoch_to_its_own_seq_range_and_survives_a_restart(tmp_path):
-    from gateway.store import Store
+    from fogline.gateway.store.core import Store
     st = Store(tmp_path / "ingest.sqlite")
     st.commit_batch([_msg("n", 1, 10)])                          # a legacy node (epoch 0): seqs 1..10
     assert st.ack_state("n") == {"up": 10}
@@ -100,9 +100,9 @@ def test_store_maps_each_epoch_to_its_own_seq_range_and_survives_a_restart(tmp_p
 
 
 def test_a_signed_pack_binds_its_epoch():
-    from gateway.packauth import PackVerifier
-    from gateway.validate import Rejected
-    from shared import auth
+    from fogline.gateway.ingest.packauth import PackVerifier
+    from fogline.gateway.ingest.validate import Rejected
+    from fogline.shared import auth
     import pytest
     key = bytes(range(16))
     pack = b"\x81\xa1\x00\x61x"
@@ -118,9 +118,9 @@ def test_a_signed_pack_binds_its_epoch():
 
 
 def test_cluster_takeover_adopts_cursors_in_the_node_epoch(tmp_path):
-    from gateway.cluster import decode_health
-    from gateway.cluster_takeover import Held, adopt_cursors
-    from gateway.store import Store
+    from fogline.gateway.cluster.core import decode_health
+    from fogline.gateway.cluster.takeover import Held, adopt_cursors
+    from fogline.gateway.store.core import Store
     h = Held(4)
     assert h.hint("n", "up", 50, 7)
     assert h.hint("n", "up", 5, 9) and h.hints[("n", "up")] == 5   # the node reset: old hints mean nothing
@@ -141,7 +141,7 @@ def test_cluster_takeover_adopts_cursors_in_the_node_epoch(tmp_path):
 
 
 def test_a_refused_pack_of_a_reset_node_still_holds_off_the_gap_skip(tmp_path):
-    from gateway.store import DeadLetter, Store
+    from fogline.gateway.store.core import DeadLetter, Store
     st = Store(tmp_path / "ingest.sqlite")
     st.commit_batch([_msg("n", 1, 10)])
     st.commit_batch([_msg("n", 1, 2, epoch=7)])               # reset: epoch 7 at base 10, stored 11..12

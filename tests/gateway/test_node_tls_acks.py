@@ -17,11 +17,11 @@ import cbor2
 import paho.mqtt.client as mqtt
 import pytest
 
-from gateway import provision_certs
-from shared import auth
+from fogline.gateway.ops import provision_certs
+from fogline.shared import auth
 from tests.gateway.ingest_helpers import GatewayThread, db_rows, gw_config, wait_for
-from tools import hostemu
-from tools.broker import Mosquitto, free_port
+from fogline.tools import hostemu
+from harness.broker import Mosquitto, free_port
 
 NODE_SCRIPT = hostemu.REPO / "tests" / "node" / "uplink_node.py"
 KEY = bytes(range(32, 48))

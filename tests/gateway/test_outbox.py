@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.bandwidth import BandwidthConfig, BandwidthPolicy
-from gateway.cloud import CloudConfig, CloudLink
-from gateway.outbox import LANES, LanePolicy, Outbox, OutboxConfig
-from gateway.relay import Relay
-from tools.cloudkit import CloudSubscriber, make_pki, tls_cloud_broker
+from fogline.gateway.relay.bandwidth import BandwidthConfig, BandwidthPolicy
+from fogline.gateway.relay.cloud import CloudConfig, CloudLink
+from fogline.gateway.relay.outbox import LANES, LanePolicy, Outbox, OutboxConfig
+from fogline.gateway.relay.core import Relay
+from harness.cloudkit import CloudSubscriber, make_pki, tls_cloud_broker
 
 REPO = Path(__file__).resolve().parents[2]
 

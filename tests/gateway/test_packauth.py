@@ -7,10 +7,10 @@ import time
 import cbor2
 import pytest
 
-from gateway import provision as prov
-from gateway.packauth import PackVerifier
-from gateway.validate import Policy, Rejected, decode_uplink
-from shared import auth, cbor, senml
+from fogline.gateway.ops import provision as prov
+from fogline.gateway.ingest.packauth import PackVerifier
+from fogline.gateway.ingest.validate import Policy, Rejected, decode_uplink
+from fogline.shared import auth, cbor, senml
 
 
 @pytest.fixture

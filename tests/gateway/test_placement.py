@@ -11,16 +11,16 @@ from types import SimpleNamespace
 import cbor2
 import pytest
 
-from shared import filters as fw_filters
-from gateway import config as config_mod
-from gateway.cli import main as cli_main
-from gateway.devices import DeviceRegistry
-from gateway.placement import Placement, node_fragment
-from gateway.placement_run import GatewayRunner
-from gateway.placement_score import (PlacementConfig, Workload, decide, gateway_candidate, node_candidate,
+from fogline.shared import filters as fw_filters
+from fogline.gateway import config as config_mod
+from fogline.tools.cli import main as cli_main
+from fogline.gateway.ingest.devices import DeviceRegistry
+from fogline.gateway.placement.core import Placement, node_fragment
+from fogline.gateway.placement.run import GatewayRunner
+from fogline.gateway.placement.score import (PlacementConfig, Workload, decide, gateway_candidate, node_candidate,
                                      score)
-from gateway.twin import Twin, TwinConfig
-from gateway.validate import Reading
+from fogline.gateway.twin.core import Twin, TwinConfig
+from fogline.gateway.ingest.validate import Reading
 
 MEDIAN = [{"type": "median", "window_size": 3, "send_every": 3}]
 W_FILTER = {"name": "smooth", "kind": "filter", "node": "n1", "sensor": "temperature", "filters": MEDIAN,
@@ -366,8 +366,8 @@ def test_cluster_only_the_nodes_primary_gateway_places_it(tmp_path):
 
 
 def test_service_wiring_attaches_placement_with_its_own_twin(tmp_path):
-    from gateway.app import Gateway
-    from gateway.service_components import attach
+    from fogline.gateway.app import Gateway
+    from fogline.gateway.service_components import attach
 
     cfg = config_mod.from_dict({"site": {"data_dir": str(tmp_path)}, "inference": {"enabled": False},
                                 "placement": {"enabled": True, "workloads": [W_FILTER]}})

@@ -13,9 +13,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from gateway import cli, provision as prov
-from shared import auth, cbor, senml
-from tools.broker import free_port
+from fogline.tools import cli
+from fogline.gateway.ops import provision as prov
+from fogline.shared import auth, cbor, senml
+from harness.broker import free_port
 
 SITE = "s1"
 WAIT = 10.0
@@ -307,7 +308,7 @@ def test_client_certificates_work_against_mosquitto_tls(tmp_path, mosquitto_fact
 
 
 def test_cli_says_where_the_gateway_password_is_and_warns_on_placeholders(tmp_path, capsys):
-    from gateway import config as config_mod
+    from fogline.gateway import config as config_mod
 
     assert cli.main(["provision", "--site", SITE, "--out", str(tmp_path / "a"), "n1"]) == 0
     cap = capsys.readouterr()
@@ -329,7 +330,7 @@ def test_cli_says_where_the_gateway_password_is_and_warns_on_placeholders(tmp_pa
 
 
 def test_node_config_problems_name_placeholders_and_loopback_hosts():
-    from gateway.provision_broker import node_config_problems
+    from fogline.gateway.ops.provision_broker import node_config_problems
 
     good = {"wifi": {"ssid": "home", "password": "pw"}, "mqtt": {"host": "192.168.1.10"}}
     assert node_config_problems(good) == []
@@ -342,8 +343,8 @@ def test_node_config_problems_name_placeholders_and_loopback_hosts():
 
 
 def test_gateway_warns_when_its_config_with_a_password_is_readable_by_others(tmp_path, caplog):
-    from gateway import config as config_mod
-    from gateway.commands.serve import warn_if_secrets_readable
+    from fogline.gateway import config as config_mod
+    from fogline.gateway.commands.serve import warn_if_secrets_readable
 
     prov.provision(tmp_path, SITE, ["n1"])
     path = tmp_path / "gateway.toml"

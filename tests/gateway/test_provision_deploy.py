@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gateway import cli
-from tools import deploy
+from fogline.tools import cli
+from fogline.tools import deploy
 
 
 def _drive(tmp_path: Path) -> Path:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
-from gateway import config
-from gateway.relayfeed import ALERT, UP, init_cursors, step
-from gateway.store import Store
-from gateway.tiers import maintain
-from gateway.validate import Message, Reading
+from fogline.gateway import config
+from fogline.gateway.relay.feed import ALERT, UP, init_cursors, step
+from fogline.gateway.store.core import Store
+from fogline.gateway.store.tiers import maintain
+from fogline.gateway.ingest.validate import Message, Reading
 
 
 def _msg(node: str, first: int, n: int, lane: str = "up") -> Message:

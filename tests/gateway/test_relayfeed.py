@@ -18,7 +18,7 @@ import pytest
 
 from tests.gateway.ingest_helpers import GatewayThread, SimNode, db_rows, gw_config, payload, stored_seqs, wait_for
 from tests.gateway.conftest import CLOUD_USERS
-from tools.cloudkit import CloudSubscriber, tls_cloud_broker
+from harness.cloudkit import CloudSubscriber, tls_cloud_broker
 
 REPO = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).with_name("relayfeed_child.py")
@@ -214,7 +214,7 @@ def test_outbox_refusal_holds_the_cursor_and_resumes_when_room_frees(tmp_path, m
     cfg = gw_config(tmp_path, mosquitto.port, site={"gateway_id": "gw1"},
                     cloud=cloud_section(cloud.port, pki),
                     outbox={"synchronous": "NORMAL", "lanes": {"alert": {"max_rows": 3, "when_full": "reject"}}})
-    from gateway.relay_component import attach
+    from fogline.gateway.relay.component import attach
     g = GatewayThread(cfg)
     (comp,) = attach(g.gw)
     g.start()
@@ -229,7 +229,7 @@ def test_outbox_refusal_holds_the_cursor_and_resumes_when_room_frees(tmp_path, m
         time.sleep(1.5)  # retries while full: still not past the refused rows
         assert cursors(tmp_path / "data")[("r1", 1)] == 3
         assert comp.relay.outbox.depth()["alert"]["rows"] == 3
-        from gateway.commands import status
+        from fogline.gateway.commands import status
         data = tmp_path / "data"
         assert status.collect(data / "ingest.sqlite", data / "metrics.json")["relay_feed_behind"] == 2
         cloud.start()
@@ -249,8 +249,8 @@ def test_outbox_refusal_holds_the_cursor_and_resumes_when_room_frees(tmp_path, m
 
 def test_retention_prunes_only_what_the_cloud_acknowledged(tmp_path, mosquitto, pki):
     """Forwarded readings in the outbox are not enough: retention prunes them once the cloud acked them."""
-    from gateway.relay_component import attach
-    from gateway.tiers import maintain, query
+    from fogline.gateway.relay.component import attach
+    from fogline.gateway.store.tiers import maintain, query
 
     cloud = tls_cloud_broker(tmp_path / "cloud", pki, USERS)  # down at first: everything waits in the outbox
     cfg = gw_config(tmp_path, mosquitto.port, site={"gateway_id": "gw1"},
@@ -310,8 +310,8 @@ def test_retention_prunes_only_what_the_cloud_acknowledged(tmp_path, mosquitto, 
 def test_readings_whose_outbox_rows_expired_unsent_are_never_pruned(tmp_path, mosquitto, pki):
     """A long cloud outage: the raw lane's TTL drops rows unsent; once the cloud acks newer rows,
     retention still keeps the dropped ones' readings (the cloud never got them)."""
-    from gateway.relay_component import attach
-    from gateway.tiers import maintain, query
+    from fogline.gateway.relay.component import attach
+    from fogline.gateway.store.tiers import maintain, query
 
     cloud = tls_cloud_broker(tmp_path / "cloud", pki, USERS)  # down for "days"
     cfg = gw_config(tmp_path, mosquitto.port, site={"gateway_id": "gw1"},
@@ -358,7 +358,7 @@ def test_readings_whose_outbox_rows_expired_unsent_are_never_pruned(tmp_path, mo
 
 
 def _outbox_bodies(data: Path, lane: str) -> list[dict]:
-    from gateway.outbox import LANES
+    from fogline.gateway.relay.outbox import LANES
     con = sqlite3.connect(f"file:{data / 'outbox.sqlite'}?mode=ro", uri=True)
     try:
         return [cbor2.loads(b) for (b,) in con.execute("SELECT body FROM outbox WHERE lane=? ORDER BY id",
@@ -369,7 +369,7 @@ def _outbox_bodies(data: Path, lane: str) -> list[dict]:
 
 def test_up_lane_waits_for_the_relay_lease_alerts_do_not(tmp_path, mosquitto, pki):
     """CLUSTER: readings of a node whose relay lease is elsewhere stay behind the cursor until it is held here."""
-    from gateway.relay_component import attach
+    from fogline.gateway.relay.component import attach
 
     cloud = tls_cloud_broker(tmp_path / "cloud", pki, USERS)  # not started: look at the outbox
     cfg = gw_config(tmp_path, mosquitto.port, site={"gateway_id": "gw1"},
@@ -408,8 +408,8 @@ def test_inference_decisions_acked_by_the_cloud_mark_their_windows_relayed(tmp_p
 
     import numpy as np
 
-    from gateway.service_components import attach
-    from shared import senml
+    from fogline.gateway.service_components import attach
+    from fogline.shared import senml
 
     cs = cloud_section(cloud.port, pki)
     del cs["summary_windows_s"]  # auto: none, the decisions carry the summaries
@@ -452,7 +452,7 @@ def test_gateway_health_goes_to_the_cloud_summary_lane(tmp_path, mosquitto, pki)
     """Issue 11: the gateway reports its CPU, memory, disk and load to the cloud side, at start and periodically."""
     import os
 
-    from gateway.relay_component import attach
+    from fogline.gateway.relay.component import attach
 
     cloud = tls_cloud_broker(tmp_path / "cloud", pki, USERS)  # not started: look at the outbox
     cfg = gw_config(tmp_path, mosquitto.port, site={"gateway_id": "gw1"},
@@ -480,7 +480,7 @@ def test_gateway_health_goes_to_the_cloud_summary_lane(tmp_path, mosquitto, pki)
 
 
 def test_health_every_s_validated_and_zero_turns_reports_off():
-    from gateway.cloud import CloudConfig
+    from fogline.gateway.relay.cloud import CloudConfig
 
     with pytest.raises(ValueError, match="cloud.health_every_s"):
         CloudConfig.from_dict({"health_every_s": -1})
@@ -489,7 +489,7 @@ def test_health_every_s_validated_and_zero_turns_reports_off():
 
 def test_a_reading_stored_late_inside_a_skipped_gap_reaches_the_cloud_once(tmp_path, mosquitto, pki, cloud):
     """The feeder's cursor passes a skipped gap; a reading of that gap stored later still goes, once."""
-    from gateway.relay_component import attach
+    from fogline.gateway.relay.component import attach
 
     sub = CloudSubscriber(cloud.port, pki, "cloud", USERS["cloud"]).start()
     cfg = gw_config(tmp_path, mosquitto.port, site={"gateway_id": "gw1"},

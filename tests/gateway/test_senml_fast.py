@@ -1,4 +1,4 @@
-"""gateway.senml_fast agrees with shared.senml (the one definition) on every pack it accepts."""
+"""fogline.gateway.ingest.senml_fast agrees with fogline.shared.senml (the one definition) on every pack it accepts."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import cbor2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import validate
-from gateway.senml_fast import resolve_columns
-from shared import cbor, senml
+from fogline.gateway.ingest import validate
+from fogline.gateway.ingest.senml_fast import resolve_columns
+from fogline.shared import cbor, senml
 
 _names = st.sampled_from(["n1/temp", "n1/hum", "n1/a.b-c:d_e", "", "n1/bad name", "-x", "n1/\u00e9"])
 _nums = (st.integers(-2**64, 2**64) | st.floats(allow_nan=True, allow_infinity=True) | st.just(-0.0)

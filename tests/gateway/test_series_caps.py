@@ -7,7 +7,7 @@ import time
 
 import cbor2
 
-from shared import cbor, senml
+from fogline.shared import cbor, senml
 from tests.gateway.ingest_helpers import GatewayThread, SimNode, db_rows, gw_config, wait_for
 
 

@@ -2,8 +2,8 @@
 
 import time
 
-from gateway.store import Store
-from gateway.validate import Message, Reading
+from fogline.gateway.store.core import Store
+from fogline.gateway.ingest.validate import Message, Reading
 
 
 def _msg(node: str, first: int, n: int) -> Message:

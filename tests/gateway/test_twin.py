@@ -1,7 +1,7 @@
 """Device twin: desired configs from a watched TOML file, validated, pushed retained, reconciled with state.
 
 The nodes here are paho clients that behave like firmware/remote_config.py (merge the pushed
-fragment over the running config, check version and size, validate with shared.config, report
+fragment over the running config, check version and size, validate with fogline.shared.config, report
 `state` retained). The real-firmware end-to-end push lives with the system tests.
 """
 
@@ -17,10 +17,10 @@ import cbor2
 import paho.mqtt.client as mqtt
 import pytest
 
-from gateway.cloud import CloudConfig, CloudLink
-from gateway.twin import AHEAD, IN_SYNC, INVALID, PENDING, REJECTED, Twin, TwinConfig, check_desired, resolve
-from shared import auth, topics
-from shared import config as node_config
+from fogline.gateway.relay.cloud import CloudConfig, CloudLink
+from fogline.gateway.twin.core import AHEAD, IN_SYNC, INVALID, PENDING, REJECTED, Twin, TwinConfig, check_desired, resolve
+from fogline.shared import auth, topics
+from fogline.shared import config as node_config
 
 SITE = "site1"
 
@@ -260,7 +260,7 @@ def test_real_firmware_node_applies_push_and_reports_rejection(tmp_path, mosquit
     import json
     import subprocess
 
-    from tools import hostemu
+    from fogline.tools import hostemu
 
     site = "s1"
     cfg = {"version": 1, "node": {"id": "n1", "site": site, "board": "esp32_devkitc"}, "sample_ms": 200,

@@ -8,7 +8,7 @@ import time
 import cbor2
 import paho.mqtt.client as mqtt
 
-from shared import auth, epoch, senml, topics
+from fogline.shared import auth, epoch, senml, topics
 
 
 class AckingGateway:

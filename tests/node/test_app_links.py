@@ -19,11 +19,11 @@ import pytest
 from bthome_ble import BTHomeBluetoothDeviceData
 from littlefs import LittleFS
 
-from shared import frame, topics
-from shared.senml import NODE_EPOCH
+from fogline.shared import frame, topics
+from fogline.shared.senml import NODE_EPOCH
 from tests.node.bthome_check import decode
 from tests.node.gateway_stub import AckingGateway
-from tools import hostemu
+from fogline.tools import hostemu
 
 KEY = "231d39c1d7cc1ab1aee224cd096db932"
 
@@ -212,7 +212,7 @@ def test_app_config_push_rejects_invalid_and_applies_valid(tmp_path, mosquitto):
 
 
 def test_app_backlog_from_an_outage_survives_a_reboot(tmp_path):
-    from tools.broker import Mosquitto, free_port
+    from harness.broker import Mosquitto, free_port
 
     port = free_port()  # nothing listens yet: the broker is "down" for the first boot
     cfg = site_config(port)

@@ -9,7 +9,7 @@ from bthome_ble import BTHomeBluetoothDeviceData
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
 from tests.node.bthome_check import ad_structures, decode
-from tools import hostemu
+from fogline.tools import hostemu
 
 KEY = "231d39c1d7cc1ab1aee224cd096db932"
 

@@ -1,5 +1,5 @@
 """A FlashLog image written by the real firmware on MicroPython reads back in CPython with
-littlefs-python (same Pico W geometry), and its frames decode with shared.frame + cbor2."""
+littlefs-python (same Pico W geometry), and its frames decode with fogline.shared.frame + cbor2."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 import cbor2
 from littlefs import LittleFS
 
-from shared import frame
-from tools import hostemu
+from fogline.shared import frame
+from fogline.tools import hostemu
 
 SCRIPT = r"""
 import sys, struct

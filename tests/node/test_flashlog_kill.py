@@ -7,7 +7,7 @@ import random
 import subprocess
 import time
 
-from tools import hostemu
+from fogline.tools import hostemu
 
 SCRIPT = r"""
 import sys

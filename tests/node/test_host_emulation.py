@@ -13,8 +13,8 @@ from pathlib import Path
 import cbor2
 from littlefs import LittleFS
 
-from shared import frame
-from tools import hostemu
+from fogline.shared import frame
+from fogline.tools import hostemu
 
 BLOCKS = 128  # --flash-kib 512
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.node.gateway_stub import AckingGateway
-from tools import hostemu
-from tools.broker import Mosquitto
+from fogline.tools import hostemu
+from harness.broker import Mosquitto
 
 HERE = Path(__file__).resolve().parent
 T0 = 1764150000

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared import cbor
-from tools import hostemu
+from fogline.tools import hostemu
 
 finite = st.floats(allow_nan=False)
 f32 = st.floats(width=32, allow_nan=False)

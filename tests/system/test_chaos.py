@@ -3,7 +3,7 @@
 Faults (seeded, logged with their time): kill -9 + restart of a node (power cut mid-write), kill -9 +
 restart of the gateway, site broker restart, simulated Wi-Fi outages per node (node 0's scenario, and
 with `wifi_drops` seeded drops of random nodes through the node's control file). With `cloud` the relay
-sends to a TLS + password cloud mosquitto through `tools.netem.NetEm`, a TCP proxy the test degrades on
+sends to a TLS + password cloud mosquitto through `harness.netem.NetEm`, a TCP proxy the test degrades on
 a seeded schedule: cloud broker outages (stopped), and with `uplink_faults` a throttled uplink (bytes/s),
 a blackholed one and a refused one. With `flash_full` the last node samples fast into a tiny flash log
 (FULL_LOG) and loses Wi-Fi for long stretches, so its capacity policy drops its oldest readings.
@@ -48,10 +48,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.provision import broker_conf, provision
-from tools import hostemu
-from tools.broker import Mosquitto, free_port
-from tools.sitekit import HEAP, NODE_SCRIPT, Proc, VNode
+from fogline.gateway.ops.provision import broker_conf, provision
+from fogline.tools import hostemu
+from harness.broker import Mosquitto, free_port
+from harness.sitekit import HEAP, NODE_SCRIPT, Proc, VNode
 
 REPO = hostemu.REPO
 SITE = "chaos"
@@ -92,7 +92,7 @@ def _gateway(d: Path, port: int, user: str, password: str, keys: Path, extra: st
                     f'reconnect_min_s = 0.2\nreconnect_max_s = 1.0\n\n'
                     f'[ingest]\nauth_keys_file = "{keys}"\nrequire_auth = true\n\n'
                     f'[metrics]\nsnapshot_s = 1.0\n\n[aggregate]\nidle_close_s = {IDLE_CLOSE_S}\n' + lanes + extra)
-    return Proc([sys.executable, "-m", "gateway.cli", "gateway", "--config", str(conf), "--log-level", "WARNING"],
+    return Proc([sys.executable, "-m", "fogline.tools.cli", "gateway", "--config", str(conf), "--log-level", "WARNING"],
                 dict(os.environ), REPO, d / "gateway.log")
 
 
@@ -203,7 +203,7 @@ class GatewayWatch:
             try:
                 con = sqlite3.connect(f"file:{ob}?mode=ro", uri=True)
                 try:
-                    from gateway.outbox import LANES
+                    from fogline.gateway.relay.outbox import LANES
                     for li, n in con.execute("SELECT lane, COALESCE(SUM(size), 0) FROM outbox GROUP BY lane"):
                         ln = LANES[li] if isinstance(li, int) and li < len(LANES) else str(li)
                         self.peak_outbox[ln] = max(self.peak_outbox.get(ln, 0), int(n))
@@ -235,7 +235,7 @@ def _attack(port: int, node: str, password: str) -> dict[str, int]:
     """An intruder with a node's MQTT password but not its auth key forges packs; a stranger tries too."""
     import paho.mqtt.client as mqtt
 
-    from shared import auth, cbor, senml
+    from fogline.shared import auth, cbor, senml
 
     now = int(time.time())
     pack = cbor.dumps(senml.build_pack(f"{node}/", now, [("temperature", "Cel", 99.0, now)]))
@@ -270,9 +270,9 @@ class _Cloud:
     settings, a cloud consumer, and the seeded uplink fault schedule."""
 
     def __init__(self, tmp: Path, site_port: int, probe: dict | None, forward_readings: bool):
-        from tools.cloudkit import make_pki, tls_cloud_broker
-        from tools.cloudrecord import CloudRecord
-        from tools.netem import NetEm
+        from harness.cloudkit import make_pki, tls_cloud_broker
+        from harness.cloudrecord import CloudRecord
+        from harness.netem import NetEm
 
         self.pki = make_pki(tmp / "pki")
         self.broker = tls_cloud_broker(tmp / "cloud", self.pki, {"gw1": "gw-secret", "cloud": "cloud-secret"}).start()
@@ -361,7 +361,7 @@ class _Cloud:
         import cbor2
         import paho.mqtt.client as mqtt
 
-        from shared import auth, cbor, senml
+        from fogline.shared import auth, cbor, senml
 
         key = bytes.fromhex(self.probe_secret["auth_key"])  # type: ignore[index]
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="probe", protocol=mqtt.MQTTv311)
@@ -431,13 +431,13 @@ def _stored_by_lane(db: Path) -> dict[str, set[tuple[str, int]]]:
 
 
 def _body(it: dict):
-    from tools.cloudkit import envelope_body
+    from harness.cloudkit import envelope_body
     return envelope_body(it)
 
 
 def latest_windows(items: list[dict]) -> dict:
     """The cloud's window record after de-duplication by row key: the highest revision per window key."""
-    from tools.cloudkit import latest_windows as latest
+    from harness.cloudkit import latest_windows as latest
     by_key = {it["k"]: it for it in items}
     return latest(list(by_key.values()))
 
@@ -448,8 +448,8 @@ def reconcile_summaries(db: Path, latest: dict, length: float = SUMMARY_S) -> di
     stored_in_no_summary: stored readings whose window the cloud does not hold (per node/lane in
     no_summary_by); windows_mismatch: windows whose final count/min/max/mean differ from the stored
     readings of that window (or that cover none)."""
-    from shared import summary
-    from gateway.tiers import unpack_block
+    from fogline.shared import summary
+    from fogline.gateway.store.tiers import unpack_block
 
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     truth: dict[tuple, list] = {}
@@ -511,7 +511,7 @@ def reconcile_cloud(stored: dict[str, set[tuple[str, int]]], items: list[dict], 
                 k = (b["node"], b["first_seq"] + i)
                 seen["up"][k] = seen["up"].get(k, 0) + 1
         elif lane == "summary":
-            from shared.summary import body_key
+            from fogline.shared.summary import body_key
             sk = body_key(b) or it["k"]
             if sk not in summaries:
                 summaries.add(sk)
@@ -950,8 +950,8 @@ def test_chaos_soak(tmp_path):
 def test_reconcile_explains_skips_only_by_counted_policy_drops(tmp_path):
     """The reconciliation itself can fail: a gateway skip beyond the node's counted drops, or a kept reading
     missing from the cloud record, is unexplained loss."""
-    from gateway.store import Store
-    from gateway.validate import Message, Reading
+    from fogline.gateway.store.core import Store
+    from fogline.gateway.ingest.validate import Message, Reading
 
     st = Store(tmp_path / "ingest.sqlite")
     now = time.time()
@@ -976,10 +976,10 @@ def test_reconcile_explains_skips_only_by_counted_policy_drops(tmp_path):
 
 def test_reconcile_summaries_catches_missing_windows_and_stale_revisions(tmp_path):
     """The summary reconciliation can fail: a stored reading in no window, a window whose final revision is stale."""
-    from gateway.aggregate import Aggregator
-    from gateway.store import Store
-    from gateway.validate import Message, Reading
-    from shared import summary
+    from fogline.gateway.aggregate.core import Aggregator
+    from fogline.gateway.store.core import Store
+    from fogline.gateway.ingest.validate import Message, Reading
+    from fogline.shared import summary
 
     st = Store(tmp_path / "ingest.sqlite")
     vals = [(1000.0 + i, 20.0 + i) for i in range(25)]  # windows [1000,1010), [1010,1020), [1020,1030)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.demo_cloud import lane_counts
-from tools import hostemu
+from fogline.tools.demo.cloud import lane_counts
+from fogline.tools import hostemu
 
 pytestmark = pytest.mark.timeout(900)
 # 60 s windows (the model's): stop once every live node has two windows scored (a full one after the
@@ -29,7 +29,7 @@ DEADLINE_S = 600  # generous: a busy machine boots the nodes slowly; the stop is
 
 def _fogline() -> list[str]:
     exe = Path(sys.executable).parent / "fogline"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "gateway.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "fogline.tools.cli"]
 
 
 def _enough_decisions(work: Path) -> bool:

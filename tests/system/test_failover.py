@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 
-from tools import clusterkit
+from harness import clusterkit
 
 pytestmark = pytest.mark.skipif(not clusterkit.available(), reason="micropython or the node runner not available")
 

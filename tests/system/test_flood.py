@@ -25,9 +25,9 @@ import time
 import cbor2
 import paho.mqtt.client as mqtt
 
-from shared import topics
+from fogline.shared import topics
 from tests.gateway.ingest_helpers import SITE, GatewayThread, db_rows, gw_config, payload, wait_for
-from tools import hostemu
+from fogline.tools import hostemu
 
 FLOOD_MSGS = 30000  # sent back to back; a bounded burst so the gateway drains it within the test
 GOOD_S = 4.0        # the good node publishes for this long from the start of the flood
@@ -43,7 +43,7 @@ DRAIN_CAP_S = 600.0   # ... or when the whole drain takes longer than this
 
 FLOODER = r"""
 import json, socket, sys, time
-from shared import cbor, senml
+from fogline.shared import cbor, senml
 port, site, total, oversize, n_unknown = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 
 def rl(n):

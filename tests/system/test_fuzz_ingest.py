@@ -1,4 +1,4 @@
-"""Hostile uplinks and `state` messages against a running gateway and mosquitto (tools/hostile.py): every
+"""Hostile uplinks and `state` messages against a running gateway and mosquitto (tests/harness/hostile.py): every
 CBOR major type and tag, deep and wide nesting, shared-reference bombs, huge declared lengths.
 
 Afterwards a valid pack must still be acked (the bench figure is the latency, tools/bench/fuzz_ingest.py;
@@ -15,7 +15,7 @@ import os
 
 import pytest
 
-from tools.hostile import RSS_GROWTH_BOUND_MB, fuzz_gateway
+from harness.hostile import RSS_GROWTH_BOUND_MB, fuzz_gateway
 
 SHORT = 20_000
 LONG = int(os.environ.get("FOGLINE_FUZZ_MESSAGES", "200000"))

@@ -17,9 +17,9 @@ import cbor2
 import paho.mqtt.client as mqtt
 import pytest
 
-from shared import senml, topics
-from tools import example_config
-from tools.broker import free_port
+from fogline.shared import senml, topics
+from fogline.tools import example_config
+from harness.broker import free_port
 
 pytestmark = pytest.mark.timeout(120)
 REPO = Path(__file__).resolve().parents[2]
@@ -28,11 +28,11 @@ EXAMPLE = REPO / "gateway" / "examples" / "gateway.toml"
 
 def _fogline() -> list[str]:
     exe = Path(sys.executable).parent / "fogline"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "gateway.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "fogline.tools.cli"]
 
 
 def test_example_config_loads_and_equals_the_defaults():
-    from gateway import config as config_mod
+    from fogline.gateway import config as config_mod
 
     # the committed example is valid (a renamed or removed option would be an unknown key)
     config_mod.load(EXAMPLE)

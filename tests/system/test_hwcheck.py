@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from tools import hostemu
-from tools.vboard import VirtualBoard
+from fogline.tools import hostemu
+from fogline.tools.vboard import VirtualBoard
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -20,7 +20,7 @@ CHECKS = ["config", "sensors", "flashlog append", "flashlog reopen", "crc", "bth
 
 
 def _hwcheck(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", "hwcheck", "--board", "pico_w", *args],
+    return subprocess.run([sys.executable, "-m", "fogline.tools.cli", "hwcheck", "--board", "pico_w", *args],
                           capture_output=True, text=True, timeout=360, cwd=str(hostemu.REPO))
 
 

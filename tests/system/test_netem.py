@@ -1,4 +1,4 @@
-"""tools/netem.py: the uplink emulator the chaos test puts between the gateway and the cloud broker.
+"""tests/harness/netem.py: the uplink emulator the chaos test puts between the gateway and the cloud broker.
 
 Real sockets on 127.0.0.1 against a threaded echo server: pass forwards both ways, throttle holds a
 byte rate (a loose lower bound on the transfer time, never a timing upper bound), blackhole holds
@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tools.netem import NetEm
+from harness.netem import NetEm
 
 
 class _Echo(socketserver.BaseRequestHandler):

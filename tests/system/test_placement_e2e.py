@@ -20,12 +20,12 @@ import cbor2
 import paho.mqtt.client as mqtt
 import pytest
 
-from gateway import config as config_mod
-from gateway import placement as placement_mod
-from gateway.app import Gateway
-from gateway.cli import main as cli_main
-from shared import topics
-from tools import hostemu
+from fogline.gateway import config as config_mod
+from fogline.gateway.placement import core as placement_mod
+from fogline.gateway.app import Gateway
+from fogline.tools.cli import main as cli_main
+from fogline.shared import topics
+from fogline.tools import hostemu
 
 REPO = hostemu.REPO
 NODE_SCRIPT = REPO / "tools" / "demo_node.py"

@@ -25,12 +25,12 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from gateway import cli
-from gateway import config as config_mod
-from gateway import provision_broker as pb
+from fogline.tools import cli
+from fogline.gateway import config as config_mod
+from fogline.gateway.ops import provision_broker as pb
 from tests.gateway.ingest_helpers import GatewayThread, db_rows, stored_seqs, wait_for
-from tools import hostemu
-from tools.broker import free_port, mosquitto_binary
+from fogline.tools import hostemu
+from harness.broker import free_port, mosquitto_binary
 
 REPO = hostemu.REPO
 SITE = "s1"

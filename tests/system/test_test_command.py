@@ -23,7 +23,7 @@ def test_without_mosquitto_broker_suites_are_skipped_by_name_and_the_rest_collec
 
 
 def test_with_mosquitto_nothing_is_skipped():
-    from tools.broker import mosquitto_binary
+    from harness.broker import mosquitto_binary
 
     p = _collect({"FOGLINE_MOSQUITTO": mosquitto_binary()}, "tests/gateway/test_provision.py")
     assert "skipped:" not in p.stderr and "test_provision.py::" in p.stdout, (p.stdout[-2000:], p.stderr[-2000:])

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tools import hostemu
-from tools.vboard import VirtualBoard, board_info
+from fogline.tools import hostemu
+from fogline.tools.vboard import VirtualBoard, board_info
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -213,7 +213,7 @@ def test_cli_prints_the_pty_and_stops_on_sigterm(tmp_path):
     import signal
 
     exe = Path(sys.executable).parent / "fogline"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "gateway.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "fogline.tools.cli"]
     link = tmp_path / "ttyFOG0"
     proc = subprocess.Popen([*cmd, "vboard", "--board", "pico_w", "--flash", str(tmp_path / "n.img"),
                              "--link", str(link)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

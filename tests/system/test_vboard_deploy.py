@@ -15,16 +15,16 @@ import cbor2
 import paho.mqtt.client as mqtt
 import pytest
 
-from shared import senml
-from tools import deploy, hostemu
-from tools.vboard import VirtualBoard
+from fogline.shared import senml
+from fogline.tools import deploy, hostemu
+from fogline.tools.vboard import VirtualBoard
 
 pytestmark = pytest.mark.timeout(150)
 
 
 def _fogline() -> list[str]:
     exe = Path(sys.executable).parent / "fogline"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "gateway.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "fogline.tools.cli"]
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Node alert -> cloud subscriber latency on loopback while the site runs at full load.
 
 Processes: site mosquitto; cloud mosquitto (TLS with a test CA + password); the real gateway
-(gateway.app.Gateway + gateway.relay_component.attach, its own process); a load generator (its own
+(fogline.gateway.app.Gateway + fogline.gateway.relay.component.attach, its own process); a load generator (its own
 process: N nodes publishing `up` packs of 3 readings at H Hz each). This process publishes
 alerts as a node would (`[seq, senml_pack]` on fogline/<site>/<node>/alert, QoS 1) and
 receives them as the cloud consumer; latency = cloud arrival - node publish (one monotonic
@@ -24,23 +24,23 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # tests/harness: the kits benches share with tests
 
 import cbor2  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 
-from shared import senml, topics  # noqa: E402
-from tools.broker import Mosquitto  # noqa: E402
-from tools.cloudkit import CloudSubscriber, make_pki, tls_cloud_broker  # noqa: E402
+from fogline.shared import senml, topics  # noqa: E402
+from harness.broker import Mosquitto  # noqa: E402
+from harness.cloudkit import CloudSubscriber, make_pki, tls_cloud_broker  # noqa: E402
 
 SITE = "site1"
 
 GATEWAY = textwrap.dedent("""
     import asyncio, logging, signal, sys
     sys.path.insert(0, {repo!r})
-    from gateway import config
-    from gateway.app import Gateway
-    from gateway.relay_component import attach
+    from fogline.gateway import config
+    from fogline.gateway.app import Gateway
+    from fogline.gateway.relay.component import attach
     logging.basicConfig(level=logging.WARNING)
     async def main():
         gw = Gateway(config.load({conf!r}))
@@ -64,7 +64,7 @@ LOAD = textwrap.dedent("""
     sys.path.insert(0, {repo!r})
     import cbor2, random
     import paho.mqtt.client as mqtt
-    from shared import senml, topics
+    from fogline.shared import senml, topics
     nodes, hz, port = {nodes}, {hz}, {port}
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="load")
     c.max_inflight_messages_set(1000)

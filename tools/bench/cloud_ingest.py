@@ -1,6 +1,6 @@
 """Cloud ingest: readings/s into PostgreSQL with 1 and 2 `fogline cloud` processes, disk per reading, alert latency.
 
-One mosquitto (the cloud broker), one PostgreSQL (fsync on, a temp dir; tools/pgkit.py), consumers as
+One mosquitto (the cloud broker), one PostgreSQL (fsync on, a temp dir; tests/harness/pgkit.py), consumers as
 child processes sharing `$share/fogline-cloud/...`. Per consumer count k: the consumers' sessions are
 created, the broker is filled with the relay's messages while they are away (raw lane, compressed
 bundles of `--per-env`-reading envelopes as the gateway's middle mode sends them), then the consumers
@@ -30,11 +30,11 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # tests/harness: the kits benches share with tests
 
-from tools.broker import Mosquitto, free_port  # noqa: E402
-from tools.cloudfeed import Publisher, alert_message, raw_bundle  # noqa: E402
-from tools.pgkit import Postgres  # noqa: E402
+from harness.broker import Mosquitto, free_port  # noqa: E402
+from harness.cloudfeed import Publisher, alert_message, raw_bundle  # noqa: E402
+from harness.pgkit import Postgres  # noqa: E402
 
 LIVE: list["Consumers"] = []  # stopped in main's finally whatever happens
 ROWS = re.compile(r'^fogline_cloud_rows\{kind="readings"\} (\S+)$', re.M)
@@ -72,7 +72,7 @@ class Consumers:
         self.logs = [p.with_suffix(".log") for p in self.cfgs]
         for p, lg in zip(self.cfgs, self.logs):
             lg.write_bytes(b"")
-            self.procs.append(subprocess.Popen([sys.executable, "-m", "gateway.cli", "cloud", "--config", str(p)],
+            self.procs.append(subprocess.Popen([sys.executable, "-m", "fogline.tools.cli", "cloud", "--config", str(p)],
                                                stdout=subprocess.DEVNULL, stderr=open(lg, "ab")))
 
     def wait_subscribed(self, timeout: float = 60) -> None:

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_demo(duration: float, seed: int, nodes: int) -> dict:
     """Summary dict of one headless demo run."""
-    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "demo", "--headless", "--duration", str(duration),
+    proc = subprocess.run([sys.executable, "-m", "fogline.tools.cli", "demo", "--headless", "--duration", str(duration),
                            "--seed", str(seed), "--nodes", str(nodes)], capture_output=True, text=True,
                           cwd=str(ROOT), timeout=duration + 300)
     if proc.returncode != 0:

@@ -27,9 +27,9 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # tests/harness: the kits benches share with tests
 
-from tools import clusterkit  # noqa: E402
+from harness import clusterkit  # noqa: E402
 
 
 def main() -> int:

@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-from gateway import fedlocal, fedwire  # noqa: E402
-from gateway.fedbus import InProcessBus, MqttBus  # noqa: E402
-from gateway.fedcoord import run_round  # noqa: E402
-from gateway.federation import FederationConfig, load_bytes  # noqa: E402
-from gateway.model_registry import BUNDLED_DIR, read_manifest  # noqa: E402
-from tools import fedsim  # noqa: E402
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/harness: the kits benches share with tests
+from fogline.gateway.federation import local as fedlocal, wire as fedwire  # noqa: E402
+from fogline.gateway.federation.bus import InProcessBus, MqttBus  # noqa: E402
+from fogline.gateway.federation.coord import run_round  # noqa: E402
+from fogline.gateway.federation.core import FederationConfig, load_bytes  # noqa: E402
+from fogline.gateway.inference.registry import BUNDLED_DIR, read_manifest  # noqa: E402
+from fogline.tools import fedsim  # noqa: E402
 
 
 def federate(cfg: FederationConfig, sites, base, rounds: int, transport: str, tmp: Path, attacker: bool = False):
@@ -41,7 +41,7 @@ def federate(cfg: FederationConfig, sites, base, rounds: int, transport: str, tm
     ids = [*fedsim.GATEWAYS, "coordinator"]
     broker = None
     if transport == "mqtt":
-        from tools.broker import Mosquitto
+        from harness.broker import Mosquitto
         broker = Mosquitto(tmp / "mosquitto").start()
         buses = {i: MqttBus("127.0.0.1", broker.port, f"bench-{i}") for i in ids}
     else:
@@ -78,7 +78,7 @@ def federate(cfg: FederationConfig, sites, base, rounds: int, transport: str, tm
 
 def stall_during_training(site, base, steps: int = 200) -> dict:
     """Gaps of a 1 ms 'ingest' loop in the main thread while a local round trains in the worker thread."""
-    from gateway.federation import Member
+    from fogline.gateway.federation.core import Member
 
     cfg = FederationConfig(max_steps=steps, max_seconds=30)
     bus = InProcessBus()

@@ -24,7 +24,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tools import hostemu  # noqa: E402
+from fogline.tools import hostemu  # noqa: E402
 
 CYCLES = 100_000
 SECONDS_PER_YEAR = 365.25 * 86400

@@ -1,4 +1,4 @@
-"""Gateway under hostile traffic: ack latency of a valid pack after N generated hostile messages (tools/hostile.py).
+"""Gateway under hostile traffic: ack latency of a valid pack after N generated hostile messages (tests/harness/hostile.py).
 
 Real mosquitto, the gateway in this process (worker_process = false, so VmRSS covers it). The issue's
 goal: a valid pack acked within 2 s after 100,000 hostile uplinks and state messages.
@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # tests/harness: the kits benches share with tests
 
 
 def main() -> int:
@@ -23,8 +23,8 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
-    from tools.broker import Mosquitto
-    from tools.hostile import fuzz_gateway
+    from harness.broker import Mosquitto
+    from harness.hostile import fuzz_gateway
     with tempfile.TemporaryDirectory(prefix="fogline-fuzz-") as td:
         broker = Mosquitto(Path(td) / "mq").start()
         try:

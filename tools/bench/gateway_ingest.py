@@ -35,14 +35,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # tests/harness: the kits benches share with tests
 
 SITE = "bench"
 
 
 def build_payloads(nodes: int, msgs: int, pack: int, t0: float) -> list[tuple[str, bytes]]:
     """Round-robin (topic, payload) list: each node sends msgs messages of `pack` readings."""
-    from shared import cbor, senml
+    from fogline.shared import cbor, senml
     out = []
     for i in range(msgs):
         for n in range(nodes):
@@ -149,8 +149,8 @@ def bench_raw(port: int, nodes: int, msgs: int, pack: int) -> dict:
 
 def bench_gateway(port: int, nodes: int, msgs: int, pack: int, tmp: Path) -> dict:
     """Readings/s end to end through a Gateway (in this process, own event-loop thread)."""
-    from gateway import config
-    from gateway.app import Gateway
+    from fogline.gateway import config
+    from fogline.gateway.app import Gateway
     data = tmp / f"gw-{pack}"
     cfg = config.from_dict({"site": {"id": SITE, "data_dir": str(data)},
                             "mqtt": {"port": port, "client_id": f"bench-gw-{pack}-{time.monotonic_ns()}",
@@ -248,8 +248,8 @@ def drain_raw(port: int, nodes: int, msgs: int, pack: int) -> dict:
 
 def drain_gateway(port: int, nodes: int, msgs: int, pack: int, tmp: Path, worker: bool = False) -> dict:
     """The gateway draining the same queued load: ingest -> validate -> commit -> ack -> aggregate."""
-    from gateway import config
-    from gateway.app import Gateway
+    from fogline.gateway import config
+    from fogline.gateway.app import Gateway
     data = tmp / f"gwd-{pack}-{worker}"
     cfg = config.from_dict({"site": {"id": SITE, "data_dir": str(data)},
                             "mqtt": {"port": port, "client_id": f"bench-gwd-{pack}-{worker}-{time.monotonic_ns()}",
@@ -321,7 +321,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
-    from tools.broker import Mosquitto
+    from harness.broker import Mosquitto
     msgs_single = 250 if args.quick else 2000   # per node
     msgs_pack = 100 if args.quick else 1000
     with tempfile.TemporaryDirectory(prefix="fogline-bench-") as td:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # tests/harness: the kits benches share with tests
 sys.path.insert(0, str(REPO / "tools" / "bench"))
 
 
@@ -58,14 +58,14 @@ def main() -> int:
         print("py-spy not found: pip install py-spy", file=sys.stderr)
         return 2
     import gateway_ingest as gi
-    from tools.broker import Mosquitto
+    from harness.broker import Mosquitto
 
     with tempfile.TemporaryDirectory(prefix="fogline-prof-") as td:
         tmp = Path(td)
         broker = Mosquitto(tmp / "mq", max_queued_messages=0).start()
         raw = tmp / "spy.txt"
         spy: list[subprocess.Popen] = []
-        from gateway.app import Gateway
+        from fogline.gateway.app import Gateway
         real_start = Gateway.start
         starts = [0]
 

@@ -5,7 +5,7 @@ Simulated (event) time, nothing waits on the wall clock: 50 nodes x 4 metrics at
 a third of them raise an alert meanwhile; the gateway's idle close fires their open windows); then
 each node drains as the firmware does (its alert first, then the backlog oldest first, 5 packs of 50
 per node per second, new readings appended) and runs live for 2 more minutes. The gateway side is the
-real code path of gateway/ingest_path.py: group commits of <= 2000 readings (Store.commit_batch, SQLite),
+real code path of gateway/ingest/path.py: group commits of <= 2000 readings (Store.commit_batch, SQLite),
 Aggregator.add_many per pack, re-opens from the store after each commit, corrections once a second, every window (10 s, 60 s, 900 s) submitted
 to the real Relay/Outbox as a summary, whose counters split first revisions from corrections.
 
@@ -34,13 +34,13 @@ from typing import Iterable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from gateway import late  # noqa: E402
-from gateway.aggregate import Aggregator, Window  # noqa: E402
-from gateway.cloud import CloudConfig  # noqa: E402
-from gateway.outbox import OutboxConfig  # noqa: E402
-from gateway.relay import Relay  # noqa: E402
-from gateway.store import Store  # noqa: E402
-from gateway.validate import Message, Reading  # noqa: E402
+from fogline.gateway.store import late  # noqa: E402
+from fogline.gateway.aggregate.core import Aggregator, Window  # noqa: E402
+from fogline.gateway.relay.cloud import CloudConfig  # noqa: E402
+from fogline.gateway.relay.outbox import OutboxConfig  # noqa: E402
+from fogline.gateway.relay.core import Relay  # noqa: E402
+from fogline.gateway.store.core import Store  # noqa: E402
+from fogline.gateway.ingest.validate import Message, Reading  # noqa: E402
 
 T0 = 1_764_150_000  # aligned to 900 s
 METRICS = (("temperature", "Cel", 21.0, 0.05), ("humidity", "%RH", 45.0, 0.3), ("pressure", "hPa", 1013.0, 0.1),

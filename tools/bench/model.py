@@ -4,7 +4,7 @@
 
 1. Builds every variant (tools/build_model.py, nothing written to gateway/models) and prints size,
    latency (onnxruntime, 1 thread, batch 1 and 64) and precision/recall/F1 on the unseen test mix.
-2. Feeds the test mix as gateway.aggregate.Window sets through gateway.inference.InferenceEngine
+2. Feeds the test mix as fogline.gateway.aggregate.core.Window sets through fogline.gateway.inference.core.InferenceEngine
    with the committed model (features + normalisation + model + decision, one set at a time as
    the gateway does) and reports sets/s and the per-set latency p50/p99, and F1 of that path.
 Goals: model p99 < 100 us per window at batch 1; F1 >= 0.9 on the unseen mix. Last line: JSON.
@@ -24,8 +24,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from gateway.inference import InferenceConfig, InferenceEngine  # noqa: E402
-from tools import build_model, datagen  # noqa: E402
+from fogline.gateway.inference.core import InferenceConfig, InferenceEngine  # noqa: E402
+from fogline.tools import build_model, datagen  # noqa: E402
 
 
 def end_to_end(quick: bool) -> dict:

@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from tools import hostemu  # noqa: E402
+from fogline.tools import hostemu  # noqa: E402
 
 
 def run(samples: int, flash: str, runs: int) -> list[dict]:

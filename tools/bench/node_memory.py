@@ -30,9 +30,9 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # tests/harness: the kits benches share with tests
 
-from tools import hostemu  # noqa: E402
+from fogline.tools import hostemu  # noqa: E402
 
 SIZES = [512, 448, 384, 320, 256, 224, 192, 160, 128, 112, 104, 96, 88, 80, 72, 64, 56, 48]
 BOARD_SIZES = [256, 224, 192, 160, 128, 110, 96, 88, 80, 72, 64, 60, 56, 52, 48, 44, 40]  # KB, real board bytes
@@ -116,7 +116,7 @@ def main() -> int:
         port = None
         if a.mqtt:
             from tests.node.gateway_stub import AckingGateway
-            from tools.broker import Mosquitto
+            from harness.broker import Mosquitto
             broker = Mosquitto(Path(td) / "mq").start()
             gw = AckingGateway(broker.port)
             port = broker.port

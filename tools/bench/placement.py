@@ -25,12 +25,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # tests/harness: the kits benches share with tests
 
-from gateway.devices import DeviceRegistry  # noqa: E402
-from gateway.placement_run import GatewayRunner  # noqa: E402
-from gateway.placement_score import PlacementConfig, Workload, decide, gateway_candidate, node_candidate  # noqa: E402
-from gateway.validate import Reading  # noqa: E402
+from fogline.gateway.ingest.devices import DeviceRegistry  # noqa: E402
+from fogline.gateway.placement.run import GatewayRunner  # noqa: E402
+from fogline.gateway.placement.score import PlacementConfig, Workload, decide, gateway_candidate, node_candidate  # noqa: E402
+from fogline.gateway.ingest.validate import Reading  # noqa: E402
 
 MEDIAN = [{"type": "median", "window_size": 5, "send_every": 5}]
 W = {"name": "t-smooth", "kind": "filter", "node": "n1", "sensor": "temperature", "filters": MEDIAN,
@@ -64,7 +64,7 @@ def bench_evaluate(n_nodes: int) -> dict:
     """Steady-state Placement.evaluate() over n_nodes nodes with one workload each (twin without a broker)."""
     from types import SimpleNamespace
 
-    from gateway.placement import Placement
+    from fogline.gateway.placement.core import Placement
     reg = DeviceRegistry()
     for i in range(n_nodes):
         reg.update_state(f"n{i}", {"heap_free": 60000, "flash_free": 200000, "power": "usb", "version": 1,
@@ -72,7 +72,7 @@ def bench_evaluate(n_nodes: int) -> dict:
     ws = [{**W, "name": f"w{i}", "node": f"n{i}"} for i in range(n_nodes)]
     cfg = PlacementConfig(workloads=ws)
     tmp = Path(tempfile.mkdtemp(prefix="fogline-plc-eval-"))
-    from gateway.twin import Twin, TwinConfig
+    from fogline.gateway.twin.core import Twin, TwinConfig
     p = Placement(cfg, "bench", "gw1", tmp, Twin(TwinConfig(), "bench", None, data_dir=tmp))  # no broker: no publish
     p.gw = SimpleNamespace(registry=reg, mqtt=None, metrics=None)
     asyncio.run(p.evaluate())  # first pass: everything moves
@@ -105,11 +105,11 @@ def bench_runner(n: int) -> dict:
 
 
 def bench_latency(cycles: int) -> dict:
-    from gateway import config as config_mod
-    from gateway import placement as placement_mod
-    from gateway.app import Gateway
-    from tools import hostemu
-    from tools.broker import Mosquitto
+    from fogline.gateway import config as config_mod
+    from fogline.gateway.placement import core as placement_mod
+    from fogline.gateway.app import Gateway
+    from fogline.tools import hostemu
+    from harness.broker import Mosquitto
 
     tmp = Path(tempfile.mkdtemp(prefix="fogline-plc-bench-"))
     broker = Mosquitto(tmp / "broker").start()

@@ -1,4 +1,4 @@
-"""Relay feed catch-up: stored up readings -> outbox (lane raw) through gateway.relayfeed, readings/s.
+"""Relay feed catch-up: stored up readings -> outbox (lane raw) through fogline.gateway.relay.feed, readings/s.
 
 A gateway store (real SQLite, synchronous=FULL) holds N up readings of M nodes that were never
 handed over (as after an outbox outage or a crash); the feeder reads them past its cursors on a
@@ -22,12 +22,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from gateway.cloud import CloudConfig, CloudLink  # noqa: E402
-from gateway.outbox import Outbox, OutboxConfig  # noqa: E402
-from gateway.relay import Relay  # noqa: E402
-from gateway.relayfeed import RelayFeeder, init_cursors  # noqa: E402
-from gateway.store import Store  # noqa: E402
-from gateway.validate import Message, Reading  # noqa: E402
+from fogline.gateway.relay.cloud import CloudConfig, CloudLink  # noqa: E402
+from fogline.gateway.relay.outbox import Outbox, OutboxConfig  # noqa: E402
+from fogline.gateway.relay.core import Relay  # noqa: E402
+from fogline.gateway.relay.feed import RelayFeeder, init_cursors  # noqa: E402
+from fogline.gateway.store.core import Store  # noqa: E402
+from fogline.gateway.ingest.validate import Message, Reading  # noqa: E402
 
 
 class _Host:

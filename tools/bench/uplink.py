@@ -24,11 +24,11 @@ import time
 from pathlib import Path
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parents[2] / "tests")]
 
 from tests.node.gateway_stub import AckingGateway  # noqa: E402
-from tools import hostemu  # noqa: E402
-from tools.broker import Mosquitto  # noqa: E402
+from fogline.tools import hostemu  # noqa: E402
+from harness.broker import Mosquitto  # noqa: E402
 
 ADVERTS = r"""
 import bluetooth

@@ -30,17 +30,17 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parents[2] / "tests")]  # tests/harness
 
-from gateway.aggregate import Aggregator, Window  # noqa: E402
-from gateway.bandwidth import BandwidthConfig, BandwidthPolicy  # noqa: E402
-from gateway.cloud import CloudConfig, CloudLink  # noqa: E402
-from gateway.outbox import Outbox, OutboxConfig  # noqa: E402
-from gateway.relay import MQTT_OVERHEAD, Relay  # noqa: E402
-from tools.broker import Mosquitto  # noqa: E402
-from tools.cloudkit import CloudSubscriber  # noqa: E402
-from tools.netem import NetEm  # noqa: E402
-from shared import summary as wire  # noqa: E402
+from fogline.gateway.aggregate.core import Aggregator, Window  # noqa: E402
+from fogline.gateway.relay.bandwidth import BandwidthConfig, BandwidthPolicy  # noqa: E402
+from fogline.gateway.relay.cloud import CloudConfig, CloudLink  # noqa: E402
+from fogline.gateway.relay.outbox import Outbox, OutboxConfig  # noqa: E402
+from fogline.gateway.relay.core import MQTT_OVERHEAD, Relay  # noqa: E402
+from harness.broker import Mosquitto  # noqa: E402
+from harness.cloudkit import CloudSubscriber  # noqa: E402
+from harness.netem import NetEm  # noqa: E402
+from fogline.shared import summary as wire  # noqa: E402
 
 SITE = "site1"
 T0 = 1_764_150_000
@@ -135,7 +135,7 @@ async def run(args: argparse.Namespace) -> dict:
     engine = None
     if args.decider == "model":
         try:
-            from gateway.inference import InferenceConfig, InferenceEngine
+            from fogline.gateway.inference.core import InferenceConfig, InferenceEngine
 
             def sink(decisions) -> None:
                 for d in decisions:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from shared import cbor, senml  # noqa: E402
+from fogline.shared import cbor, senml  # noqa: E402
 
 T0 = 1_764_150_000
 NODE = "node01"

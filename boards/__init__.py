@@ -1,0 +1,1 @@
+"""Board files (JSON: pins, buses, flash layout): package data, so an installed fogline can deploy."""

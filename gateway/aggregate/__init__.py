@@ -1,0 +1,1 @@
+"""Fog-tier aggregation: per-(node, metric) windows, late corrections, window statistics."""

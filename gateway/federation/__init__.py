@@ -1,0 +1,1 @@
+"""Federated learning across gateways: local training, averaging, coordination, wire format and bus."""

@@ -1,0 +1,137 @@
+"""MQTT ingest: paho-mqtt 2.x client (VERSION2 callbacks) feeding the asyncio loop in batches.
+
+paho's network thread appends (topic, payload, rx_time) to a deque and schedules one
+drain on the loop with `call_soon_threadsafe` (not one per message: at tens of
+thousands of messages per second the wake-ups would dominate). paho reconnects on
+its own with exponential backoff (`reconnect_delay_set`); we re-subscribe in
+`on_connect`. When the loop falls behind by more than `queue_max` messages, the
+paho thread pauses, so the broker queues (and, past its own limit, drops: the
+nodes re-send anything not acked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import ssl
+import threading
+import time
+from typing import Any, Callable
+
+import paho.mqtt.client as mqtt
+
+from fogline.shared import topics
+
+log = logging.getLogger(__name__)
+
+Item = tuple[str, bytes, float]
+
+
+class MqttIngest:
+    """Site-broker client: subscribes to up/alert/state of every node, publishes acks."""
+
+    KINDS = ("up", "alert", "state")
+
+    def __init__(self, cfg: Any, loop: asyncio.AbstractEventLoop, deliver: Callable[[list[Item]], None],
+                 metrics: Any, queue_max: int = 100000):
+        self.cfg = cfg
+        self.loop = loop
+        self.deliver = deliver
+        self.metrics = metrics
+        self.queue_max = queue_max
+        self.site = cfg.site.id
+        self._q: collections.deque[Item] = collections.deque()
+        self._scheduled = False
+        self.connected = threading.Event()
+        self._stopping = False
+        self.filters = [topics.node_filter(self.site, k) for k in self.KINDS]
+        m = cfg.mqtt
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.mqtt_client_id(),
+                                  clean_session=m.clean_session, protocol=mqtt.MQTTv311)
+        if m.username:
+            self.client.username_pw_set(m.username, m.password)
+        if m.tls:
+            self.client.tls_set(ca_certs=m.ca_file, certfile=m.certfile, keyfile=m.keyfile,
+                                cert_reqs=ssl.CERT_REQUIRED)
+        self.client.reconnect_delay_set(m.reconnect_min_s, m.reconnect_max_s)  # type: ignore[arg-type]
+        self.client.max_queued_messages_set(0)
+        self.client.max_inflight_messages_set(1000)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    # ---- paho thread
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            log.warning("event=mqtt_connect_failed reason=%s", reason)
+            self.metrics.inc("mqtt_connect_failures")
+            return
+        client.subscribe([(f, 1) for f in self.filters])
+        self.metrics.inc("mqtt_connects")
+        self.metrics.set("mqtt_connected", 1)
+        log.info("event=mqtt_connected host=%s port=%s session_present=%s", self.cfg.mqtt.host,
+                 self.cfg.mqtt.port, getattr(flags, "session_present", None))
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: Any, reasons: Any, props: Any) -> None:
+        # Connected for our purposes once the broker holds the subscriptions (see mqtt_worker).
+        self.connected.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.connected.clear()
+        self.metrics.set("mqtt_connected", 0)
+        if not self._stopping:
+            self.metrics.inc("mqtt_disconnects")
+            log.warning("event=mqtt_disconnected reason=%s (paho reconnects with backoff)", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        q = self._q
+        if len(q) > self.queue_max:
+            self.metrics.inc("ingest_backpressure_waits")
+            deadline = time.monotonic() + 2.0
+            while len(q) > self.queue_max and time.monotonic() < deadline and not self._stopping:
+                time.sleep(0.002)
+        q.append((msg.topic, msg.payload, time.time()))
+        if not self._scheduled:
+            self._scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # loop closed during shutdown
+                self._scheduled = False
+
+    # ---- loop thread
+    def _drain(self) -> None:
+        self._scheduled = False  # before popping: an append racing with us schedules another drain
+        q = self._q
+        items: list[Item] = []
+        pop = q.popleft
+        while q:
+            items.append(pop())
+        if items:
+            self.deliver(items)
+
+    def pending(self) -> int:
+        return len(self._q)
+
+    def start(self) -> None:
+        """Connect in the background (paho retries until the broker is up)."""
+        m = self.cfg.mqtt
+        self.client.connect_async(m.host, m.port, keepalive=m.keepalive)
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> mqtt.MQTTMessageInfo:
+        return self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    async def stop(self, flush_timeout: float = 3.0) -> None:
+        """Wait (bounded) for our outgoing QoS 1 messages, then disconnect; deliver what arrived."""
+        deadline = time.monotonic() + flush_timeout
+        while self.connected.is_set() and time.monotonic() < deadline:
+            n = len(getattr(self.client, "_out_messages", {}))
+            if n == 0:
+                break
+            await asyncio.sleep(0.01)
+        self._stopping = True
+        self.client.disconnect()
+        await asyncio.to_thread(self.client.loop_stop)
+        self._drain()

@@ -1,0 +1,1 @@
+"""Placement of model fragments between node and gateway: host health, scoring, rollout."""

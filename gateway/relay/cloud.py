@@ -1,0 +1,332 @@
+"""Cloud MQTT link (paho-mqtt 2.x, MQTT 3.1.1 or 5) and the cloud message envelope.
+
+TLS (CA, optional client cert/key) is on by default; plaintext needs `allow_plaintext = true`.
+QoS 1 on a persistent session (fixed client id, clean_session/clean_start False). paho runs
+its network thread; every callback is handed to the asyncio loop with call_soon_threadsafe,
+and `publish()` returns an asyncio future that resolves on PUBACK.
+
+Envelope (CBOR map) of one outbox row: {"k": "<gw>:<id>", "gw", "id", "lane", "ts", "body"}
+where body is the producer's CBOR item, embedded as is. A bundle of rows of one lane:
+{"k": "<gw>:b<first>-<last>", "gw", "lane", "n", "z": zlib(CBOR array of row envelopes)}.
+The cloud de-duplicates by the row keys (`decode_cloud_message` yields them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import cbor2
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+from fogline.gateway.relay.bandwidth import BandwidthConfig
+from fogline.gateway.relay.breaker import BreakerConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CloudConfig:
+    """[cloud] the cloud broker: identity, TLS, auth, QoS 1 window; sub-tables bandwidth and breaker."""
+
+    enabled: bool = False  # the relay runs only when true
+    host: str = "localhost"
+    port: int = 8883
+    client_id: str = ""  # fixed (persistent session); "" = fogline-<gateway_id>
+    protocol: str = "3.1.1"  # or "5"
+    tls: bool = True
+    allow_plaintext: bool = False  # must be true to connect without TLS
+    ca_file: str | None = None  # None = system trust store
+    cert_file: str | None = None  # client certificate (AWS IoT style) ...
+    key_file: str | None = None  # ... and its key
+    tls_insecure: bool = False  # skip the hostname check (never by default)
+    username: str | None = None
+    password: str | None = None
+    keepalive: int = 30
+    session_expiry_s: int = 7 * 86400  # MQTT 5 persistent session lifetime
+    max_inflight: int = 20  # QoS 1 messages awaiting PUBACK
+    ack_timeout_s: float = 30.0  # no PUBACK by then: a failure, the rows go again (same keys)
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    # Window lengths the relay itself sends as summaries. None = auto: none when [inference] is
+    # enabled (its decisions carry the summaries), else [60.0].
+    summary_windows_s: list[float] | None = None
+    # Relay every stored up-lane reading too (outbox lane "raw", contiguous seqs of one node per
+    # message). Alerts are always relayed. Off by default: summaries are what a site usually sends.
+    forward_readings: bool = False
+    forward_batch: int = 100  # readings per forwarded "raw" message (at most)
+    # The gateway's own health (CPU, memory, disk, load, nodes served) to the cloud in the summary lane,
+    # body {"kind": "gateway_health", "gw", "health", "nodes"}; 0 = never.
+    health_every_s: float = 60.0
+    # `fogline query` fetches the ranges only the cloud keeps from the cloud tier's query API
+    # (`fogline cloud`), e.g. "https://cloud.example:8780"; "" = only name those ranges. The token is this site's.
+    query_url: str = ""
+    query_token: str | None = None
+    query_timeout_s: float = 10.0
+    bandwidth: BandwidthConfig = field(default_factory=BandwidthConfig)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "CloudConfig":
+        """Build from a TOML table (standalone use; fogline.gateway.config builds it the same way)."""
+        d = dict(d or {})
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"cloud.{sorted(unknown)[0]}: unknown field")
+        d["bandwidth"] = BandwidthConfig.from_dict(d.get("bandwidth"))
+        d["breaker"] = BreakerConfig.from_dict(d.get("breaker"))
+        cfg = cls(**d)
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        if self.protocol not in ("3.1.1", "5"):
+            raise ValueError("cloud.protocol: must be \"3.1.1\" or \"5\"")
+        if not self.tls and not self.allow_plaintext:
+            raise ValueError("cloud.tls: plaintext MQTT refused; set cloud.allow_plaintext = true to allow it")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cloud.cert_file/key_file: give both or neither")
+        if not (0 < self.port < 65536):
+            raise ValueError("cloud.port: out of range")
+        if self.max_inflight < 1 or self.ack_timeout_s <= 0:
+            raise ValueError("cloud.max_inflight >= 1 and cloud.ack_timeout_s > 0")
+        if self.health_every_s < 0:
+            raise ValueError("cloud.health_every_s: must be >= 0 (0 = off)")
+        if self.forward_batch < 1:
+            raise ValueError("cloud.forward_batch: must be >= 1")
+
+    validate = check
+
+
+class CloudError(Exception):
+    """A publish failed: not connected, refused PUBACK (MQTT 5), or lost."""
+
+
+class CloudLink:
+    """One MQTT connection with QoS 1 publish futures; usable for the cloud or the site broker."""
+
+    def __init__(self, cfg: CloudConfig, loop: asyncio.AbstractEventLoop | None = None,
+                 on_connect: Callable[[], None] | None = None, on_disconnect: Callable[[str], None] | None = None):
+        cfg.check()
+        self.cfg = cfg
+        self.loop = loop
+        self._on_connect_cb = on_connect
+        self._on_disconnect_cb = on_disconnect
+        self.connected = asyncio.Event()
+        self._stopping = False
+        self._futs: dict[int, asyncio.Future] = {}
+        self._subs: dict[str, Callable[[str, bytes], None]] = {}
+        self.counters = {"connects": 0, "disconnects": 0, "published": 0, "acked": 0, "refused": 0,
+                         "connect_failures": 0, "received": 0}
+        v5 = cfg.protocol == "5"
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or "fogline-gw",
+                                  clean_session=None if v5 else False,
+                                  protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311)
+        if cfg.tls:
+            self.client.tls_set(ca_certs=cfg.ca_file, certfile=cfg.cert_file, keyfile=cfg.key_file,
+                                cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            self.client.tls_insecure_set(bool(cfg.tls_insecure))
+        if cfg.username is not None:
+            self.client.username_pw_set(cfg.username, cfg.password)
+        self.client.max_inflight_messages_set(max(1, cfg.max_inflight))
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
+        self.client.on_connect = self._t_connect
+        self.client.on_connect_fail = self._t_connect_fail
+        self.client.on_disconnect = self._t_disconnect
+        self.client.on_publish = self._t_publish
+        self.client.on_message = self._t_message
+
+    # -- paho thread -> loop -----------------------------------------------------------------
+    def _call(self, fn: Callable, *a: Any) -> None:
+        assert self.loop is not None
+        try:
+            self.loop.call_soon_threadsafe(fn, *a)
+        except RuntimeError:
+            pass  # loop closed during shutdown
+
+    def _t_connect(self, _c, _u, _flags, rc, _props=None) -> None:
+        # The outbox owns retries: drop paho's own copies before it re-sends them on this
+        # connection, or each in-flight row would reach the cloud twice (same key, but wasted bytes).
+        self.client.drop_out_messages()
+        self._call(self._connected, not rc.is_failure, str(rc))
+
+    def _t_connect_fail(self, _c, _u) -> None:
+        self._call(self._connected, False, "connect_failed")
+
+    def _t_disconnect(self, _c, _u, _flags, rc, _props=None) -> None:
+        self._call(self._disconnected, str(rc))
+
+    def _t_publish(self, _c, _u, mid, rc, _props=None) -> None:
+        self._call(self._published, mid, rc.is_failure, str(rc))
+
+    def _t_message(self, _c, _u, msg) -> None:
+        self._call(self._message, msg.topic, bytes(msg.payload))
+
+    # -- loop side ---------------------------------------------------------------------------
+    def _connected(self, ok: bool, reason: str) -> None:
+        if not ok:
+            self.counters["connect_failures"] += 1
+            log.warning("cloud.connect_failed host=%s port=%s reason=%s", self.cfg.host, self.cfg.port, reason)
+            if self._on_disconnect_cb:
+                self._on_disconnect_cb(reason)
+            return
+        self.counters["connects"] += 1
+        self.connected.set()
+        log.info("cloud.connected host=%s port=%s", self.cfg.host, self.cfg.port)
+        for topic in self._subs:
+            self.client.subscribe(topic, qos=1)
+        if self._on_connect_cb:
+            self._on_connect_cb()
+
+    def _disconnected(self, reason: str) -> None:
+        was = self.connected.is_set()
+        self.connected.clear()
+        if self._stopping:
+            log.info("cloud.stopped reason=%s", reason)
+        elif was:
+            self.counters["disconnects"] += 1
+            log.warning("cloud.disconnected reason=%s inflight=%d", reason, len(self._futs))
+        # Fail the futures: the outbox rows go again with the same key (paho's copies are dropped).
+        futs, self._futs = self._futs, {}
+        for f in futs.values():
+            if not f.done():
+                f.set_exception(CloudError(f"disconnected: {reason}"))
+        if self._on_disconnect_cb and not self._stopping:
+            self._on_disconnect_cb(reason)
+
+    def _published(self, mid: int, refused: bool, reason: str) -> None:
+        f = self._futs.pop(mid, None)
+        if f is None or f.done():
+            return
+        if refused:
+            self.counters["refused"] += 1
+            f.set_exception(CloudError(f"PUBACK refused: {reason}"))
+        else:
+            self.counters["acked"] += 1
+            f.set_result(time.monotonic())
+
+    def _message(self, topic: str, payload: bytes) -> None:
+        self.counters["received"] += 1
+        for filt, handler in self._subs.items():
+            if mqtt.topic_matches_sub(filt, topic):
+                try:
+                    handler(topic, payload)
+                except Exception:  # a bad handler must not kill the link
+                    log.exception("cloud.handler_error topic=%s", topic)
+
+    # -- API ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect in the background (paho reconnects with backoff)."""
+        self.loop = self.loop or asyncio.get_running_loop()
+        kw: dict[str, Any] = {}
+        if self.cfg.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = int(self.cfg.session_expiry_s)
+            kw = {"clean_start": False, "properties": props}
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive, **kw)
+        self.client.loop_start()
+
+    async def wait_connected(self, timeout: float | None = None) -> bool:
+        try:
+            await asyncio.wait_for(self.connected.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False, qos: int = 1) -> asyncio.Future:
+        """Publish; the future resolves (monotonic ack time) on PUBACK or fails with CloudError."""
+        assert self.loop is not None, "start() first"
+        fut = self.loop.create_future()
+        if not self.connected.is_set():
+            fut.set_exception(CloudError("not connected"))
+            return fut
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        self.counters["published"] += 1
+        if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_QUEUE_SIZE:
+            if info.rc == mqtt.MQTT_ERR_NO_CONN:
+                # paho keeps it queued for the session; we fail it so the outbox owns the retry
+                pass
+            fut.set_exception(CloudError(f"publish rc={info.rc}"))
+            return fut
+        if qos == 0:
+            fut.set_result(time.monotonic())
+        else:
+            # The PUBACK callback is scheduled on this loop, so it cannot run before this line.
+            self._futs[info.mid] = fut
+        return fut
+
+    def subscribe(self, topic: str, handler: Callable[[str, bytes], None]) -> None:
+        """Subscribe (QoS 1, renewed on reconnect); handler(topic, payload) runs on the loop."""
+        self._subs[topic] = handler
+        if self.connected.is_set():
+            self.client.subscribe(topic, qos=1)
+
+    async def stop(self) -> None:
+        """Disconnect cleanly and stop paho's thread."""
+        self._stopping = True
+        self.client.disconnect()
+        await asyncio.get_running_loop().run_in_executor(None, self.client.loop_stop)
+        self.connected.clear()
+        for f in self._futs.values():
+            if not f.done():
+                f.set_exception(CloudError("stopped"))
+        self._futs.clear()
+
+    def stats(self) -> dict[str, Any]:
+        return {"connected": self.connected.is_set(), "inflight": len(self._futs), **self.counters}
+
+
+# -- envelope --------------------------------------------------------------------------------
+def _cbor_head(major: int, n: int) -> bytes:
+    mt = major << 5
+    if n < 24:
+        return bytes([mt | n])
+    if n < 256:
+        return bytes([mt | 24, n])
+    if n < 65536:
+        return bytes([mt | 25]) + n.to_bytes(2, "big")
+    if n < 2**32:
+        return bytes([mt | 26]) + n.to_bytes(4, "big")
+    return bytes([mt | 27]) + n.to_bytes(8, "big")
+
+
+def envelope(gateway_id: str, row_id: int, lane: str, created: float, body: bytes) -> bytes:
+    """CBOR map of one row; the producer's CBOR body is spliced in without re-encoding."""
+    head = cbor2.dumps({"k": f"{gateway_id}:{row_id}", "gw": gateway_id, "id": row_id, "lane": lane,
+                        "ts": round(created, 3)})
+    # head is a 5-entry map (0xA5): rewrite its header to 6 entries and append "body": <item>.
+    return b"\xa6" + head[1:] + cbor2.dumps("body") + body
+
+
+def bundle(gateway_id: str, lane: str, envelopes: list[bytes], first: int, last: int, level: int = 6) -> bytes:
+    """One compressed message holding many row envelopes of one lane."""
+    arr = _cbor_head(4, len(envelopes)) + b"".join(envelopes)
+    return cbor2.dumps({"k": f"{gateway_id}:b{first}-{last}", "gw": gateway_id, "lane": lane,
+                        "n": len(envelopes), "z": zlib.compress(arr, level)})
+
+
+def decode_cloud_message(payload: bytes) -> list[dict[str, Any]]:
+    """Cloud side: the row envelopes in a message (one, or all of a bundle). ValueError if malformed."""
+    try:
+        m = cbor2.loads(payload)
+        if not isinstance(m, dict) or "k" not in m:
+            raise ValueError("not an envelope")
+        if "z" in m:
+            items = cbor2.loads(zlib.decompress(m["z"]))
+            if not isinstance(items, list) or len(items) != m.get("n"):
+                raise ValueError("bundle count mismatch")
+            return items
+        return [m]
+    except ValueError:
+        raise
+    except Exception as e:  # cbor2/zlib raise several types
+        raise ValueError(f"cloud message: {e}") from e

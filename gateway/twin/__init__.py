@@ -1,0 +1,1 @@
+"""Device twins: desired/reported node config, validated pushes."""

@@ -1,0 +1,56 @@
+"""The package's layers point one way: the gateway never imports tools or the test harness; nothing installs a
+generic top-level name; every gateway module stays small."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+MAX_GATEWAY_MODULE_LINES = 350
+# modules still over the limit while they are being split: each may only shrink, and the list only get shorter
+STILL_OVER = {"gateway/app.py": 352, "gateway/cluster/service.py": 353, "gateway/config.py": 353,
+              "gateway/placement/score.py": 351, "gateway/relay/outbox.py": 358, "gateway/store/core.py": 351,
+              "gateway/twin/core.py": 442}
+
+
+def _imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    out: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.append(node.module)
+    return out
+
+
+def test_gateway_never_imports_tools_or_the_harness():
+    bad = [(str(p.relative_to(REPO)), m) for p in sorted((REPO / "gateway").rglob("*.py")) for m in _imports(p)
+           if m.split(".")[0] in ("tools", "harness", "tests") or m.startswith(("fogline.tools", "fogline.tests"))]
+    assert bad == []
+
+
+def test_cpython_code_imports_fogline_names_only():
+    """No installed module imports `gateway`, `tools` or `shared` as a top-level package (they exist only in a checkout)."""
+    mp_only = {REPO / "tools" / n for n in ("demo_node.py", "hwcheck_board.py", "vboard_boot.py")}
+    files = [p for top in ("gateway", "tools") for p in (REPO / top).rglob("*.py")
+             if "bench" not in p.parts and "sim" not in p.parts and "sim_cpy" not in p.parts and p not in mp_only]
+    bad = [(str(p.relative_to(REPO)), m) for p in sorted(files) for m in _imports(p)
+           if m.split(".")[0] in ("gateway", "tools", "shared", "harness")]
+    assert bad == []
+
+
+def test_shared_imports_its_siblings_relatively():
+    """shared/ runs as `shared` on a board and as `fogline.shared` on CPython: sibling imports must be relative."""
+    bad = [(p.name, m) for p in sorted((REPO / "shared").glob("*.py")) for m in _imports(p)
+           if m.split(".")[0] in ("shared", "fogline")]
+    assert bad == []
+
+
+def test_no_gateway_module_is_over_the_size_limit():
+    big = {str(p.relative_to(REPO)): n for p in sorted((REPO / "gateway").rglob("*.py"))
+           if (n := len(p.read_text().splitlines())) > MAX_GATEWAY_MODULE_LINES}
+    grown = {k: n for k, n in big.items() if n > STILL_OVER.get(k, MAX_GATEWAY_MODULE_LINES)}
+    assert grown == {}
+    assert sorted(STILL_OVER) == sorted(big), "a split module must leave STILL_OVER"

@@ -1,0 +1,1 @@
+"""Test and bench harness: brokers, PostgreSQL, clouds, sites of virtual nodes, network emulation, hostile clients."""
