@@ -44,9 +44,24 @@ def _sleep_ms(ms):
     return asyncio.sleep(ms / 1000)
 
 
-def _wait_for_ms(aw, ms):
+async def _wait_for_ms(aw, ms):
+    """aw's result, asyncio.TimeoutError after ms; a cancel of the caller is never lost (MicroPython's semantics)."""
+    # Not asyncio.wait_for: before CPython 3.12 it returns aw's result when the caller is cancelled
+    # in the moment aw completes (CPython gh-86296), so a task cancelled just after its Event was
+    # set (the uplink right after an ack) went on running. asyncio.wait never swallows a cancel.
     import asyncio
-    return asyncio.wait_for(aw, ms / 1000)
+    t = asyncio.ensure_future(aw)
+    try:
+        await asyncio.wait((t,), timeout=ms / 1000)
+    except BaseException:
+        t.cancel()
+        raise
+    if not t.done():
+        t.cancel()
+        await asyncio.wait((t,))  # aw cleans up; a cancel of the caller meanwhile propagates
+        if t.cancelled():
+            raise asyncio.TimeoutError
+    return t.result()
 
 
 class _HashlibCompat:

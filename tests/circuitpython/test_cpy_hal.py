@@ -116,6 +116,57 @@ def test_ticks_shim(cpy):
     assert callable(time.monotonic_ns) and callable(time.time)
 
 
+def test_wait_for_ms_shim_never_loses_a_cancel(cpy):
+    """asyncio.wait_for_ms on the host: a task cancelled in the moment the Event it waits on is set ends
+    cancelled (CPython < 3.12's wait_for returned the result instead, and the uplink ran on after its
+    cancel); results, exceptions and timeouts as MicroPython's wait_for_ms gives them."""
+    import asyncio
+
+    async def main():
+        ev = asyncio.Event()
+        passes = []
+
+        async def idle():  # the uplink's idle wait
+            while len(passes) < 3:
+                try:
+                    await asyncio.wait_for_ms(ev.wait(), 100)
+                except asyncio.TimeoutError:
+                    pass
+                passes.append(1)
+
+        ended = []
+        for settle in range(4):  # the cancel lands at each step of the waiter's wake-up
+            passes.clear()
+            ev.clear()
+            t = asyncio.create_task(idle())
+            for _ in range(settle):
+                await asyncio.sleep(0)
+            ev.set()
+            t.cancel()
+            await asyncio.gather(t, return_exceptions=True)
+            ended.append((t.cancelled(), len(passes)))
+        assert ended == [(True, 0)] * 4
+
+        assert await asyncio.wait_for_ms(asyncio.sleep(0, "r"), 30000) == "r"
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for_ms(asyncio.sleep(3600), 10)
+
+        async def boom():
+            raise ValueError("bad")
+
+        with pytest.raises(ValueError):
+            await asyncio.wait_for_ms(boom(), 30000)
+        inner = asyncio.create_task(asyncio.sleep(3600))
+        outer = asyncio.create_task(asyncio.wait_for_ms(inner, 30000))
+        await asyncio.sleep(0)
+        outer.cancel()
+        await asyncio.gather(outer, return_exceptions=True)
+        await asyncio.gather(inner, return_exceptions=True)
+        assert outer.cancelled() and inner.cancelled()  # a cancelled wait takes what it waited on along
+
+    asyncio.run(main())
+
+
 def test_cryptolib_shim_fips197_vector_in_place(cpy):
     """cryptolib.aes(key, 1) on aesio: FIPS-197 C.1 vector, in-place like bthome's CCM calls it."""
     import cryptolib
