@@ -169,7 +169,7 @@ def test_sntp_over_socketpool_udp(cpy, monkeypatch):
     network.WLAN().connect("lab", "pw")
     srv = host_socket.socket(host_socket.AF_INET, host_socket.SOCK_DGRAM)
     srv.bind(("127.0.0.1", 0))
-    srv.settimeout(5)
+    srv.settimeout(60)  # generous deadlines: a loaded host is slow, not wrong; the answer ends the wait
     port = srv.getsockname()[1]
     epoch = 1_800_000_000
 
@@ -191,8 +191,8 @@ def test_sntp_over_socketpool_udp(cpy, monkeypatch):
     monkeypatch.setitem(sys.modules, "socket", sockets)  # what compat.install() registers on CircuitPython
     from firmware.timesync import TimeSync
     from tests.circuitpython.test_cpy_node import ManualClock
-    ts = TimeSync(ManualClock(), "127.0.0.1", port=port, timeout_ms=2000)
+    ts = TimeSync(ManualClock(), "127.0.0.1", port=port, timeout_ms=30000)
     got = asyncio.run(ts.query())
-    th.join(2)
+    th.join(30)
     srv.close()
     assert got == (epoch, 500), (got, ts.last_error)
