@@ -1,3 +1,8 @@
 """Fogline gateway: ingest, durable store, aggregation, inference and cloud relay."""
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("fogline")  # pyproject.toml's, the one version of gateway, tools and firmware
+except PackageNotFoundError:  # imported from a tree that was never installed
+    __version__ = "0+unknown"

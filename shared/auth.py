@@ -90,12 +90,6 @@ def hmac_sha256(key, msg):
     return _hmac_parts(key, (msg,))
 
 
-def _bstr_head(n):
-    out = bytearray()
-    cbor._head(out, 2, n)
-    return bytes(out)
-
-
 def _check_key(key):
     if not isinstance(key, (bytes, bytearray)) or not len(key):
         raise ValueError("auth: key must be non-empty bytes")

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-log = logging.getLogger("fogline.deploy")
+log = logging.getLogger(__name__)
 
 # mpy-cross -march per board family; sys.implementation._mpy >> 10 names the arch on the device.
 MPY_ARCHS = {0: None, 1: "x86", 2: "x64", 3: "armv6", 4: "armv6m", 5: "armv7m", 6: "armv7em",
@@ -153,7 +153,7 @@ def check_real_board_config(cfg: dict | None, real_board: bool, allow: bool, not
 
 
 def _run(cmd: list[str], timeout: float, what: str) -> str:
-    log.debug("run %s", " ".join(cmd))
+    log.debug("event=deploy_run cmd=%r", " ".join(cmd))
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:
@@ -332,8 +332,10 @@ def _board_arch(board: str) -> str | None:
         return None
 
 
-def package_json(repo: Path = REPO, version: str = "0.1.0") -> dict:
+def package_json(repo: Path = REPO, version: str | None = None) -> dict:
     """mip package description (relative URLs from firmware/): `mpremote mip install --target / ...`."""
+    if version is None:
+        from fogline.gateway import __version__ as version
     urls = [["main.py", "main.py"]]
     for rel in source_files(repo):
         url = str(rel.relative_to("firmware")) if rel.parts[0] == "firmware" else "../" + str(rel)

@@ -26,7 +26,7 @@ from pathlib import Path
 from fogline.tools import hostemu
 from fogline.tools.boardinfo import FS_DEFAULTS, MCU_ARCH, board_info  # noqa: F401 (re-exported)
 
-log = logging.getLogger("fogline.vboard")
+log = logging.getLogger(__name__)
 
 REPO = hostemu.REPO
 BOOT = Path(__file__).resolve().parent / "vboard_boot.py"

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 from fogline.gateway.cloudsvc.config import HttpConfig
 from fogline.gateway.cloudsvc.db_sql import pg
 from fogline.gateway.cloudsvc.rows import LANE_NAME
-from fogline.gateway.ops.metrics import Metrics
+from fogline.gateway.ops.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class QueryApi:
                 status, ctype, body = (200 if ok else 503), "application/json", json.dumps(
                     {"ok": ok, "db": self.backend.dialect}).encode()
             elif endpoint == "/metrics":
-                status, ctype, body = 200, "text/plain; version=0.0.4", self.metrics.render_prometheus().encode()
+                status, ctype, body = 200, CONTENT_TYPE, self.metrics.render_prometheus().encode()
             elif endpoint.startswith("/v1/") and endpoint[4:] in _SQL:
                 params = {k: v[-1] for k, v in parse_qs(url.query).items()}
                 site = self._authorize(req.headers.get("Authorization", ""), params.get("site"))

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -14,10 +15,21 @@ import time
 from fogline.gateway import config as config_mod
 
 
+# one log-event scheme: logger = module (__name__), message = "event=<name> key=value ..." (values quoted
+# with ' or " when they hold spaces); --log-json lifts those pairs into fields of the JSON object
+_FIELD = re.compile(r"""(\w+)=('[^']*'|"[^"]*"|\S+)""")
+
+
+def log_fields(msg: str) -> dict[str, str]:
+    """The key=value pairs of a log message (quotes stripped), e.g. {"event": "mqtt_connected", ...}."""
+    return {k: v[1:-1] if len(v) > 1 and v[0] == v[-1] and v[0] in "'\"" else v for k, v in _FIELD.findall(msg)}
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        d = {"ts": round(record.created, 3), "level": record.levelname, "logger": record.name,
-             "msg": record.getMessage()}
+        msg = record.getMessage()
+        d = {**log_fields(msg), "ts": round(record.created, 3), "level": record.levelname, "logger": record.name,
+             "msg": msg}
         if record.exc_info:
             d["exc"] = self.formatException(record.exc_info)
         return json.dumps(d)
@@ -61,7 +73,7 @@ async def serve(cfg: config_mod.Config, ready: "asyncio.Event | None" = None) ->
     """Run a Gateway until a stop signal; returns the exit code."""
     from fogline.gateway.app import Gateway
 
-    log = logging.getLogger("gateway.serve")
+    log = logging.getLogger(__name__)
     gw = Gateway(cfg)
     _attach_optional(gw, cfg)
     stop = asyncio.Event()
@@ -114,7 +126,7 @@ def warn_if_secrets_readable(path: str | None, cfg: config_mod.Config) -> bool:
     except OSError:
         return False
     if mode & 0o077:
-        logging.getLogger("gateway.serve").warning(
+        logging.getLogger(__name__).warning(
             "event=config_secrets_readable path=%s mode=%o hint='holds a password: chmod 600 %s'",
             path, mode & 0o777, path)
         return True

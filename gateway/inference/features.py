@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -105,11 +105,6 @@ def window_stats(window: Any) -> tuple[float, ...]:
     """(count, min, max, mean, last, stddev) of a fogline.gateway.aggregate.core.Window (or any such object)."""
     w = window
     return (float(w.count), float(w.min), float(w.max), float(w.mean), float(w.last), float(w.stddev))
-
-
-def stats_of_set(windows: Iterable[Any]) -> dict[str, tuple[float, ...]]:
-    """metric -> stats for one node's window set."""
-    return {str(w.metric): window_stats(w) for w in windows}
 
 
 def normalise(x: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:

@@ -192,14 +192,6 @@ class ModelRegistry:
             raise
         return final
 
-    def install_dir(self, src: str | Path) -> Path:
-        """Install a model directory (manifest + file), e.g. a path from config."""
-        man = read_manifest(Path(src))
-        f = Path(src) / man["file"]
-        if not f.is_file():
-            raise ModelError(f"{src}: model file {man['file']} named by the manifest is missing")
-        return self.install(man, f.read_bytes())
-
     def activate(self, model_dir: Path) -> None:
         """Point CURRENT at model_dir (atomic rename)."""
         tmp = self.root / ".CURRENT.tmp"

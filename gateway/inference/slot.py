@@ -14,7 +14,7 @@ from typing import Any
 from fogline.gateway.inference import signing as model_sign
 from fogline.gateway.inference.registry import BUNDLED_DIR, LoadedModel, ModelError, check_manifest, fetch, load_model
 
-log = logging.getLogger("fogline.gateway.inference.core")
+log = logging.getLogger(__name__)
 
 
 class ModelSlot:

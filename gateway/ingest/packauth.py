@@ -40,7 +40,7 @@ class PackVerifier:
 
     def _refuse(self, outcome: str, node: str, detail: str) -> Rejected:
         self.counters[outcome] += 1
-        log.warning("auth.refused node=%s outcome=%s detail=%s", node, outcome, detail)
+        log.warning("event=auth_refused node=%s outcome=%s detail=%s", node, outcome, detail)
         return Rejected("auth", f"{outcome}: {detail}")
 
     def check(self, node: str, lane: str, payload: bytes) -> int:

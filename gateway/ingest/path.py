@@ -19,7 +19,7 @@ from fogline.gateway.store.core import LANE_NAME, DeadLetter
 from fogline.gateway.ingest.validate import Message, Reading, Rejected, decode_state, decode_uplink, parse_topic
 from fogline.shared import auth, topics
 
-log = logging.getLogger("fogline.gateway.app")
+log = logging.getLogger(__name__)
 
 
 class IngestPath:

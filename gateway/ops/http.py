@@ -1,4 +1,4 @@
-"""Prometheus endpoint: GET /metrics serves fogline.gateway.ops.metrics.Metrics in text format 0.0.4 (asyncio, no deps).
+"""Prometheus endpoint: GET /metrics serves fogline.gateway.ops.metrics.Metrics in text format 0.0.4 (asyncio).
 
 Also GET /healthz (200 "ok" while the gateway runs) and GET /status.json (the JSON snapshot).
 A gateway component: `await MetricsHTTP(metrics, host, port).start(gw)` / `await .stop()`.
@@ -11,7 +11,7 @@ import json
 import logging
 from typing import Any
 
-from fogline.gateway.ops.metrics import Metrics
+from fogline.gateway.ops.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
 MAX_REQUEST = 8192
@@ -67,7 +67,7 @@ class MetricsHTTP:
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"method not allowed\n"
         if path == "/metrics":
-            return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics.render_prometheus().encode()
+            return 200, CONTENT_TYPE, self.metrics.render_prometheus().encode()
         if path == "/healthz":
             return 200, "text/plain", b"ok\n"
         if path == "/status.json":

@@ -1,13 +1,29 @@
-"""Process-wide counters and gauges with labels; JSON snapshot for `fogline status`, Prometheus text."""
+"""Counters and gauges with labels; JSON snapshot for `fogline status`, Prometheus exposition via prometheus_client.
+
+Increments stay plain dict updates under one lock (they sit on the ingest hot path); prometheus_client renders
+them at scrape time through a collector on the instance's own CollectorRegistry (several gateways share a test
+process, so nothing goes to the global default registry), together with its process_* metrics.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from fogline.gateway.ops.metric_help import help_for
+
+log = logging.getLogger(__name__)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 LabelKey = tuple[tuple[str, str], ...]
 
@@ -22,12 +38,16 @@ def _key(labels: dict[str, Any]) -> LabelKey:
 class Metrics:
     """Counters (monotonic) and gauges (set), keyed by name and labels; thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "fogline_") -> None:
         self._lock = threading.Lock()
         self.counters: dict[str, dict[LabelKey, float]] = {}
         self.gauges: dict[str, dict[LabelKey, float]] = {}
         self.help: dict[str, str] = {}
         self.started = time.time()
+        self.prefix = prefix
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Exporter(self))
+        ProcessCollector(registry=self.registry)
 
     def inc(self, name: str, n: float = 1, **labels: Any) -> None:
         """Add n to counter name{labels}."""
@@ -43,6 +63,7 @@ class Metrics:
             self.gauges.setdefault(name, {})[k] = value
 
     def describe(self, name: str, text: str) -> None:
+        """Set the HELP text of name (else metric_help's entry is used)."""
         self.help[name] = text
 
     def get(self, name: str, **labels: Any) -> float:
@@ -74,24 +95,39 @@ class Metrics:
         tmp.write_text(json.dumps(self.snapshot(), indent=1, sort_keys=True))
         os.replace(tmp, path)
 
-    def render_prometheus(self, prefix: str = "fogline_") -> str:
-        """Prometheus text exposition format 0.0.4."""
-        out: list[str] = []
+    def render_prometheus(self) -> str:
+        """Prometheus text exposition format 0.0.4: counters as <prefix><name>_total, gauges, process_*."""
+        return generate_latest(self.registry).decode()
+
+    def families(self) -> Iterator[Metric]:
+        """The counters and gauges as prometheus_client metric families (what a scrape renders)."""
         with self._lock:
-            for kind, table in (("counter", self.counters), ("gauge", self.gauges)):
-                for name, d in sorted(table.items()):
-                    full = prefix + name
-                    if name in self.help:
-                        out.append(f"# HELP {full} {self.help[name]}")
-                    out.append(f"# TYPE {full} {kind}")
-                    for k, v in sorted(d.items()):
-                        lab = ",".join(f'{a}="{_esc(b)}"' for a, b in k)
-                        out.append(f"{full}{{{lab}}} {v}" if lab else f"{full} {v}")
-        return "\n".join(out) + "\n"
+            tables = [(kind, {n: dict(d) for n, d in t.items()})
+                      for kind, t in (("counter", self.counters), ("gauge", self.gauges))]
+            help_ = dict(self.help)
+        for kind, table in tables:
+            for name, d in sorted(table.items()):
+                full = self.prefix + name
+                fam = Metric(full, help_.get(name) or help_for(name), kind)
+                sample = full + "_total" if kind == "counter" else full
+                for k, v in sorted(d.items()):
+                    try:
+                        value = float(v)
+                    except (TypeError, ValueError):
+                        log.warning("event=metric_not_numeric name=%s value=%r", name, v)
+                        continue
+                    fam.add_sample(sample, dict(k), value)
+                yield fam
 
 
-def _esc(s: str) -> str:
-    return s.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+class _Exporter(Collector):
+    """Collector that hands a Metrics' tables to prometheus_client at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        return self.metrics.families()
 
 
 def read_snapshot(path: Path) -> dict[str, Any] | None:

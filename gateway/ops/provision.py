@@ -239,7 +239,7 @@ def provision(out_dir: Path | str, site: str, nodes: list[str], *, gateway_user:
                                                 gateway_user=gw["user"]))
         for name in ("ca.crt", "broker.crt", "broker.key"):  # the broker's copies, installed with passwd/acl
             _write_bytes(fdir / name, (out / "certs" / name).read_bytes())
-    log.info("provision site=%s nodes=%d created=%d rotated=%d out=%s", site, len(res.nodes),
+    log.info("event=provision_done site=%s nodes=%d created=%d rotated=%d out=%s", site, len(res.nodes),
              len(res.created), len(res.rotated), out)
     return res
 

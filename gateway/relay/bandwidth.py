@@ -204,7 +204,7 @@ class BandwidthPolicy:
         if MODE_CODE[target] < MODE_CODE[self.mode] and not self.meter.saturated(now, bound, self.cfg.evidence_s):
             target = self.mode  # slow-looking but small samples: not evidence of a slow link
         if target != self.mode:
-            log.info("bandwidth.mode from=%s to=%s kbps=%.1f", self.mode, target, kbps)
+            log.info("event=bandwidth_mode from=%s to=%s kbps=%.1f", self.mode, target, kbps)
             self.mode = target
             self._changed_at = now
             self.switches += 1

@@ -68,7 +68,7 @@ class Breaker:
         if self.state == OPEN and now >= self._retry_at:
             self.state = HALF_OPEN
             self._probe_out = False
-            log.info("breaker.half_open")
+            log.info("event=breaker_half_open")
         if self.state == HALF_OPEN and not self._probe_out:
             self._probe_out = True
             self.counters["probes"] += 1
@@ -96,7 +96,7 @@ class Breaker:
             self._probe_out = False
             self._outcomes.clear()
             self.counters["closed"] += 1
-            log.info("breaker.closed after=%.3fs", now - self._opened_at)
+            log.info("event=breaker_closed after=%.3fs", now - self._opened_at)
 
     def failure(self, now: float, reason: str = "error") -> None:
         """Record a failed call (error, timeout, disconnect, refused PUBACK, or slow)."""
@@ -130,7 +130,7 @@ class Breaker:
         self.state = OPEN
         self._probe_out = False
         self._retry_at = now + delay
-        log.warning("breaker.open reason=%s retry_in=%.2fs", reason, delay)
+        log.warning("event=breaker_open reason=%s retry_in=%.2fs", reason, delay)
 
     def stats(self) -> dict[str, Any]:
         """State (name and numeric gauge), counters, error rate over the window."""

@@ -175,13 +175,14 @@ class CloudLink:
     def _connected(self, ok: bool, reason: str) -> None:
         if not ok:
             self.counters["connect_failures"] += 1
-            log.warning("cloud.connect_failed host=%s port=%s reason=%s", self.cfg.host, self.cfg.port, reason)
+            log.warning("event=cloud_link_connect_failed host=%s port=%s reason=%s",
+                        self.cfg.host, self.cfg.port, reason)
             if self._on_disconnect_cb:
                 self._on_disconnect_cb(reason)
             return
         self.counters["connects"] += 1
         self.connected.set()
-        log.info("cloud.connected host=%s port=%s", self.cfg.host, self.cfg.port)
+        log.info("event=cloud_link_connected host=%s port=%s", self.cfg.host, self.cfg.port)
         for topic in self._subs:
             self.client.subscribe(topic, qos=1)
         if self._on_connect_cb:
@@ -191,10 +192,10 @@ class CloudLink:
         was = self.connected.is_set()
         self.connected.clear()
         if self._stopping:
-            log.info("cloud.stopped reason=%s", reason)
+            log.info("event=cloud_link_stopped reason=%s", reason)
         elif was:
             self.counters["disconnects"] += 1
-            log.warning("cloud.disconnected reason=%s inflight=%d", reason, len(self._futs))
+            log.warning("event=cloud_link_disconnected reason=%s inflight=%d", reason, len(self._futs))
         # Fail the futures: the outbox rows go again with the same key (paho's copies are dropped).
         futs, self._futs = self._futs, {}
         for f in futs.values():
@@ -221,7 +222,7 @@ class CloudLink:
                 try:
                     handler(topic, payload)
                 except Exception:  # a bad handler must not kill the link
-                    log.exception("cloud.handler_error topic=%s", topic)
+                    log.exception("event=cloud_link_handler_error topic=%s", topic)
 
     # -- API ---------------------------------------------------------------------------------
     async def start(self) -> None:

@@ -85,12 +85,12 @@ class RelayComponent:
                 try:
                     self.report_health()
                 except Exception:
-                    log.exception("relay.health_report_failed")
+                    log.exception("event=relay_health_report_failed")
             await asyncio.sleep(self.metrics_every_s)
             try:
                 self._export_once()
             except Exception:
-                log.exception("relay.metrics_export_failed")
+                log.exception("event=relay_metrics_export_failed")
 
     def report_health(self) -> int | None:
         """This gateway's health snapshot -> summary lane (the cloud side's view of its gateways)."""

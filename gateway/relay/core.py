@@ -93,7 +93,7 @@ class Relay:
                              ("correction" if plain.get(wire.CORR) else "summary"))
             except Exception as e:  # unencodable producer object: refuse it loudly, keep going
                 self.counters["submit_errors"] += 1
-                log.error("relay.submit_error lane=%s error=%s", lane, e)
+                log.error("event=relay_submit_error lane=%s error=%s", lane, e)
                 enc.append((lane, None, crit))  # type: ignore[arg-type]
                 kinds.append(None)
         ids = self.outbox.put_many(enc)
@@ -111,7 +111,7 @@ class Relay:
             try:
                 self._pump()
             except Exception:
-                log.exception("relay.pump_error")
+                log.exception("event=relay_pump_error")
         return ids
 
     def submit_alert(self, node: str, seq: int, records: list[Any], critical: bool = True) -> int | None:
@@ -122,12 +122,6 @@ class Relay:
     def submit_window(self, window: Any) -> int | None:
         """An aggregation Window (its wire body: key + revision, shared/summary.py) or a dict -> summary lane."""
         return self.submit("summary", window.as_dict() if hasattr(window, "as_dict") else window)
-
-    def submit_decision(self, lane: str, decision: Any) -> int | None:
-        """An inference decision: lane "summary", "anomaly" or "raw"."""
-        if lane not in ("summary", "anomaly", "raw"):
-            raise ValueError(f"relay: decision lane must be summary, anomaly or raw, not {lane!r}")
-        return self.submit(lane, decision)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -164,7 +158,7 @@ class Relay:
             try:
                 delay = self._pump()
             except Exception:
-                log.exception("relay.pump_error")
+                log.exception("event=relay_pump_error")
                 delay = 1.0
             if self._stopping:
                 break
@@ -269,7 +263,7 @@ class Relay:
             if isinstance(e, asyncio.TimeoutError):
                 self.counters["timeouts"] += 1
             self.breaker.failure(now, reason=type(e).__name__)
-            log.info("relay.send_failed lane=%s rows=%d error=%s", lane, len(rows), e)
+            log.info("event=relay_send_failed lane=%s rows=%d error=%s", lane, len(rows), e)
             self._wake.set()
             return
         except asyncio.CancelledError:

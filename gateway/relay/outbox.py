@@ -156,7 +156,7 @@ class Outbox:
             c, _, ln = name.partition(".")
             if c in self.counters and ln in LANES:
                 self.counters[c][ln] = value
-        log.info("outbox.open path=%s rows=%s", self.path, sum(self._rows.values()))
+        log.info("event=outbox_open path=%s rows=%s", self.path, sum(self._rows.values()))
 
     def key(self, row_id: int) -> str:
         """Idempotency key of a row: gateway id + outbox id."""
@@ -198,7 +198,7 @@ class Outbox:
         if lane not in LANES or not isinstance(body, (bytes, bytearray)):
             ln = lane if lane in LANES else "raw"
             bumps[("rejected_invalid", ln)] = bumps.get(("rejected_invalid", ln), 0) + 1
-            log.warning("outbox.invalid lane=%r type=%s", lane, type(body).__name__)
+            log.warning("event=outbox_invalid lane=%r type=%s", lane, type(body).__name__)
             return None
         pol = self.policy[lane]
         size = len(body)
@@ -317,7 +317,7 @@ class Outbox:
                 self._bytes[ln] -= size
                 bumps[("expired", ln)] = bumps.get(("expired", ln), 0) + 1
         if rows:
-            log.warning("outbox.expired rows=%d", len(rows))
+            log.warning("event=outbox_expired rows=%d", len(rows))
         return len(rows)
 
     # -- reporting ---------------------------------------------------------------------------
@@ -339,7 +339,7 @@ class Outbox:
         key = (event, lane)
         last, n = self._warned.get(key, (0.0, 0))
         if now - last >= 10.0:
-            log.warning("outbox.%s lane=%s %s suppressed_since_last=%d", event, lane, detail, n)
+            log.warning("event=outbox_%s lane=%s %s suppressed_since_last=%d", event, lane, detail, n)
             self._warned[key] = (now, 0)
         else:
             self._warned[key] = (last, n + 1)

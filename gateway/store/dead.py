@@ -33,9 +33,3 @@ class DeadLettersMixin:
     def dead_letter_totals(self) -> dict[str, int]:
         """Every dead letter ever recorded, per reason (persistent; not reduced by the cap or pruning)."""
         return dict(self.con.execute("SELECT reason, n FROM dead_letter_totals").fetchall())
-
-    def prune_dead_letters(self, keep: int) -> int:
-        """Keep only the newest `keep` dead letters."""
-        cur = self.con.execute("DELETE FROM dead_letters WHERE id <= (SELECT MAX(id) FROM dead_letters) - ?",
-                               (keep,))
-        return cur.rowcount

@@ -202,7 +202,7 @@ class Twin:
             self.file_error = f"cloud document: {e}"
             self.counters["load_errors"] += 1
             self._dirty = True
-            log.error("twin.cloud_document_error error=%s", e)
+            log.error("event=twin_cloud_document_error error=%s", e)
             return
         asyncio.ensure_future(self.apply_document(doc, source="cloud"))
 
@@ -249,7 +249,7 @@ class Twin:
         except (OSError, ValueError) as e:
             self.file_error = str(e)
             self.counters["load_errors"] += 1
-            log.error("twin.file_error file=%s error=%s", self.cfg.file, e)
+            log.error("event=twin_file_error file=%s error=%s", self.cfg.file, e)
             return
         await self.apply_document(doc, source=self.cfg.file)
 
@@ -260,7 +260,7 @@ class Twin:
         except ValueError as e:
             self.file_error = str(e)
             self.counters["load_errors"] += 1
-            log.error("twin.document_error source=%s error=%s", source, e)
+            log.error("event=twin_document_error source=%s error=%s", source, e)
             return
         self.file_error = None
         self._dirty = True
@@ -330,7 +330,7 @@ class Twin:
         nt.invalid = reason
         if reason:
             self.counters["invalid"] += 1
-            log.warning("twin.invalid node=%s reason=%s", nt.node, reason)
+            log.warning("event=twin_invalid node=%s reason=%s", nt.node, reason)
             return
         if not force and prev and prev["digest"] == nt.digest and nt.published_version == nt.desired_version:
             return  # already pushed this exact config in this run
@@ -343,7 +343,7 @@ class Twin:
         if len(payload) > self.cfg.max_push_bytes:
             nt.invalid = f"oversized: {len(payload)} bytes > twin.max_push_bytes {self.cfg.max_push_bytes}"
             self.counters["invalid"] += 1
-            log.warning("twin.invalid node=%s reason=%s", nt.node, nt.invalid)
+            log.warning("event=twin_invalid node=%s reason=%s", nt.node, nt.invalid)
             return
         if self.publish is None:
             return
@@ -351,14 +351,14 @@ class Twin:
             await self.publish(topics.node(self.site, nt.node, "config"), payload, 1, True)
         except Exception as e:
             self.counters["publish_errors"] += 1
-            log.error("twin.publish_failed node=%s error=%s", nt.node, e)
+            log.error("event=twin_publish_failed node=%s error=%s", nt.node, e)
             return
         nt.published_version = nt.desired_version
         self._published[nt.node] = {"version": nt.desired_version, "digest": nt.digest}
         if nt.content and self.overlays.get(nt.node):
             self._published[nt.node]["content"] = nt.content
         self.counters["published"] += 1
-        log.info("twin.published node=%s version=%s bytes=%d", nt.node, nt.desired_version, len(payload))
+        log.info("event=twin_published node=%s version=%s bytes=%d", nt.node, nt.desired_version, len(payload))
 
     # -- reported side -----------------------------------------------------------------------
     def on_state(self, node: str, state: Any) -> None:
@@ -368,7 +368,7 @@ class Twin:
                 state = cbor.loads(bytes(state))
             except ValueError as e:
                 self.counters["bad_states"] += 1
-                log.warning("twin.bad_state node=%s error=%s", node, e)
+                log.warning("event=twin_bad_state node=%s error=%s", node, e)
                 return
         if not isinstance(state, dict):
             self.counters["bad_states"] += 1
@@ -388,7 +388,7 @@ class Twin:
         why = (rej if len(rej) <= 200 else rej[:197] + "...") if isinstance(rej, str) else brief(rej) if rej else None
         if why and why != nt.rejected:
             self.counters["rejections"] += 1
-            log.warning("twin.rejected node=%s version=%s desired=%s reason=%s", node, nt.reported_version,
+            log.warning("event=twin_rejected node=%s version=%s desired=%s reason=%s", node, nt.reported_version,
                         nt.desired_version, why)
         nt.rejected = why
 
@@ -421,7 +421,7 @@ class Twin:
                                        "nodes": self.report()}, indent=1))
             os.replace(tmp, self.report_path)
         except OSError as e:
-            log.error("twin.report_write_failed path=%s error=%s", self.report_path, e)
+            log.error("event=twin_report_write_failed path=%s error=%s", self.report_path, e)
 
     # -- persistence of what was published (versions must only go up) ---------------------
     def _load_state(self) -> None:
@@ -439,4 +439,4 @@ class Twin:
             tmp.write_text(json.dumps(self._published, sort_keys=True))
             os.replace(tmp, self.state_path)
         except OSError as e:
-            log.error("twin.state_save_failed path=%s error=%s", self.state_path, e)
+            log.error("event=twin_state_save_failed path=%s error=%s", self.state_path, e)

@@ -77,8 +77,8 @@ def test_api_serves_each_site_only_to_its_token(db, cloud_broker):
         assert _get(port, "/v1/readings?site=s1&since=soon", TOKENS["s1"])[0] == 400
         assert _get(port, "/healthz")[0] == 200
         code, text = _get(port, "/metrics")
-        assert code == 200 and 'fogline_cloud_rows{kind="readings"} 28' in text
-        assert 'fogline_cloud_http_requests{code="403"' in text
+        assert code == 200 and 'fogline_cloud_rows_total{kind="readings"} 28.0' in text
+        assert 'fogline_cloud_http_requests_total{code="403"' in text
     finally:
         pub.stop()
         svc.stop()

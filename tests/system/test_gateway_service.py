@@ -3,6 +3,7 @@ stops cleanly on SIGTERM without losing accepted readings; the example file matc
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -159,9 +160,16 @@ def test_service_metrics_and_clean_sigterm(mosquitto, tmp_path):
             text = r.read().decode()
         samples = {ln.split(" ")[0]: float(ln.split(" ")[-1]) for ln in text.splitlines()
                    if ln and not ln.startswith("#")}
-        assert samples.get('fogline_messages_in{link="mqtt"}', 0) >= 10, text[:2000]
-        assert samples.get("fogline_acks_sent", 0) >= 1
-        assert "# TYPE fogline_messages_in counter" in text
+        assert samples.get('fogline_messages_in_total{link="mqtt"}', 0) >= 10, text[:2000]
+        assert samples.get("fogline_acks_sent_total", 0) >= 1
+        assert "# TYPE fogline_messages_in_total counter" in text
+        assert "# HELP fogline_messages_in_total MQTT messages received, by link" in text
+        assert "# TYPE fogline_uptime_s gauge" in text and samples["fogline_uptime_s"] >= 0
+        assert samples.get("process_resident_memory_bytes", 0) > 0 and "process_cpu_seconds_total" in samples
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/status.json", timeout=5) as r:
+            status = json.loads(r.read())
+        mqtt_in = status["counters"]["messages_in"][0]  # the JSON snapshot keeps its own names: no _total
+        assert mqtt_in["labels"] == {"link": "mqtt"} and mqtt_in["value"] >= 10 and status["pid"] == proc.pid
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(f"http://127.0.0.1:{http_port}/nope", timeout=5)
         # more readings, accepted by the broker, then SIGTERM at once
@@ -169,6 +177,12 @@ def test_service_metrics_and_clean_sigterm(mosquitto, tmp_path):
             node.publish(1 + 10 * k, 10)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, (tmp_path / "gateway.log").read_text()[-2000:]
+        # --log-json: every line one JSON object; the message's key=value pairs are its fields
+        lines = [json.loads(ln) for ln in (tmp_path / "gateway.log").read_text().splitlines() if ln.startswith("{")]
+        stopped = [d for d in lines if d.get("event") == "gateway_stopped"]
+        assert stopped and stopped[0]["logger"] == "fogline.gateway.app", lines[-5:]
+        listening = [d for d in lines if d.get("event") == "metrics_http_listening"]
+        assert listening and listening[0]["port"] == str(http_port)
         db = tmp_path / "data" / "ingest.sqlite"
         stored = _stored(db, "n1")
         assert stored >= node.acked >= 100  # acks never run ahead of the disk

@@ -37,7 +37,7 @@ from harness.cloudfeed import Publisher, alert_message, raw_bundle  # noqa: E402
 from harness.pgkit import Postgres  # noqa: E402
 
 LIVE: list["Consumers"] = []  # stopped in main's finally whatever happens
-ROWS = re.compile(r'^fogline_cloud_rows\{kind="readings"\} (\S+)$', re.M)
+ROWS = re.compile(r'^fogline_cloud_rows_total\{kind="readings"\} (\S+)$', re.M)
 
 
 def messages(readings: int, nodes: int, per_env: int, envs: int) -> list[tuple[str, bytes]]:

@@ -97,7 +97,7 @@ class SiteMonitor:
         except (ValueError, TypeError, KeyError, IndexError, cbor2.CBORDecodeError) as e:
             with self.lock:
                 self.counters["bad"] += 1
-            log.debug("monitor.bad topic=%s error=%s", msg.topic, e)
+            log.debug("event=monitor_bad_message topic=%s error=%s", msg.topic, e)
 
     def _handle(self, node: str, kind: str, payload: bytes, topic_len: int) -> None:
         v = self.view(node)
