@@ -100,8 +100,36 @@ class Aggregator(LateWindows):
                  times: Sequence[float], wall: float) -> None:
         """Add one pack's readings of a node, as columns (same result as add() per reading, in order)."""
         add = self.add
+        if len(self._plan) != 1 + len(self.merged):  # a length built directly: every reading takes add()
+            for metric, unit, v, t in zip(metrics, units, values, times):
+                add(node, metric, unit, v, t, wall)
+            return
+        # A run of readings of one metric in the same open short window needs only that window's update
+        # (add() skips the merged lengths for them): the window is looked up once per run, not per reading.
+        # Its own readings cannot fire it (the watermark stays below them), only the next window's can.
+        base = self.base
+        floor = math.floor
+        st = self.nodes.get(node)
+        acc: _Acc | None = None
+        run_metric: str | None = None
+        run_start = 0.0
         for metric, unit, v, t in zip(metrics, units, values, times):
+            if acc is not None and metric == run_metric and floor(t / base) * base == run_start:
+                acc.add(float(v), t)
+                if t > st.newest_t:  # type: ignore[union-attr]
+                    st.newest_t = t  # type: ignore[union-attr]
+                    wm = t - self.watermark_s
+                    if wm >= st.min_end or wm >= st.min_evict:  # type: ignore[union-attr]
+                        self._advance(node, st, wm, wall)  # type: ignore[arg-type]
+                continue
             add(node, metric, unit, v, t, wall)
+            st = self.nodes[node]
+            start = floor(t / base) * base
+            wins = st.open.get((metric, base))
+            acc = wins.get(start) if wins else None
+            if acc is not None and acc.merged_into:
+                acc = None  # re-opened from the store: its longer windows take readings directly
+            run_metric, run_start = metric, start
 
     def _open_for(self, node: str, st: _NodeState, key: tuple[str, float], start: float, unit: str | None,
                   wm: float, due_ok: bool = False) -> _Acc | None:

@@ -26,6 +26,54 @@ from fogline.shared import topics
 log = logging.getLogger(__name__)
 
 Item = tuple[str, bytes, float]
+_RECV_CHUNK = 65536
+
+
+class BufferedClient(mqtt.Client):
+    """paho Client that reads the socket in 64 KiB chunks and skips needless wake-ups of its own select().
+
+    paho reads each packet with 3+ recv() calls (type byte, length bytes, body) and queues each PUBACK
+    with a wake-up byte on its socket pair even from its own thread; at tens of thousands of
+    messages a second those syscalls (each a GIL release and re-acquire) are most of paho's cost.
+    Here recv() serves packets from one chunk, loop_read() goes on while the chunk holds bytes (the
+    socket's select() cannot see them), and packets queued by paho's own thread write no wake-up
+    byte (its next select() waits for writability anyway, as want_write() is then true).
+    """
+
+    _rbuf = b""
+    _rpos = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        buf, pos = self._rbuf, self._rpos
+        if pos >= len(buf):
+            buf = super()._sock_recv(_RECV_CHUNK)  # BlockingIOError etc. as paho expects them
+            if not buf:
+                return buf  # closed by the broker
+            pos = 0
+        out = buf[pos:pos + bufsize]
+        self._rbuf, self._rpos = buf, pos + len(out)
+        return out
+
+    def _sock_close(self) -> None:
+        self._rbuf, self._rpos = b"", 0  # bytes of a closed connection never reach the next one
+        super()._sock_close()
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        while rc == mqtt.MQTT_ERR_SUCCESS and self._rpos < len(self._rbuf) and self._sock is not None:
+            rc = super().loop_read(max_packets)
+        return rc
+
+    def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,
+                      info: mqtt.MQTTMessageInfo | None = None) -> mqtt.MQTTErrorCode:
+        w = self._sockpairW
+        if w is None or self._thread is not threading.current_thread():
+            return super()._packet_queue(command, packet, mid, qos, info)
+        self._sockpairW = None  # another thread's publish meanwhile is written by our coming select() too
+        try:
+            return super()._packet_queue(command, packet, mid, qos, info)
+        finally:
+            self._sockpairW = w
 
 
 class MqttIngest:
@@ -47,7 +95,7 @@ class MqttIngest:
         self._stopping = False
         self.filters = [topics.node_filter(self.site, k) for k in self.KINDS]
         m = cfg.mqtt
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.mqtt_client_id(),
+        self.client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.mqtt_client_id(),
                                   clean_session=m.clean_session, protocol=mqtt.MQTTv311)
         if m.username:
             self.client.username_pw_set(m.username, m.password)

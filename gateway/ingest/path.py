@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from operator import attrgetter
 from typing import Any
 
 import cbor2
@@ -266,13 +267,13 @@ class IngestPath:
             agg = self.aggregator
             hot = self.hot
             alerts = []
-            for rd in new_all:
-                hot.add(rd)
-            for r in res.results:  # aggregated pack by pack
+            for r in res.results:  # hot tier and windows pack by pack, from the pack's columns
                 if r.new:
                     rs = r.new
-                    agg.add_many(rs[0].node, [x.metric for x in rs], [x.unit for x in rs], [x.value for x in rs],
-                                 [x.t for x in rs], wall)
+                    node = rs[0].node
+                    metrics, units, values, times = _columns(rs)
+                    hot.add_pack(node, metrics, times, values)
+                    agg.add_many(node, metrics, units, values, times, wall)
                     if rs[0].lane == "alert":
                         alerts.extend(rs)
             for cb in self._hooks["readings"]:
@@ -306,6 +307,14 @@ class IngestPath:
         except Exception:
             self.metrics.inc("ack_publish_errors")
             log.exception("event=ack_publish_failed node=%s", node)
+
+
+_METRIC, _UNIT, _VALUE, _T = (attrgetter(a) for a in ("metric", "unit", "value", "t"))
+
+
+def _columns(rs: list[Reading]) -> tuple[list[str], list[str | None], list[float], list[float]]:
+    """(metrics, units, values, times) of readings, each column built in C."""
+    return list(map(_METRIC, rs)), list(map(_UNIT, rs)), list(map(_VALUE, rs)), list(map(_T, rs))
 
 
 def _uplink_of(kind: str, msg: Message | None) -> dict[str, Any]:

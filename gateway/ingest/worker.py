@@ -95,8 +95,9 @@ def _child(mcfg: Any, client_id: str, filters: list[str], out: Any, inp: Any, qu
                 return
             time.sleep(0.0005)  # let a few more arrive: fewer, larger pipe writes
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=mcfg.clean_session,
-                    protocol=mqtt.MQTTv311)
+    from fogline.gateway.ingest.mqtt import BufferedClient
+    c = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=mcfg.clean_session,
+                       protocol=mqtt.MQTTv311)
     if mcfg.username:
         c.username_pw_set(mcfg.username, mcfg.password)
     if mcfg.tls:

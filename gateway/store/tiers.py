@@ -44,6 +44,22 @@ class _Ring:
         if self.n < len(self.t):
             self.n += 1
 
+    def extend(self, ts: list[float], vs: list[float]) -> None:
+        """Append points in order (as append() each): slice writes, one per wrap of the ring."""
+        size = len(self.t)
+        k = len(ts)
+        if k >= size:  # only the newest `size` points stay
+            ts, vs, k = ts[k - size:], vs[k - size:], size
+        i = self.i
+        first = min(k, size - i)
+        self.t[i:i + first] = array.array("d", ts[:first])
+        self.v[i:i + first] = array.array("d", vs[:first])
+        if first < k:
+            self.t[0:k - first] = array.array("d", ts[first:])
+            self.v[0:k - first] = array.array("d", vs[first:])
+        self.i = (i + k) % size
+        self.n = min(size, self.n + k)
+
     def points(self) -> list[tuple[float, float]]:
         size = len(self.t)
         start = (self.i - self.n) % size
@@ -63,6 +79,25 @@ class HotTier:
         if d is None:
             d = self.series[key] = _Ring(self.points)
         d.append(r.t, r.value)
+
+    def add_pack(self, node: str, metrics: list[str], times: list[float], values: list[float]) -> None:
+        """Add one pack's readings of a node (columns; same as add() each): one ring lookup per metric run."""
+        n = len(metrics)
+        i = 0
+        while i < n:
+            metric = metrics[i]
+            j = i + 1
+            while j < n and metrics[j] == metric:
+                j += 1
+            key = (node, metric)
+            d = self.series.get(key)
+            if d is None:
+                d = self.series[key] = _Ring(self.points)
+            if j - i == 1:
+                d.append(times[i], values[i])
+            else:
+                d.extend(times[i:j], values[i:j])
+            i = j
 
     def query(self, node: str, metric: str, since: float, until: float) -> list[tuple[float, float]]:
         d = self.series.get((node, metric))

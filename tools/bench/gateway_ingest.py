@@ -10,12 +10,15 @@ publisher's speed (~10k msg/s) does not cap what is measured:
 Live mode: publisher and consumer at the same time; the gateway's time ends when the publisher
 has received the acks covering every node's last reading.
 Loss = readings sent - distinct readings stored, over every run (must be 0; the broker runs with
-an unlimited queue). Each case runs --repeat times (default 3) and keeps its best run: the
-machine is shared, so the best run is the one least disturbed by other load.
+an unlimited queue). Each case runs --repeat times (default 3); the figures are each case's median
+run (by messages/s; `best` in the JSON has each case's best run: on a shared machine the one least
+disturbed by other load). The raw subscriber is plain paho, as a user's own subscriber would be;
+`raw_buffered_*` is the same drain with the gateway's own paho client (fogline.gateway.ingest.mqtt.BufferedClient).
 
 The drain cases run again with --also-nodes nodes (default 500) for the same total load, so per-node
 costs (registry, windows, tiers) show. CPU us per reading: this process's CPU (the whole gateway, paho
-included when in-process) over the readings drained.
+included when in-process) over the readings drained; with the worker, `worker_*_cpu_us_per_reading` adds
+the MQTT child process's CPU (read from /proc before it stops).
 
 Usage: python tools/bench/gateway_ingest.py [--quick] [--also-nodes 500]; last line is one JSON object.
 """
@@ -203,9 +206,11 @@ def publish_only(port: int, nodes: int, msgs: int, pack: int) -> dict:
     return go(pub)
 
 
-def drain_raw(port: int, nodes: int, msgs: int, pack: int) -> dict:
+def drain_raw(port: int, nodes: int, msgs: int, pack: int, buffered: bool = False) -> dict:
     """Bare paho subscriber (persistent session, QoS 1) draining a queued load: messages/s."""
     import paho.mqtt.client as mqtt
+    from fogline.gateway.ingest.mqtt import BufferedClient
+    cls = BufferedClient if buffered else mqtt.Client
     total = nodes * msgs
     got = [0]
     last = [0.0]
@@ -223,7 +228,7 @@ def drain_raw(port: int, nodes: int, msgs: int, pack: int) -> dict:
             done.set()
 
     def client() -> mqtt.Client:
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, clean_session=False)
+        c = cls(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, clean_session=False)
         c.on_message = on_msg
         return c
     c = client()
@@ -292,6 +297,7 @@ def drain_gateway(port: int, nodes: int, msgs: int, pack: int, tmp: Path, worker
     call(gw.start())
     done.wait(300)
     cpu = time.process_time() - cpu0
+    child_cpu = _proc_cpu_s(gw.mqtt.proc.pid) if worker else 0.0
     call(gw.stop())
     loop.call_soon_threadsafe(loop.stop)
     th.join(10)
@@ -303,8 +309,23 @@ def drain_gateway(port: int, nodes: int, msgs: int, pack: int, tmp: Path, worker
     el = (end[0] or time.time()) - (first[0] or t0)
     return {"pack": pack, "messages": nodes * msgs, "readings_sent": total, "loss": total - distinct,
             "seconds": el, "readings_per_s": total / el, "msg_per_s": nodes * msgs / el, "gateway_cpu_s": cpu,
-            "commits": gw.metrics.total("commits"), "acks_sent": gw.metrics.total("acks_sent"), "windows": wins[0],
+            "child_cpu_s": child_cpu, "commits": gw.metrics.total("commits"),
+            "acks_sent": gw.metrics.total("acks_sent"), "windows": wins[0],
             "all_acked": bool(end[0])}
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _median(runs: list[dict]) -> dict:
+    """The median run by messages/s (the lower middle one for an even count)."""
+    return sorted(runs, key=lambda d: d["msg_per_s"])[(len(runs) - 1) // 2]
 
 
 def main() -> int:
@@ -317,7 +338,7 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, default=20)
     ap.add_argument("--also-nodes", type=int, default=500,
                     help="also run the drain cases with this many nodes, same total load (0: skip)")
-    ap.add_argument("--repeat", type=int, default=None, help="runs per case, best kept (default 3, quick 1)")
+    ap.add_argument("--repeat", type=int, default=None, help="runs per case, median reported (default 3, quick 1)")
     args = ap.parse_args()
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
@@ -330,20 +351,23 @@ def main() -> int:
         try:
             # drain mode: the load is queued in the broker first, so the publisher's speed does not cap it
             runs: list[dict[str, dict]] = []
-            for rep in range(args.repeat):  # the machine is shared: keep each case's best run
+            for rep in range(args.repeat):  # the machine is shared: median (and best) of each case
                 sub = tmp / f"rep{rep}"
                 sub.mkdir()
                 runs.append({
                     "raw": drain_raw(broker.port, args.nodes, msgs_single, 1),
+                    "raw_b": drain_raw(broker.port, args.nodes, msgs_single, 1, buffered=True),
                     "single": drain_gateway(broker.port, args.nodes, msgs_single, 1, sub),
                     "raw10": drain_raw(broker.port, args.nodes, msgs_pack, 10),
+                    "raw10_b": drain_raw(broker.port, args.nodes, msgs_pack, 10, buffered=True),
                     "packs": drain_gateway(broker.port, args.nodes, msgs_pack, 10, sub),
                     "single_w": drain_gateway(broker.port, args.nodes, msgs_single, 1, sub, worker=True),
                     "packs_w": drain_gateway(broker.port, args.nodes, msgs_pack, 10, sub, worker=True),
                     # live mode: publisher and consumer at once (capped by one paho QoS 1 publisher)
                     "live_raw": bench_raw(broker.port, args.nodes, msgs_single, 1),
                     "live": bench_gateway(broker.port, args.nodes, msgs_single, 1, sub)})
-            best = {k: max((r[k] for r in runs), key=lambda d: d["msg_per_s"]) for k in runs[0]}
+            best = {k: _median([r[k] for r in runs]) for k in runs[0]}
+            top = {k: max((r[k] for r in runs), key=lambda d: d["msg_per_s"]) for k in runs[0]}
             total_loss = sum(r[k].get("loss", 0) for r in runs for k in r)
             wide: dict[str, dict] = {}
             if args.also_nodes:  # the same total load spread over many nodes: per-node costs show
@@ -357,8 +381,9 @@ def main() -> int:
                                   "single": drain_gateway(broker.port, k, ms, 1, sub),
                                   "raw10": drain_raw(broker.port, k, mp, 10),
                                   "packs": drain_gateway(broker.port, k, mp, 10, sub),
+                                  "single_w": drain_gateway(broker.port, k, ms, 1, sub, worker=True),
                                   "packs_w": drain_gateway(broker.port, k, mp, 10, sub, worker=True)})
-                wide = {c: max((r[c] for r in wruns), key=lambda d: d["msg_per_s"]) for c in wruns[0]}
+                wide = {c: _median([r[c] for r in wruns]) for c in wruns[0]}
                 total_loss += sum(r[c].get("loss", 0) for r in wruns for c in r)
             raw, single, raw10, packs = best["raw"], best["single"], best["raw10"], best["packs"]
             single_w, packs_w, live_raw, live = best["single_w"], best["packs_w"], best["live_raw"], best["live"]
@@ -391,12 +416,18 @@ def main() -> int:
           f"singles/packs = {single['gateway_cpu_s']:.1f}/{packs['gateway_cpu_s']:.1f} "
           f"({single['readings_sent'] / single['gateway_cpu_s']:.0f}/"
           f"{packs['readings_sent'] / packs['gateway_cpu_s']:.0f} readings per gateway CPU-second)")
-    loss = total_loss  # over every run, not only the best ones
+    loss = total_loss  # over every run, not only the median ones
     ratio_w = single_w["msg_per_s"] / raw["msg_per_s"]
     print(f"[mqtt] worker_process = true (default): singles gateway/raw = {ratio_w:.2f}; packs of 10: "
           f"{packs_w['readings_per_s']:.0f} readings/s")
     def cpu_us(case: dict) -> float:
         return round(case["gateway_cpu_s"] * 1e6 / case["readings_sent"], 2)
+
+    def cpu_us_all(case: dict) -> float:  # worker mode: the gateway process and its MQTT child
+        return round((case["gateway_cpu_s"] + case["child_cpu_s"]) * 1e6 / case["readings_sent"], 2)
+    print(f"CPU us per reading, packs of 10: in-process {cpu_us(packs)}, worker {cpu_us_all(packs_w)} "
+          f"(gateway {cpu_us(packs_w)} + MQTT child); raw with the gateway's paho client: "
+          f"singles {best['raw_b']['msg_per_s']:.0f} msg/s, packs {best['raw10_b']['msg_per_s'] * 10:.0f} readings/s")
     extra: dict[str, object] = {}
     if wide:
         w_ratio = wide["single"]["msg_per_s"] / wide["raw"]["msg_per_s"]
@@ -407,9 +438,15 @@ def main() -> int:
             "nodes": args.also_nodes, "gateway_pack10_readings_per_s": round(wide["packs"]["readings_per_s"]),
             "worker_pack10_readings_per_s": round(wide["packs_w"]["readings_per_s"]),
             "raw_pack10_readings_per_s": round(wide["raw10"]["msg_per_s"] * 10),
-            "single_vs_raw_ratio": round(w_ratio, 3), "pack10_cpu_us_per_reading": cpu_us(wide["packs"]),
+            "raw_msg_per_s": round(wide["raw"]["msg_per_s"]),
+            "gateway_single_readings_per_s": round(wide["single"]["readings_per_s"]),
+            "worker_single_readings_per_s": round(wide["single_w"]["readings_per_s"]),
+            "single_vs_raw_ratio": round(w_ratio, 3),
+            "worker_single_vs_raw_ratio": round(wide["single_w"]["msg_per_s"] / wide["raw"]["msg_per_s"], 3),
+            "pack10_cpu_us_per_reading": cpu_us(wide["packs"]),
+            "worker_pack10_cpu_us_per_reading": cpu_us_all(wide["packs_w"]),
             "single_cpu_us_per_reading": cpu_us(wide["single"]),
-            "all_acked": all(wide[c]["all_acked"] for c in ("single", "packs", "packs_w"))}}
+            "all_acked": all(wide[c]["all_acked"] for c in ("single", "packs", "packs_w", "single_w"))}}
     print(json.dumps({"raw_msg_per_s": round(raw["msg_per_s"]),
                       "gateway_single_readings_per_s": round(single["readings_per_s"]),
                       "gateway_pack10_readings_per_s": round(packs["readings_per_s"]),
@@ -423,6 +460,17 @@ def main() -> int:
                       "gateway_single_readings_per_cpu_s": round(single["readings_sent"] / single["gateway_cpu_s"]),
                       "gateway_pack10_readings_per_cpu_s": round(packs["readings_sent"] / packs["gateway_cpu_s"]),
                       "pack10_cpu_us_per_reading": cpu_us(packs), "single_cpu_us_per_reading": cpu_us(single),
+                      "worker_pack10_cpu_us_per_reading": cpu_us_all(packs_w),
+                      "worker_single_cpu_us_per_reading": cpu_us_all(single_w),
+                      "raw_buffered_msg_per_s": round(best["raw_b"]["msg_per_s"]),
+                      "raw_buffered_pack10_msg_per_s": round(best["raw10_b"]["msg_per_s"]),
+                      "best": {"gateway_pack10_readings_per_s": round(top["packs"]["readings_per_s"]),
+                               "worker_pack10_readings_per_s": round(top["packs_w"]["readings_per_s"]),
+                               "raw_pack10_msg_per_s": round(top["raw10"]["msg_per_s"]),
+                               "raw_msg_per_s": round(top["raw"]["msg_per_s"]),
+                               "gateway_single_readings_per_s": round(top["single"]["readings_per_s"]),
+                               "worker_single_readings_per_s": round(top["single_w"]["readings_per_s"])},
+                      "stat": "median",
                       "loss": loss, "all_acked": all(r["all_acked"] for r in (single, packs, live, single_w, packs_w))
                       and all(v["all_acked"] for v in extra.values()),  # type: ignore[index]
                       "nodes": args.nodes, "repeat": args.repeat, "quick": args.quick, **extra}))
