@@ -10,6 +10,7 @@ node's latest messages in memory (bounded, counted `cluster_not_primary`) and ne
 node keeps them in flash. On takeover the new primary first moves its ack cursor over what another
 gateway acked, then replays the held messages (`cluster_takeover`): the node gets its next ack
 without waiting for its own resend timeout. Relay leases (`cluster_lease`) keep summaries single.
+The heartbeat itself (health, leases, peer expiry) is `cluster.beat`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from typing import Any
 
 import cbor2
 
-from fogline.gateway.placement import health
-from fogline.gateway.cluster.core import ClusterConfig, GatewayView, assign, load_class, rank
+from fogline.gateway.cluster.beat import Heartbeat
+from fogline.gateway.cluster.core import ClusterConfig, GatewayView, assign, rank
 from fogline.gateway.cluster.lease import LeaseBook
 from fogline.gateway.cluster.link import ClusterLink, goodbye
 from fogline.gateway.cluster.takeover import LANES, Held, adopt_cursors
@@ -32,7 +33,7 @@ from fogline.shared import topics
 log = logging.getLogger(__name__)
 
 
-class ClusterService:
+class ClusterService(Heartbeat):
     """Gateway component: attach before `gw.start()` (the gate must hold messages from the first one)."""
 
     def __init__(self, gw: Any, cfg: ClusterConfig):
@@ -272,59 +273,6 @@ class ClusterService:
         except Rejected as e:
             self.gw.reject(e.reason, e.detail, topic=topics.node(self.site, m.node, m.lane), source=m.node,
                            link=m.link, payload=m.raw, rx=m.rx)
-
-    # ------------------------------------------------------------------ heartbeat and leases
-    async def _tick_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.cfg.heartbeat_s)
-            try:
-                await self._heartbeat()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("event=cluster_tick_failed")
-
-    async def _heartbeat(self) -> None:
-        if self.stopping:
-            return
-        now = time.monotonic()
-        cfg = self.cfg
-        stalled = now - self._last_beat if self._last_beat else 0.0
-        self._last_beat = now
-        if stalled > cfg.dead_after_s and self.settled:
-            # We were frozen (SIGSTOP, swap storm): peers took our nodes and leases meanwhile, and their
-            # silence in our view is our own. Serve nothing until the view is rebuilt and cursors adopted.
-            log.warning("event=cluster_resumed gw=%s stalled_s=%.1f", self.me, stalled)
-            self.counters["stalls"] += 1
-            self.connected_at = now
-            self.leases.clear()
-            self.active.clear()
-        snap = await asyncio.to_thread(health.snapshot, self.gw.data_dir)
-        self._load = load_class(snap.get("cpu_pct", 0.0), self._load, cfg.load_step_pct, cfg.load_hysteresis_pct)
-        if self.connected:  # frozen while we are cut off: expiry counts from our reconnection
-            for g in self.peers.expire(now, self.connected_at):
-                self._peer_dead(g, "heartbeat_expired")
-        self._recompute()
-        self._catch_up(list(self.active))
-        self._update_leases(now)
-        for k, v in dict(self.counters, held_dropped=self.held.dropped, **self.leases.counters).items():
-            self.gw.metrics.set("cluster_" + k, v)
-        if not self.connected or not self.settled or self.link is None:
-            return
-        acks = await self.gw.run_store(lambda s: {n: s.ack_state(n) for n in list(s.nids)})
-        view = local_view(self.gw.registry, self._load or 0)
-        msg = dict(snap, gw=self.me, alive=True, load=view.load, nodes=view.nodes,
-                   acks={n: a for n, a in acks.items() if a}, serving=sorted(self.active))
-        self.link.publish(self._topic("health"), cbor2.dumps(msg))
-        self._publish_leases(now)
-
-    def _publish_leases(self, now: float) -> None:
-        if self.link is not None and self.connected and self.settled:
-            self.link.publish(self._topic("lease"), self.leases.payload(now))
-
-    def _update_leases(self, now: float) -> None:
-        self.leases.update(now, self.active, self.primary, self.peers.live())
-        self.gw.metrics.set("cluster_leases", len(self.leases.mine))
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.ensure_future(coro)
