@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from fogline.gateway.cluster.takeover import Held
     from fogline.gateway.cluster.view import PeerView
 
-log = logging.getLogger("fogline.gateway.cluster.service")  # the service's log: one source for its events
+log = logging.getLogger(__name__)
 
 
 class Heartbeat:
