@@ -56,59 +56,6 @@ class Scaled:
         return m
 
 
-def own_links(app, cfg, ble_only):
-    """Uplink from the link modules when firmware.links (the app's link builder) is absent."""
-    links = []
-    wlan = network.WLAN(network.STA_IF)
-    wlan.active(True)
-    wlan.connect(cfg["wifi"]["ssid"] or "demo")
-    if ble_only:
-        import bluetooth
-        from firmware.bthome import Advertiser
-        ble = bluetooth.BLE()
-        adv = Advertiser(ble, interval_ms=cfg["ble"]["interval_ms"])
-
-        class BleLink:
-            async def run(self):
-                while True:
-                    units = {}
-                    for s in cfg["sensors"]:
-                        units[s["name"]] = s.get("unit")
-                    vals = {k: (units.get(k), v) for k, v in app.node.latest.items() if v is not None}
-                    if vals:
-                        adv.update_readings(vals)
-                    await asyncio.sleep_ms(cfg["ble"]["interval_ms"])
-        return [BleLink()]
-    from firmware.mqtt import MQTTClient
-    from firmware.uplink import Uplink
-    from shared import cbor, topics
-    m = cfg["mqtt"]
-    client = MQTTClient(NODE, m["host"], m["port"], keepalive_s=m["keepalive"], backoff_min_ms=200,
-                        backoff_max_ms=2000, connect_timeout_ms=2000, retry_ms=2000, link_up=wlan.isconnected)
-    up = Uplink(client, app.store, cfg["node"]["site"], NODE, min_pack=5, max_pack=50, linger_ms=1000,
-                ack_timeout_ms=3000)
-    app.on_alert(up.kick)
-
-    class StateLink:
-        async def run(self):
-            t = topics.node(cfg["node"]["site"], NODE, "state")
-            while True:
-                await asyncio.sleep_ms(2000)
-                st = app.status()
-                st["version"] = cfg["version"]
-                st["config_rejected"] = None
-                try:
-                    if client.connected:
-                        await client.publish(t, cbor.dumps(st), qos=0, retain=True)
-                except Exception as e:
-                    app.last_error = "state: " + repr(e)
-
-    class Run:
-        def __init__(self, coro_fn):
-            self.run = coro_fn
-    return [Run(client.run), Run(up.run), StateLink()]
-
-
 def backlog(app):
     s = app.store
     return {"up": s.depth("up"), "alert": s.depth("alert")} if s else {"up": 0, "alert": 0}
@@ -167,12 +114,8 @@ async def main():
     if ble_only:
         import bluetooth
         bluetooth.BLE().config(mac=bytes.fromhex(spec.get("mac", "a4c138000001")))
-    try:
-        app.uplinks = fw.build_links(app, spec["config"], not ble_only, ble_only)
-        note = "firmware.links"
-    except ImportError:
-        app.uplinks = own_links(app, cfg, ble_only)
-        note = "link modules (firmware.links absent)"
+    app.uplinks = fw.build_links(app, spec["config"], not ble_only, ble_only)
+    note = "firmware.links"
     tasks = [asyncio.create_task(u.run()) for u in app.uplinks]
     sampler = asyncio.create_task(app.sampler())
     n = 0
@@ -183,7 +126,7 @@ async def main():
         if "stop" in lines or not parent_alive():
             break
         network.set_link("wifi 0" not in lines)  # scheduled scenario outages apply on top
-        for ln in lines:  # PLACEMENT: "battery_mv 3400" drains the simulated battery (hw.battery boards)
+        for ln in lines:  # "battery_mv 3400" drains the simulated battery (hw.battery boards)
             if ln.startswith("battery_mv "):
                 import sim_battery
                 if sim_battery.BATTERY is not None:

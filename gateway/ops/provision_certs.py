@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
-def _save_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+def save_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    """Write a private key as unencrypted PKCS8 PEM, readable by its owner only."""
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -81,7 +82,7 @@ def _ensure_leaf(d: Path, stem: str, ca, ca_key, site: str, days: int, renew: bo
     crt, key = d / f"{stem}.crt", d / f"{stem}.key"
     if renew or not (crt.exists() and key.exists()):
         cert, k = issue(ca, ca_key, cn or stem, site, days, server_host)
-        _save_key(key, k)
+        save_key(key, k)
         crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return {f"cert:{stem}": crt, f"key:{stem}": key}
 
@@ -94,7 +95,7 @@ def ensure(d: Path, site: str, nodes: list[str], *, rotate_nodes: list[str], rot
     new_ca = rotate_ca or not (ca_crt.exists() and ca_key_p.exists())
     if new_ca:
         ca, ca_key = make_ca(site, days)
-        _save_key(ca_key_p, ca_key)
+        save_key(ca_key_p, ca_key)
         ca_crt.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     else:
         ca, ca_key = _load(ca_crt, ca_key_p)

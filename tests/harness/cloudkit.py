@@ -5,9 +5,7 @@ Used by tests/gateway/test_{cloud,bandwidth,...}.py and tools/bench/{upstream,al
 
 from __future__ import annotations
 
-import datetime as dt
 import getpass
-import ipaddress
 import subprocess
 import threading
 import time
@@ -16,11 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
+from fogline.gateway.ops import provision_certs
 from harness.broker import Mosquitto, free_port
 
 
@@ -33,54 +29,17 @@ class Pki:
     client_key: Path
 
 
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _write_key(k, path: Path) -> None:
-    path.write_bytes(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption()))
-
-
 def make_pki(d: Path) -> Pki:
-    """A throw-away CA with a server cert for 127.0.0.1/localhost and a client cert."""
+    """A throw-away CA with a server cert for 127.0.0.1 and a client cert (CN gw1), made by `fogline provision`'s code."""
     d.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
-    ca_key = _key()
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fogline test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-          .not_valid_after(now + dt.timedelta(days=2))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-
-    def leaf(cn: str, server: bool) -> tuple[x509.Certificate, Any]:
-        k = _key()
-        b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-             .issuer_name(ca_name).public_key(k.public_key()).serial_number(x509.random_serial_number())
-             .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=2))
-             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH if server
-                                                   else x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False))
-        if server:
-            b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                             x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                                critical=False)
-        return b.sign(ca_key, hashes.SHA256()), k
-
+    ca, ca_key = provision_certs.make_ca("test", days=2)
     pki = Pki(d / "ca.pem", d / "server.pem", d / "server.key", d / "client.pem", d / "client.key")
     pki.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    sc, sk = leaf("localhost", True)
-    pki.server_cert.write_bytes(sc.public_bytes(serialization.Encoding.PEM))
-    _write_key(sk, pki.server_key)
-    cc, ck = leaf("gw1", False)
-    pki.client_cert.write_bytes(cc.public_bytes(serialization.Encoding.PEM))
-    _write_key(ck, pki.client_key)
+    for cert_p, key_p, cn, host in ((pki.server_cert, pki.server_key, "localhost", "127.0.0.1"),
+                                    (pki.client_cert, pki.client_key, "gw1", None)):
+        cert, key = provision_certs.issue(ca, ca_key, cn, "test", days=2, server_host=host)
+        provision_certs.save_key(key_p, key)
+        cert_p.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return pki
 
 

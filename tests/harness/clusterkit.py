@@ -1,8 +1,8 @@
 """Failover kit (tests/system/test_failover.py, tools/bench/failover.py): two gateways, one site, kill -9.
 
-A provisioned site mosquitto (ACL, HMAC-signed packs), a TLS cloud mosquitto with a consumer, two
-gateway processes with `[cluster] enabled` and the relay (`forward_readings` when the relay has it),
-virtual nodes on the real firmware (tests/harness/sitekit.py's VNode). A monitor on the site broker
+A provisioned site (tests/harness/sitekit.py's Site, VNode: ACL, HMAC-signed packs, nodes on the real
+firmware), the TLS cloud (tests/harness/cloud.py, with a wire tap), two gateway processes with `[cluster]
+enabled` and the relay forwarding every reading; the ledger is tests/harness/ledger.py's. A monitor on the site broker
 records gateway health, last wills, node publishes and acks, so takeover is timed from outside:
 kill -9 -> the broker's last will -> the first ack a node of the dead gateway gets after it (the
 standby's), and -> the ack that covers everything the node had published before the kill (drained).
@@ -10,13 +10,11 @@ standby's), and -> the ack that covers everything the node had published before 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import random
 import signal
 import sqlite3
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,15 +23,17 @@ from typing import Any
 import cbor2
 import paho.mqtt.client as mqtt
 
-from fogline.gateway.ops.provision import broker_conf, provision
-from fogline.shared import summary as wire
 from fogline.tools import hostemu
-from harness.broker import Mosquitto, free_port
-from harness.sitekit import Proc, VNode
+from harness.cloud import Cloud
+from harness.ledger import reconcile, ro
+from harness.sitekit import Site
+from harness.stats import pctl
 
 REPO = hostemu.REPO
 SITE = "fo"
 GATEWAYS = ("gwa", "gwb")
+SUMMARY_S = 5.0   # the relay's summary window ([cloud] summary_windows_s)
+FORWARD = True    # every stored reading is relayed ([cloud] forward_readings) and reconciled in the cloud
 
 
 def available() -> bool:
@@ -96,71 +96,24 @@ class Monitor:
         self.client.loop_stop()
 
 
-def _gateway_conf(d: Path, gw: str, port: int, sec: dict[str, Any], keys: Path, cloud_toml: str) -> Path:
-    d.mkdir(parents=True, exist_ok=True)
-    conf = d / "gateway.toml"
-    conf.write_text(f'[site]\nid = "{SITE}"\ngateway_id = "{gw}"\ndata_dir = "{d / "data"}"\n\n'
-                    f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\nusername = "{sec["user"]}"\n'
-                    f'password = "{sec["password"]}"\nreconnect_min_s = 0.2\nreconnect_max_s = 1.0\n\n'
-                    f'[ingest]\nauth_keys_file = "{keys}"\nrequire_auth = true\n\n'
-                    f'[inference]\nenabled = false\n\n'
-                    f'[aggregate]\nwindows_s = [5.0]\nwatermark_s = 1.0\n\n'  # several summaries per run
-                    # one host: both gateways see the same load average, so load must not decide
-                    f'[cluster]\nenabled = true\nload_weight = 0.0\n' + cloud_toml)
-    return conf
-
-
-class Cloud:
-    """Cloud side: a TLS + password mosquitto (persistent, no queue limit), `fogline cloud` on PostgreSQL (the
-    record reconciled: `rec`) and a wire tap (`sub`: which gateway sent each summary, for doubled summaries)."""
-
-    def __init__(self, tmp: Path):
-        from harness.cloudkit import CloudSubscriber, make_pki, tls_cloud_broker
-        from harness.cloudrecord import CloudRecord
-        self.pki = make_pki(tmp / "pki")
-        self.broker = tls_cloud_broker(tmp / "cloud", self.pki, {"gw": "gw-secret", "cloud": "cloud-secret"}).start()
-        self.rec = CloudRecord(self.broker.port, self.pki.ca, "cloud", "cloud-secret", SITE)
-        self.sub = CloudSubscriber(self.broker.port, self.pki, "cloud", "cloud-secret",
-                                   topic=f"fogline/{SITE}/#").start()
-
-    def toml(self) -> str:
-        """[cloud] of both gateways: TLS with the test CA, 5 s summaries, every reading forwarded if supported."""
-        from fogline.gateway.relay.cloud import CloudConfig
-        fwd = "forward_readings = true\n" if "forward_readings" in {f.name for f in dataclasses.fields(CloudConfig)} \
-            else ""
-        return (f'\n[cloud]\nenabled = true\nhost = "127.0.0.1"\nport = {self.broker.port}\n'
-                f'ca_file = "{self.pki.ca}"\nusername = "gw"\npassword = "gw-secret"\n'
-                f'reconnect_min_s = 0.2\nreconnect_max_s = 1.0\nsummary_windows_s = [5.0]\n{fwd}\n'
-                f'[cloud.bandwidth]\ninitial_mode = "high"\n\n[cloud.breaker]\nbackoff_max_s = 2.0\n')
-
-    def reconcile(self, dbs: dict[str, Path]) -> dict[str, Any]:
-        """reconcile_cloud against the cloud database (each summary's senders from the wire tap)."""
-        return reconcile_cloud(dbs, self.rec.snapshot(), self.rec.bad, deliveries=self.sub.snapshot(),
-                               absorbed=self.rec.absorbed(), db_dups=self.rec.db_duplicates())
-
-    def close(self) -> None:
-        self.sub.stop()
-        self.rec.stop()
-        self.broker.stop()
-
-
-def _pct(xs: list[float], q: float) -> float | None:
-    if not xs:
-        return None
-    xs = sorted(xs)
-    return round(xs[min(len(xs) - 1, int(q * len(xs)))], 1)
+def _gateway_sections(cloud_toml: str) -> str:
+    """Both gateways' config beyond the site's: no inference, 5 s windows, the cluster, the relay."""
+    return ('[inference]\nenabled = false\n\n'
+            '[aggregate]\nwindows_s = [5.0]\nwatermark_s = 1.0\n\n'  # several summaries per run
+            # one host: both gateways see the same load average, so load must not decide
+            '[cluster]\nenabled = true\nload_weight = 0.0\n' + cloud_toml)
 
 
 def _stranded(data_dir: Path) -> dict[str, int | None]:
     """What a dead gateway holds that only it can send: outbox rows, and stored readings not yet fed to it."""
     out: dict[str, int | None] = {"outbox_rows": None, "unfed_readings": None}
     try:
-        con = _ro(data_dir / "outbox.sqlite")
+        con = ro(data_dir / "outbox.sqlite")
         try:
             out["outbox_rows"] = con.execute("SELECT count(*) FROM outbox").fetchone()[0]
         finally:
             con.close()
-        con = _ro(data_dir / "ingest.sqlite")
+        con = ro(data_dir / "ingest.sqlite")
         try:
             out["unfed_readings"] = con.execute(  # stored, past the relay cursor (skipped gaps hold none)
                 "SELECT count(*) FROM readings r JOIN relay_lanes f ON f.lane=r.lane LEFT JOIN relay_cursor c "
@@ -241,33 +194,22 @@ def run_failover(tmp: Path, seed: int = 1, n_nodes: int = 10, kills: int = 1, wa
     (the broker's last will tells the peers at once); "freeze" = SIGSTOP then SIGCONT after down_s
     (no will: the peers notice by heartbeat expiry, and the frozen gateway resumes where it was)."""
     rng = random.Random(seed)
-    port = free_port()
     names = [f"n{i}" for i in range(n_nodes)]
-    res = provision(tmp / "prov", SITE, names, broker_port=port)
-    secrets = json.loads(res.files["secrets"].read_text())
-    for i, n in enumerate(names):
-        p = res.files[f"node:{n}"]
-        cfg = json.loads(p.read_text())
-        cfg["rules"] = [{"name": "too_warm", "sensor": "temperature", "type": "above", "threshold": 22.0,
-                         "hysteresis": 0.2}]
+    site = Site(tmp, SITE, names)
+    for n in names:
         # Under load: 4 samples/s (12 readings/s) made durable about once a second, so a kill always
         # lands with readings in flight and more coming.
-        cfg["sample_ms"] = 250
-        cfg.setdefault("log", {}).update({"sync_every": 12, "sync_ms": 1000})
-        p.write_text(json.dumps(cfg))
-    as_root = "user root\n" if os.geteuid() == 0 else ""
-    broker = Mosquitto(tmp / "broker", port=port, extra_conf=f"listener {port} 127.0.0.1\n{as_root}"
-                       + broker_conf(res.files["passwd"], res.files["acl"])).start()
-    cloud = Cloud(tmp)
-    gsec = secrets["gateway"]
+        log = json.loads(site.node_config(n).read_text()).get("log", {})
+        site.edit_node(n, sample_ms=250, log=dict(log, sync_every=12, sync_ms=1000))
+    broker = site.broker.start()
+    cloud = Cloud(tmp, SITE, tap=True)
+    gsec = site.secrets["gateway"]
     level = os.environ.get("FOGLINE_FAILOVER_LOG", "WARNING")  # INFO shows every takeover and handover
-    gws = {g: Proc([sys.executable, "-m", "fogline.tools.cli", "gateway", "--config",
-                          str(_gateway_conf(tmp / g, g, port, gsec, res.files["gateway_keys"], cloud.toml())),
-                          "--log-level", level], dict(os.environ), REPO, tmp / g / "gateway.log") for g in GATEWAYS}
+    gws = {g: site.gateway(tmp / g, _gateway_sections(cloud.toml(SUMMARY_S, FORWARD)), gateway_id=g, log_level=level)
+           for g in GATEWAYS}
     scen = ["hot", "spikes"]
-    nodes = [VNode(tmp / n, n, res.files[f"node:{n}"], scen[i] if i < len(scen) else "normal", seed * 100 + i)
-             for i, n in enumerate(names)]
-    mon = Monitor(port, gsec["user"], gsec["password"])
+    nodes = [site.vnode(n, scen[i] if i < len(scen) else "normal", seed * 100 + i) for i, n in enumerate(names)]
+    mon = Monitor(site.port, gsec["user"], gsec["password"])
     events: list[tuple[float, str, str]] = []
     kill_rows: list[dict[str, Any]] = []
     t0 = time.monotonic()
@@ -313,7 +255,7 @@ def run_failover(tmp: Path, seed: int = 1, n_nodes: int = 10, kills: int = 1, wa
         finals = {n.name: n.final(timeout=40) for n in nodes}
         dbs = {g: tmp / g / "data" / "ingest.sqlite" for g in GATEWAYS}
         time.sleep(0.5)
-        rep_cloud = _settle_cloud(cloud, dbs, timeout=30)
+        rep_cloud = cloud.settle(dbs, FORWARD, timeout=30)
         for p in gws.values():
             if p.p and p.p.poll() is None:
                 p.p.send_signal(signal.SIGTERM)
@@ -321,7 +263,9 @@ def run_failover(tmp: Path, seed: int = 1, n_nodes: int = 10, kills: int = 1, wa
             if p.p:
                 p.p.wait(30)
         rows = reconcile(dbs, finals)
-        rep_cloud = cloud.reconcile(dbs)
+        rep_cloud = cloud.reconcile(dbs, FORWARD)
+        for k in ("seen_up", "seen_alert"):  # (node, seq) sets: the rows have them per node
+            rep_cloud.pop(k)
         stats = {g: _metrics(tmp / g / "data" / "metrics.json") for g in GATEWAYS}
     finally:
         for n in nodes:
@@ -339,15 +283,15 @@ def run_failover(tmp: Path, seed: int = 1, n_nodes: int = 10, kills: int = 1, wa
     frozen = [x for r in fr for x in r["first_ack_ms"]]
     figures = {"kills": len(kr), "freezes": len(fr),
                "will_ms_max": max((r["will_ms"] or 0 for r in kr), default=None),
-               "freeze_first_ack_ms_p50": _pct(frozen, 0.5), "freeze_first_ack_ms_max": _pct(frozen, 1.0),
-               "first_ack_ms_p50": _pct(firsts, 0.5), "first_ack_ms_max": _pct(firsts, 1.0),
-               "takeover_service_ms_p50": _pct(services, 0.5), "takeover_service_ms_max": _pct(services, 1.0),
-               "steady_ack_ms_p50": _pct(steady, 0.5), "steady_ack_ms_max": _pct(steady, 1.0),
-               "drained_ms_p50": _pct(drains, 0.5), "drained_ms_max": _pct(drains, 1.0),
+               "freeze_first_ack_ms_p50": pctl(frozen, 0.5, 1), "freeze_first_ack_ms_max": pctl(frozen, 1.0, 1),
+               "first_ack_ms_p50": pctl(firsts, 0.5, 1), "first_ack_ms_max": pctl(firsts, 1.0, 1),
+               "takeover_service_ms_p50": pctl(services, 0.5, 1), "takeover_service_ms_max": pctl(services, 1.0, 1),
+               "steady_ack_ms_p50": pctl(steady, 0.5, 1), "steady_ack_ms_max": pctl(steady, 1.0, 1),
+               "drained_ms_p50": pctl(drains, 0.5, 1), "drained_ms_max": pctl(drains, 1.0, 1),
                "outbox_rows_at_death_max": max((r["at_death"].get("outbox_rows") or 0 for r in kr), default=None),
                "unfed_readings_at_death_max": max((r["at_death"].get("unfed_readings") or 0 for r in kr),
                                                   default=None),
-               "duplicates_absorbed": rep_cloud["duplicates_absorbed"],
+               "duplicates_absorbed": rep_cloud["absorbed_by_keys"],
                "doubled_summaries": rep_cloud["doubled_summaries"], "wall_s": round(time.monotonic() - t0, 1)}
     return {"seed": seed, "nodes": n_nodes, "events": events, "kills": kill_rows, "rows": rows, "cloud": rep_cloud,
             "gateway_metrics": stats, "figures": figures}
@@ -377,133 +321,6 @@ def _metrics(path: Path) -> dict[str, Any]:
             if name.startswith(keep):
                 out[name] = sum(x.get("value", 0) for x in series)
     return out
-
-
-def _ro(db: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-
-
-def _stored(dbs: dict[str, Path]) -> dict[str, dict[tuple[str, int], set[int]]]:
-    """gateway -> (node, lane id) -> stored seqs."""
-    out: dict[str, dict[tuple[str, int], set[int]]] = {}
-    for g, db in dbs.items():
-        d: dict[tuple[str, int], set[int]] = {}
-        if db.exists():
-            con = _ro(db)
-            try:
-                for node, lane, seq in con.execute("SELECT n.name, r.lane, r.seq FROM readings r "
-                                                   "JOIN nodes n ON n.nid=r.nid"):
-                    d.setdefault((node, lane), set()).add(seq)
-            finally:
-                con.close()
-        out[g] = d
-    return out
-
-
-def reconcile(dbs: dict[str, Path], finals: dict[str, dict]) -> list[dict[str, Any]]:
-    """Per node and lane: the node's durable seqs 1..kept against the union of what the gateways stored.
-
-    Gaps a gateway skipped because another gateway acked them ("cluster: ...") explain nothing: the
-    readings must be stored somewhere. Only a node's own policy drops (other gap reasons) do."""
-    stored = _stored(dbs)
-    policy: dict[tuple[str, int], set[int]] = {}
-    for db in dbs.values():
-        if not db.exists():
-            continue
-        con = _ro(db)
-        try:
-            for node, lane, lo, hi, why in con.execute("SELECT n.name, g.lane, g.lo, g.hi, g.why FROM gaps g "
-                                                       "JOIN nodes n ON n.nid=g.nid"):
-                if not str(why).startswith("cluster:"):
-                    policy.setdefault((node, lane), set()).update(range(lo, hi + 1))
-        finally:
-            con.close()
-    rows = []
-    for node, fin in sorted(finals.items()):
-        st = fin.get("store", {})
-        for li, lane in ((0, "up"), (1, "alert")):
-            kept = int(st.get(f"durable_{lane}", 0))
-            per = {g: stored[g].get((node, li), set()) for g in dbs}
-            union = set().union(*per.values())
-            skipped = policy.get((node, li), set())
-            missing = [s for s in range(1, kept + 1) if s not in union and s not in skipped]
-            both = set.intersection(*per.values()) if per else set()
-            rows.append({"node": node, "lane": lane, "kept": kept, "acked": int(fin.get("acked", {}).get(lane, 0) or 0),
-                         **{f"at_{g}": len(s) for g, s in per.items()}, "on_both": len(both),
-                         "policy_skipped": len(skipped), "unexplained": len(missing), "missing": missing[:10],
-                         "beyond_kept": len([s for s in union if s > kept]),
-                         "backlog": int(fin.get("backlog", {}).get(lane, 0))})
-    return rows
-
-
-def _cloud_sets(items: list[dict[str, Any]]) -> dict[str, Any]:
-    by_key: dict[str, dict[str, Any]] = {}
-    absorbed_keys = 0
-    for it in items:
-        if it["k"] in by_key:
-            absorbed_keys += 1
-            continue
-        by_key[it["k"]] = it
-    raw: dict[tuple[str, int], int] = {}
-    alerts: dict[tuple[str, int], int] = {}
-    summaries: dict[tuple, set[str]] = {}  # window key (shared/summary.py) -> gateways that sent one
-    latest: dict = {}                        # window key -> its highest revision (what the cloud keeps)
-    for it in by_key.values():
-        b = it["body"]
-        if isinstance(b, (bytes, bytearray)):
-            b = cbor2.loads(b)
-        lane = it.get("lane")
-        if lane == "alert":
-            alerts[(b["node"], b["seq"])] = alerts.get((b["node"], b["seq"]), 0) + 1
-        elif lane == "raw" and isinstance(b, dict) and b.get("lane") == "up" and "first_seq" in b:
-            for i in range(len(b.get("records", []))):
-                k = (b["node"], b["first_seq"] + i)
-                raw[k] = raw.get(k, 0) + 1
-        elif lane == "summary" and isinstance(b, dict) and wire.body_key(b) is not None:
-            summaries.setdefault(wire.body_key(b), set()).add(it.get("gw", ""))
-            wire.keep_highest(latest, b)
-    return {"raw": raw, "alerts": alerts, "summaries": summaries, "latest": latest, "absorbed_keys": absorbed_keys}
-
-
-def reconcile_cloud(dbs: dict[str, Path], items: list[dict[str, Any]], bad: int,
-                    deliveries: list[dict[str, Any]] | None = None, absorbed: int | None = None,
-                    db_dups: int = 0) -> dict[str, Any]:
-    """Cloud record after de-duplication by (node, lane, seq): every stored reading and alert, once.
-
-    items: the cloud database's rows (or every delivery); deliveries: what the wire carried, for which
-    gateways sent each summary (default: items); absorbed: re-deliveries the database's keys absorbed."""
-    stored = _stored(dbs)
-    up = set().union(*[{(n, s) for (n, li), ss in d.items() if li == 0 for s in ss} for d in stored.values()])
-    al = set().union(*[{(n, s) for (n, li), ss in d.items() if li == 1 for s in ss} for d in stored.values()])
-    cs = _cloud_sets(items)
-    ws = _cloud_sets(deliveries) if deliveries is not None else cs
-    dup_raw = sum(c - 1 for c in cs["raw"].values())
-    dup_alert = sum(c - 1 for c in cs["alerts"].values())
-    forwarded = bool(cs["raw"])
-    return {"readings_stored": len(up), "readings_in_cloud": len(cs["raw"]), "forwarding": forwarded,
-            "readings_missing": len(up - set(cs["raw"])) if forwarded else None,
-            "readings_not_stored": len(set(cs["raw"]) - up),
-            "alerts_stored": len(al), "alerts_in_cloud": len(cs["alerts"]),
-            "alerts_missing": len(al - set(cs["alerts"])),
-            "alerts_not_stored": len(set(cs["alerts"]) - al),
-            "duplicates_absorbed": dup_raw + dup_alert + cs["absorbed_keys"] if absorbed is None else absorbed,
-            "db_duplicates": db_dups,
-            "duplicate_readings": dup_raw, "duplicate_alerts": dup_alert, "resent_envelopes": cs["absorbed_keys"],
-            "summaries": len(cs["summaries"]),
-            "summary_corrections": sum(1 for b in cs["latest"].values() if b.get(wire.CORR)),
-            "doubled_summaries": sum(1 for g in ws["summaries"].values() if len(g) > 1),
-            "undecodable": bad, "deliveries": len(items)}
-
-
-def _settle_cloud(cloud: Any, dbs: dict[str, Path], timeout: float) -> dict[str, Any]:
-    """Wait (bounded) until every reading and alert stored at either gateway is in the cloud."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rep = cloud.reconcile(dbs)
-        done = rep["alerts_missing"] == 0 and (not rep["forwarding"] or rep["readings_missing"] == 0)
-        if done or time.monotonic() > deadline:
-            return rep
-        time.sleep(0.3)
 
 
 def print_report(rep: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ RSS_GROWTH_BOUND_MB. Printed, not asserted: ack latency p50/p99 of `good` during
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import threading
@@ -28,6 +29,7 @@ import paho.mqtt.client as mqtt
 from fogline.shared import topics
 from tests.gateway.ingest_helpers import SITE, GatewayThread, db_rows, gw_config, payload, wait_for
 from fogline.tools import hostemu
+from harness.stats import pctl
 
 FLOOD_MSGS = 30000  # sent back to back; a bounded burst so the gateway drains it within the test
 GOOD_S = 4.0        # the good node publishes for this long from the start of the flood
@@ -167,10 +169,6 @@ def rss_kb(pid: str | int = "self") -> int:
     return 0
 
 
-def _pct(xs: list[float], p: float) -> float:
-    return xs[min(len(xs) - 1, int(p * len(xs)))] if xs else float("nan")
-
-
 def test_flood_leaves_good_node_served_and_resources_bounded(mosquitto, tmp_path):
     data = tmp_path / "data"
     cfg = gw_config(tmp_path, mosquitto.port, mqtt={"worker_process": False},
@@ -269,7 +267,7 @@ def test_flood_leaves_good_node_served_and_resources_bounded(mosquitto, tmp_path
           f"table peak {peak['dl_rows']} (sampled every 0.2 s; hard cap enforced at insert) -> end "
           f"<= {DL_MAX_ROWS}; hog readings stored {hog}; registry {len(devices)}/{MAX_DEVICES}")
     print(f"good node: {good.last_seq} readings all stored and acked, {good.resends} re-sent packs; "
-          f"ack latency during flood p50={_pct(lat, 0.5):.0f} ms p99={_pct(lat, 0.99):.0f} ms (n={len(lat)})")
+          f"ack latency during flood p50={pctl(lat, 0.5, empty=math.nan):.0f} ms p99={pctl(lat, 0.99, empty=math.nan):.0f} ms (n={len(lat)})")
     print(f"gateway process RSS: base {rss_base / 1024:.1f} MiB, peak {peak['rss'] / 1024:.1f} MiB, end "
           f"{rss_end / 1024:.1f} MiB, growth {growth_mb:.1f} MiB (bound {RSS_GROWTH_BOUND_MB}); mosquitto RSS "
           f"{rss_kb(mosquitto.proc.pid) / 1024:.1f} MiB")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -26,9 +25,8 @@ from fogline.gateway.app import Gateway
 from fogline.tools.cli import main as cli_main
 from fogline.shared import topics
 from fogline.tools import hostemu
+from harness.sitekit import VNode
 
-REPO = hostemu.REPO
-NODE_SCRIPT = REPO / "tools" / "demo_node.py"
 SITE = "plc"
 MEDIAN = [{"type": "median", "window_size": 5, "send_every": 5}]
 GW_HEALTH = {"mem_total": 4 << 30, "mem_avail": 2 << 30, "rss": 80 << 20, "cpu_pct": 20.0}
@@ -45,52 +43,24 @@ def _mp_available() -> bool:
 pytestmark = pytest.mark.skipif(not _mp_available(), reason="micropython not available")
 
 
-class Node:
-    """tools/demo_node.py in a micropython process; stdout lines collected by a thread."""
-
-    def __init__(self, d: Path, port: int):
-        self.control = d / "control"
-        self.control.write_text("")
-        site = {"version": 1, "node": {"id": "n1", "site": SITE, "board": "esp32_devkitc"}, "sample_ms": 200,
-                "watchdog_ms": 0, "state_ms": 300,
-                "mqtt": {"host": "127.0.0.1", "port": port, "keepalive": 5},
-                "hw": {"power": "battery", "battery": {"pin": 34, "divider": 2, "empty_mv": 3300, "full_mv": 4200}},
-                "ble": {"enabled": False, "bind_key": None, "interval_ms": 1000},
-                "ntp": {"enabled": False, "host": "pool.ntp.org", "interval_s": 3600},
-                "uplink": {"min_pack": 1, "linger_ms": 100},
-                "log": {"capacity_bytes": 65536, "segment_bytes": 4096, "sync_every": 5, "sync_ms": 200}}
-        (d / "site.json").write_text(json.dumps(site))
-        spec = {"node": "n1", "config": str(d / "site.json"), "boards_dir": str(REPO / "boards"), "scenario": "normal",
-                "seed": 3, "flash": str(d / "flash.img"), "blocks": 128, "control": str(self.control),
-                "drain_ms": 1000}
-        (d / "spec.json").write_text(json.dumps(spec))
-        self.lines: list[str] = []
-        self.p = subprocess.Popen(hostemu.mp_command(NODE_SCRIPT, str(d / "spec.json"), heapsize="384wK"),
-                                  env=hostemu.mp_env(), cwd=str(REPO), stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True)
-        self.t = threading.Thread(target=self._read, daemon=True)
-        self.t.start()
-
-    def _read(self) -> None:
-        assert self.p.stdout
-        for line in self.p.stdout:
-            self.lines.append(line)
-
-    def battery_mv(self, mv: int) -> None:
-        self.control.write_text(f"battery_mv {mv}\n")
-
-    def stop(self) -> None:
-        self.control.write_text("stop\n")
-        try:
-            self.p.wait(10)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-        self.t.join(2)
+def _node(d: Path, port: int) -> VNode:
+    """Node n1 on battery (tools/demo_node.py under micropython, scenario time at wall-clock speed), started."""
+    site = {"version": 1, "node": {"id": "n1", "site": SITE, "board": "esp32_devkitc"}, "sample_ms": 200,
+            "watchdog_ms": 0, "state_ms": 300,
+            "mqtt": {"host": "127.0.0.1", "port": port, "keepalive": 5},
+            "hw": {"power": "battery", "battery": {"pin": 34, "divider": 2, "empty_mv": 3300, "full_mv": 4200}},
+            "ble": {"enabled": False, "bind_key": None, "interval_ms": 1000},
+            "ntp": {"enabled": False, "host": "pool.ntp.org", "interval_s": 3600},
+            "uplink": {"min_pack": 1, "linger_ms": 100},
+            "log": {"capacity_bytes": 65536, "segment_bytes": 4096, "sync_every": 5, "sync_ms": 200}}
+    (d / "site.json").write_text(json.dumps(site))
+    node = VNode(d, "n1", d / "site.json", "normal", 3, blocks=128, drain_ms=1000, time_scale=1.0)
+    node.start()
+    return node
 
 
 def test_battery_drop_moves_workload_to_gateway_and_back(tmp_path, mosquitto, capsys):
-    node = Node(tmp_path, mosquitto.port)
+    node = _node(tmp_path, mosquitto.port)
     cfg = config_mod.from_dict({
         "site": {"id": SITE, "gateway_id": "gwA", "data_dir": str(tmp_path / "gw")},
         "mqtt": {"port": mosquitto.port, "client_id": "gw-placement", "worker_process": False},
@@ -115,11 +85,11 @@ def test_battery_drop_moves_workload_to_gateway_and_back(tmp_path, mosquitto, ca
             while time.monotonic() - t0 < timeout:
                 if pred():
                     return
-                if node.p.poll() is not None:
+                if not node.proc.alive():
                     break
                 await asyncio.sleep(0.02)
             raise AssertionError(f"never: {what}; decisions={json.dumps(p.decisions.get('t-smooth'))[:800]} "
-                                 f"node tail={''.join(node.lines[-8:])}")
+                                 f"node tail={' | '.join(node.proc.lines[-8:])}")
 
         try:
             # 1. full battery: on the node; the node runs the pushed config with the chain
@@ -161,7 +131,7 @@ def test_battery_drop_moves_workload_to_gateway_and_back(tmp_path, mosquitto, ca
     try:
         rep = asyncio.run(main())
     finally:
-        node.stop()
+        node.halt()
         got = threading.Event()
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="cleanup")
         c.on_message = lambda _c, _u, m: (retained.append(m.payload), got.set())

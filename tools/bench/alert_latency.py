@@ -32,6 +32,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from fogline.shared import senml, topics  # noqa: E402
 from harness.broker import Mosquitto  # noqa: E402
 from harness.cloudkit import CloudSubscriber, make_pki, tls_cloud_broker  # noqa: E402
+from harness.stats import pctl  # noqa: E402
 
 SITE = "site1"
 
@@ -91,11 +92,6 @@ LOAD = textwrap.dedent("""
         if int(nxt) != int(nxt - period):
             print("sent", sent, flush=True)
 """)
-
-
-def pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(q * len(s)))]
 
 
 def main() -> int:
@@ -200,10 +196,10 @@ def main() -> int:
         seen.setdefault(int(a), float(b))
     ing = [(seen[s] - sent[s]) * 1000 for s in range(2, args.alerts + 2) if s in seen and s in arrivals]
     rel = [(arrivals[s] - seen[s]) * 1000 for s in range(2, args.alerts + 2) if s in seen and s in arrivals]
-    r = {"alerts": args.alerts, "delivered": len(lat), "p50_ms": round(pct(lat, 0.5), 2) if lat else None,
-         "p99_ms": round(pct(lat, 0.99), 2) if lat else None, "max_ms": round(max(lat), 2) if lat else None,
-         "ingest_p50_ms": round(pct(ing, 0.5), 2) if ing else None, "ingest_p99_ms": round(pct(ing, 0.99), 2) if ing else None,
-         "relay_p50_ms": round(pct(rel, 0.5), 2) if rel else None, "relay_p99_ms": round(pct(rel, 0.99), 2) if rel else None,
+    r = {"alerts": args.alerts, "delivered": len(lat), "p50_ms": pctl(lat, 0.5, 2),
+         "p99_ms": pctl(lat, 0.99, 2), "max_ms": round(max(lat), 2) if lat else None,
+         "ingest_p50_ms": pctl(ing, 0.5, 2), "ingest_p99_ms": pctl(ing, 0.99, 2),
+         "relay_p50_ms": pctl(rel, 0.5, 2), "relay_p99_ms": pctl(rel, 0.99, 2),
          "load_nodes": args.nodes, "load_readings_per_s": args.nodes * args.hz * 3, "load_readings_sent": load_sent,
          "store_batch_ms": args.batch_ms, "goal_p99_ms": 20}
     print(f"alert latency, node -> gateway -> TLS cloud, under {r['load_readings_per_s']:.0f} readings/s "

@@ -35,6 +35,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]  # tests/harness: the kits bench
 from harness.broker import Mosquitto, free_port  # noqa: E402
 from harness.cloudfeed import Publisher, alert_message, raw_bundle  # noqa: E402
 from harness.pgkit import Postgres  # noqa: E402
+from harness.stats import pctl  # noqa: E402
 
 LIVE: list["Consumers"] = []  # stopped in main's finally whatever happens
 ROWS = re.compile(r'^fogline_cloud_rows_total\{kind="readings"\} (\S+)$', re.M)
@@ -189,7 +190,7 @@ def alert_latency(tmp: Path, pg: Postgres, broker: Mosquitto, dsn: str, alerts: 
     lat.sort()
     return {"alerts": len(lat), "background_readings_per_s": bg_rate,
             "p50_ms": round(1000 * statistics.median(lat), 1) if lat else None,
-            "p99_ms": round(1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))], 1) if lat else None}
+            "p99_ms": pctl([1000 * x for x in lat], 0.99, 1)}
 
 
 def main() -> int:

@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]  # tests/harness: the kits benches share with tests
 
 from harness import clusterkit  # noqa: E402
+from harness.stats import pctl  # noqa: E402
 
 
 def main() -> int:
@@ -53,16 +54,16 @@ def main() -> int:
           f"{'service max':>12} "
           f"{'1st ack p50':>12} {'1st ack max':>12} {'drained p50':>12} {'drained max':>12}")
     for i, k in enumerate(rep["kills"], 1):
-        sv, f, d = sorted(k["service_ms"]), sorted(k["first_ack_ms"]), sorted(k["drained_ms"])
-        p = lambda xs, q: xs[min(len(xs) - 1, int(q * len(xs)))] if xs else None  # noqa: E731
-        print(f"{i:>5} {k['fault']:>6} {k['victim']:>6} {k['nodes']:>5} {str(k['will_ms']):>8} {str(p(sv, .5)):>12} "
-              f"{str(p(sv, 1)):>12} {str(p(f, .5)):>12} {str(p(f, 1)):>12} {str(p(d, .5)):>12} {str(p(d, 1)):>12}")
+        sv, f, d = k["service_ms"], k["first_ack_ms"], k["drained_ms"]
+        print(f"{i:>5} {k['fault']:>6} {k['victim']:>6} {k['nodes']:>5} {str(k['will_ms']):>8} "
+              f"{str(pctl(sv, .5)):>12} {str(pctl(sv, 1)):>12} {str(pctl(f, .5)):>12} {str(pctl(f, 1)):>12} "
+              f"{str(pctl(d, .5)):>12} {str(pctl(d, 1)):>12}")
     c, m = rep["cloud"], rep["gateway_metrics"]
     unexplained = sum(r["unexplained"] for r in rep["rows"])
     backlog = sum(r["backlog"] for r in rep["rows"])
     print(f"readings stored {c['readings_stored']} in cloud {c['readings_in_cloud']} missing {c['readings_missing']}"
           f" | alerts stored {c['alerts_stored']} in cloud {c['alerts_in_cloud']} missing {c['alerts_missing']}"
-          f" | duplicates absorbed {c['duplicates_absorbed']} (readings {c['duplicate_readings']}, alerts "
+          f" | duplicates absorbed {c['absorbed_by_keys']} (readings {c['duplicate_readings']}, alerts "
           f"{c['duplicate_alerts']}) | summaries {c['summaries']} doubled {c['doubled_summaries']}"
           f" | unexplained loss {unexplained} | node backlog left {backlog}")
     held = {g: {k: v for k, v in s.items() if k in ("cluster_replayed", "cluster_takeovers", "cluster_cursor_skips")}
