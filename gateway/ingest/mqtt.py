@@ -36,12 +36,34 @@ class BufferedClient(mqtt.Client):
     with a wake-up byte on its socket pair even from its own thread; at tens of thousands of
     messages a second those syscalls (each a GIL release and re-acquire) are most of paho's cost.
     Here recv() serves packets from one chunk, loop_read() goes on while the chunk holds bytes (the
-    socket's select() cannot see them), and packets queued by paho's own thread write no wake-up
-    byte (its next select() waits for writability anyway, as want_write() is then true).
+    socket's select() cannot see them), packets queued by paho's own thread write no wake-up byte
+    (its next select() waits for writability anyway, as want_write() is then true), and a message
+    goes straight to on_message when no per-topic callback was added.
     """
 
     _rbuf = b""
     _rpos = 0
+    _filtered = False  # message_callback_add() used: paho's own topic matching is needed
+
+    def message_callback_add(self, sub: str, callback: Any) -> None:
+        self._filtered = True
+        super().message_callback_add(sub, callback)
+
+    def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
+        # paho walks its per-topic callback trie for every message, even when it is empty (we use on_message)
+        if self._filtered:
+            return super()._handle_on_message(message)
+        on_message = self.on_message
+        if on_message is None:
+            return None
+        with self._in_callback_mutex:
+            try:
+                on_message(self, self._userdata, message)
+            except Exception as err:
+                self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                if not self.suppress_exceptions:
+                    raise
+        return None
 
     def _sock_recv(self, bufsize: int) -> bytes:
         buf, pos = self._rbuf, self._rpos

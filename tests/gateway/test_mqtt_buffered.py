@@ -87,3 +87,25 @@ def test_after_a_broker_restart_the_new_connection_gets_only_new_messages_once(m
     finally:
         sub.loop_stop()
         sub.disconnect()
+
+
+def test_per_topic_callbacks_still_get_their_messages_and_on_message_the_rest(mosquitto):
+    got: list[tuple[str, bytes]] = []
+    special: list[bytes] = []
+    sub = _subscriber(mosquitto.port, got, threading.Event())
+    sub.message_callback_add("t/special/#", lambda c, u, m: special.append(m.payload))
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="buf-pub3")
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    try:
+        for i in range(20):
+            pub.publish("t/special/x" if i % 4 == 0 else "t/plain", b"%d" % i, qos=1).wait_for_publish(10)
+        assert _wait(lambda: len(got) + len(special) >= 20)
+        time.sleep(0.2)
+        assert special == [b"%d" % i for i in range(0, 20, 4)]
+        assert got == [("t/plain", b"%d" % i) for i in range(20) if i % 4]
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        sub.loop_stop()
+        sub.disconnect()
