@@ -31,6 +31,7 @@ from fogline.gateway.ops import provision_broker as pb
 from tests.gateway.ingest_helpers import GatewayThread, db_rows, stored_seqs, wait_for
 from fogline.tools import hostemu
 from harness.broker import free_port, mosquitto_binary
+from harness.sitekit import VNode
 
 REPO = hostemu.REPO
 SITE = "s1"
@@ -236,24 +237,15 @@ def test_firmware_node_and_gateway_through_the_installed_broker(installed, tmp_p
                                 "inference": {"enabled": False}})
     d = tmp_path / "node"
     d.mkdir()
-    control = d / "control"
-    control.write_text("")
-    spec = {"node": "nA", "config": str(_node_site(out, d, "nA")), "boards_dir": str(REPO / "boards"),
-            "scenario": "normal", "seed": 3, "flash": str(d / "flash.img"), "blocks": 128, "control": str(control),
-            "drain_ms": 2000}
-    (d / "spec.json").write_text(json.dumps(spec))
     g = GatewayThread(cfg).start()
-    node = subprocess.Popen(hostemu.mp_command(REPO / "tools/demo_node.py", str(d / "spec.json"), heapsize="384wK"),
-                            env=hostemu.mp_env(), cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(node.stdout), daemon=True)
-    reader.start()
+    node = VNode(d, "nA", _node_site(out, d, "nA"), "normal", 3, blocks=128, drain_ms=2000, time_scale=1.0)
+    node.start()
+    lines = node.proc.lines
     data = tmp_path / "data"
     intruder = None
     try:
-        ok = wait_for(lambda: len(stored_seqs(data, "nA")) >= 5 or node.poll() is not None, timeout=90)
-        assert ok and node.poll() is None, f"node tail: {''.join(lines[-10:])}"
+        ok = wait_for(lambda: len(stored_seqs(data, "nA")) >= 5 or not node.proc.alive(), timeout=90)
+        assert ok and node.proc.alive(), f"node tail: {' | '.join(lines[-10:])}"
         acked = lambda: [json.loads(ln[5:])["acked"]["up"] for ln in lines if ln.startswith("STAT ")]  # noqa: E731
         assert wait_for(lambda: any(a >= 3 for a in acked()), timeout=60), lines[-5:]
         m = g.gw.metrics
@@ -272,14 +264,8 @@ def test_firmware_node_and_gateway_through_the_installed_broker(installed, tmp_p
     finally:
         if intruder is not None:
             intruder.close()
-        control.write_text("stop\n")
-        try:
-            node.wait(30)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node.wait()
+        node.halt(30)
         g.stop()
-        reader.join(5)
     final = [json.loads(ln[6:]) for ln in lines if ln.startswith("FINAL ")]
     assert final and final[0]["acked"]["up"] >= 8, lines[-5:]
 

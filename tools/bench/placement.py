@@ -18,7 +18,6 @@ import asyncio
 import json
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -108,13 +107,11 @@ def bench_latency(cycles: int) -> dict:
     from fogline.gateway import config as config_mod
     from fogline.gateway.placement import core as placement_mod
     from fogline.gateway.app import Gateway
-    from fogline.tools import hostemu
     from harness.broker import Mosquitto
+    from harness.sitekit import VNode
 
     tmp = Path(tempfile.mkdtemp(prefix="fogline-plc-bench-"))
     broker = Mosquitto(tmp / "broker").start()
-    ctl = tmp / "control"
-    ctl.write_text("")
     site = {"version": 1, "node": {"id": "n1", "site": "bench", "board": "esp32_devkitc"}, "sample_ms": 200,
             "watchdog_ms": 0, "state_ms": 300, "mqtt": {"host": "127.0.0.1", "port": broker.port, "keepalive": 5},
             "hw": {"power": "battery", "battery": {"pin": 34, "divider": 2, "empty_mv": 3300, "full_mv": 4200}},
@@ -122,11 +119,8 @@ def bench_latency(cycles: int) -> dict:
             "ntp": {"enabled": False, "host": "pool.ntp.org", "interval_s": 3600},
             "log": {"capacity_bytes": 65536, "segment_bytes": 4096, "sync_every": 5, "sync_ms": 200}}
     (tmp / "site.json").write_text(json.dumps(site))
-    spec = {"node": "n1", "config": str(tmp / "site.json"), "boards_dir": str(REPO / "boards"), "scenario": "normal",
-            "seed": 3, "flash": str(tmp / "flash.img"), "blocks": 128, "control": str(ctl), "drain_ms": 500}
-    (tmp / "spec.json").write_text(json.dumps(spec))
-    node = subprocess.Popen(hostemu.mp_command(REPO / "tools" / "demo_node.py", str(tmp / "spec.json"), heapsize="384wK"),
-                            env=hostemu.mp_env(), cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    node = VNode(tmp, "n1", tmp / "site.json", "normal", 3, blocks=128, drain_ms=500, time_scale=1.0)
+    node.start()
     cfg = config_mod.from_dict({"site": {"id": "bench", "gateway_id": "gwA", "data_dir": str(tmp / "gw")},
                                 "mqtt": {"port": broker.port, "client_id": "gw-bench", "worker_process": False},
                                 "placement": {"enabled": True, "interval_s": 1.0, "workloads": [W]}})
@@ -152,7 +146,7 @@ def bench_latency(cycles: int) -> dict:
             for _ in range(cycles):
                 for mv, where, key in ((3400, "gateway:gwA", "drop"), (4100, "node:n1", "recover")):
                     t0 = time.monotonic()
-                    ctl.write_text(f"battery_mv {mv}\n")
+                    node.battery_mv(mv)
                     t1 = await until(lambda: p.current.get("t-smooth") == where)
                     v = nt().desired_version
                     t2 = await until(lambda: nt().reported_version == v)
@@ -164,11 +158,7 @@ def bench_latency(cycles: int) -> dict:
     try:
         asyncio.run(main())
     finally:
-        ctl.write_text("stop\n")
-        try:
-            node.wait(10)
-        except subprocess.TimeoutExpired:
-            node.kill()
+        node.halt(10)
         broker.stop()
     return {k: round(statistics.median(v), 3) for k, v in res.items() if v} | {"cycles": cycles}
 
