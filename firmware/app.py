@@ -170,7 +170,7 @@ class App:
         self.fw = FW
         self.extra = []  # more coroutines to run beside the sampler (host emulation reporting)
         self.battery = None
-        if cfg["hw"].get("battery"):  # PLACEMENT: the gauge module is loaded only on boards that declare one
+        if cfg["hw"].get("battery"):  # the gauge module is loaded only on boards that declare one
             from firmware.power import Gauge
             self.battery = Gauge(self, cfg)
 
@@ -206,10 +206,10 @@ class App:
               "last_error": self.node.last_error or self.last_error, "rssi": _rssi(),
               "battery": self.battery.read() if self.battery else None,
               "power": self.cfg["hw"].get("power", "usb"), "sensing": dict(self.node.stats),
-              "sensors": [c.name for c in self.node.channels]}  # PLACEMENT: a push must not drop one
+              "sensors": [c.name for c in self.node.channels]}  # placement: a config push must not drop one
         c = getattr(self, "client", None)
         if c is not None and hasattr(c, "link_quality"):
-            st["link"] = c.link_quality()  # PLACEMENT: loss / rtt_ms / reconnects of the uplink
+            st["link"] = c.link_quality()  # loss / rtt_ms / reconnects of the uplink (a placement input)
         s = self.store
         if s is not None:
             try:

@@ -144,7 +144,7 @@ class FlashLog(logfile.Segments):
         li = _lane(lane)
         out = []
         start = self._start(li)
-        if after >= start:  # F-LINK: the uplink skips what it already has in flight
+        if after >= start:  # the uplink skips what it already has in flight
             start = after + 1
         segs = self._segs[li]
         end = self._durable[li]

@@ -78,7 +78,7 @@ def build(app, config_path="/config.json", mqtt=True, ble=True, ntp=False):
         from firmware.remote_config import RemoteConfig
         wlan = network.WLAN(network.STA_IF)
         if hasattr(network, "set_link") and not wlan.active():
-            # F-LINK: host emulation has no board_main to bring the (simulated) Wi-Fi up
+            # host emulation has no board_main to bring the (simulated) Wi-Fi up
             wlan.active(True)
             wlan.connect(cfg["wifi"]["ssid"] or "sim", cfg["wifi"]["password"])
         m = cfg["mqtt"]
@@ -101,10 +101,10 @@ def build(app, config_path="/config.json", mqtt=True, ble=True, ntp=False):
         app.client = client
         app.uplink = up
         app.remote_config = rc
-        from firmware.uplink import reconfigure  # F-LINK: cfg["uplink"] timings, live on pushes
+        from firmware.uplink import reconfigure  # cfg["uplink"] timings, live on pushes
         reconfigure(client, up, cfg)
         rc.on_applied.append(lambda c: reconfigure(client, up, c))
-        rc.extra.append(up.state_fields)  # F-LINK: "oldest" pending seq per lane (gateway gap skip)
+        rc.extra.append(up.state_fields)  # "oldest" pending seq per lane (gateway gap skip)
         out += [client, up, rc]
     if ble and cfg["ble"]["enabled"] and "ble" in cfg["hw"].get("radios", ()):
         import bluetooth

@@ -149,7 +149,7 @@ class RemoteConfig:
         return True, None
 
     def state(self):
-        """The `state` map (DESIGN.md): app status fields plus config version and rejection."""
+        """The `state` map: app status fields plus config version and rejection."""
         st = {}
         if self.status is not None:
             try:

@@ -72,8 +72,8 @@ class Gateway(IngestPath):
         self._hooks: dict[str, list[Hook]] = {"window": [], "alert": [], "readings": [], "state": []}
         self._queues: list[asyncio.Queue[Window]] = []
         self._validators: list[Callable[[Message], None]] = []
-        self._gate: Callable[[Message], bool] | None = None  # CLUSTER: commit/ack only a node's primary
-        self._relay_pred: Callable[..., bool] | None = None  # CLUSTER: relay lease held?
+        self._gate: Callable[[Message], bool] | None = None  # cluster: commit/ack only a node's primary
+        self._relay_pred: Callable[..., bool] | None = None  # cluster: is the node's relay lease held here?
         self.cluster: Any = None
         self._topics: dict[str, tuple[str, str]] = {}
         self._readings_in: dict[str, int] = {}
@@ -123,11 +123,11 @@ class Gateway(IngestPath):
         self._validators.append(fn)
 
     def set_ingest_gate(self, fn: Callable[[Message], bool] | None) -> None:
-        """fn(msg) -> False: do not commit or ack msg (CLUSTER: this gateway is not the node's primary)."""
+        """fn(msg) -> False: do not commit or ack msg (in a cluster: this gateway is not the node's primary)."""
         self._gate = fn
 
     def set_relay_predicate(self, fn: Callable[..., bool] | None) -> None:
-        """fn(node, since) -> bool answers may_relay (CLUSTER: the node's relay lease is held here)."""
+        """fn(node, since) -> bool answers may_relay (in a cluster: the node's relay lease is held here)."""
         self._relay_pred = fn
 
     def may_relay(self, node: str, since: float | None = None) -> bool:
@@ -262,7 +262,7 @@ class Gateway(IngestPath):
     # ------------------------------------------------------------------ windows and hooks
     def _emit_window(self, w: Window) -> None:
         self._windows.append(w)
-        self._work.set()  # OPS: wake the committer, else flush()/stop() wait on _idle until timeout
+        self._work.set()  # wake the committer, else flush()/stop() wait on _idle until timeout
         self.metrics.inc("windows_closed")
         for q in self._queues:
             if q.full():

@@ -13,7 +13,7 @@ API (keys are bytes; a site config carries them as hex, see key_from_hex):
   sign_config(key, cfg_bytes) -> 16-byte tag         MAC input = canonical CBOR of ["fogline-config", cfg_bytes]
   verify_config(key, cfg_bytes, tag) -> bool
 
-Wire placement (what F-LINK sends and G-INGEST / G-RELAY check):
+Wire placement (what the node's uplink sends and the gateway's ingest and relay check):
 
   up / alert payload = CBOR array [first_seq, senml_pack, tag]; the 3rd element is the 16-byte tag
       (CBOR byte string) over the pack's exact encoded bytes as they sit in the payload, so nobody

@@ -80,7 +80,7 @@ def _copy(v):
 
 
 def _validate_power(hw):
-    # PLACEMENT: power source and optional battery gauge (ADC pin behind a divider), reported in `state`
+    # power source and optional battery gauge (placement inputs) (ADC pin behind a divider), reported in `state`
     if hw.get("power", "usb") not in ("usb", "battery", "mains"):
         _err("hw.power", "must be usb, battery or mains")
     b = hw.get("battery")

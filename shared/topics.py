@@ -1,4 +1,4 @@
-"""MQTT topic names of DESIGN.md: build and parse, one definition for both sides."""
+"""MQTT topic names: build and parse, one definition for both sides (README "Wire format")."""
 
 ROOT = "fogline"
 NODE_KINDS = ("up", "alert", "ack", "config", "state")

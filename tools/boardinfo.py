@@ -1,4 +1,4 @@
-"""Board facts the host tools need: filesystem geometry, mpy-cross arch, heap (boards/<board>.json + FACTS.md)."""
+"""Board facts the host tools need: filesystem geometry, mpy-cross arch, heap (boards/<board>.json, else the defaults below)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fogline.tools.hostemu import REPO
 MCU_ARCH = {"rp2040": "armv6m", "rp2350": "armv7emsp", "esp32": "xtensawin", "esp32s3": "xtensawin",
             "esp32-s3": "xtensawin", "esp32_s3": "xtensawin", "esp32s2": "xtensawin", "esp32c3": "rv32imc"}
 
-# Filesystem geometry per board when boards/<board>.json does not say (FACTS.md).
+# Filesystem geometry per board when boards/<board>.json does not say (MicroPython's port defaults).
 FS_DEFAULTS = {
     "pico_w": {"fs_bytes": 848 * 1024, "block_size": 4096, "progsize": 256, "arch": "armv6m"},
     "pico": {"fs_bytes": 1408 * 1024, "block_size": 4096, "progsize": 256, "arch": "armv6m"},
@@ -35,7 +35,7 @@ def _find(d: object, *keys: str) -> object | None:
 
 
 def board_info(board: str) -> dict:
-    """Geometry and arch of a board: boards/<board>.json where it says, else FACTS.md defaults."""
+    """Geometry and arch of a board: boards/<board>.json where it says, else the defaults above."""
     info = dict(FS_DEFAULTS.get(board, FS_DEFAULTS["pico_w"]))
     info["board"] = board
     path = REPO / "boards" / f"{board}.json"

@@ -51,7 +51,7 @@ class _FileFlash:
 
 def _open_device(path, bs, n):
     try:
-        import flashdev  # F-STORE's simulated NOR flash (tools/sim): wear counters, power cuts
+        import flashdev  # the simulated NOR flash (tools/sim/flashdev.py): wear counters, power cuts
     except ImportError:
         return _FileFlash(path, bs, n)
     return flashdev.FlashDev(n, bs, path)

@@ -45,7 +45,7 @@ def _ago(t: float | None, now: float) -> str:
 
 
 def _uplink(q: dict | None) -> str:
-    """PLACEMENT: the node's uplink quality from `state` (loss fraction, last PUBACK round trip)."""
+    """The node's uplink quality from `state` (loss fraction, last PUBACK round trip)."""
     if not q:
         return "-"
     rtt = q.get("rtt_ms")

@@ -1,4 +1,4 @@
-"""`fogline placement`: where each workload runs, every candidate's score and the reason (issue 11)."""
+"""`fogline placement`: where each workload runs, every candidate's score and the reason."""
 
 from __future__ import annotations
 

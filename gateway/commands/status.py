@@ -109,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
     if "relay_feed_behind" in st:
         print(f"  relay feed: {st['relay_feed_behind']} stored readings not yet handed to the outbox")
     _print_late(st)
-    _print_relay(st, db.parent)  # G-RELAY
-    _print_cluster(st)  # CLUSTER
+    _print_relay(st, db.parent)
+    _print_cluster(st)
     return 0 if st["running"] or not st.get("pid") else 0
 
 
@@ -141,7 +141,7 @@ def _print_cluster(st: dict) -> None:
 
 
 def _print_relay(st: dict, data_dir) -> None:
-    """Cloud link, breaker, bandwidth mode, outbox depth and twin status (G-RELAY gauges + twin report)."""
+    """Cloud link, breaker, bandwidth mode, outbox depth and twin status (the relay's gauges + the twin report)."""
     g = st.get("gauges", {})
     one = lambda name: next(iter(g.get(name, {}).values()), None)  # noqa: E731
     if "cloud_breaker_state" in g:

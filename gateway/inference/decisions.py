@@ -68,7 +68,7 @@ def confidence(score: float, thr: float) -> float:
 
 def relay_sink(relay: Any, on_relayed: Callable[[Decision, int], Any] | None = None
                ) -> Callable[[list[Decision]], Any]:
-    """Sink that puts decisions into G-RELAY's outbox (one transaction per batch).
+    """Sink that puts decisions into the relay's outbox (one transaction per batch).
 
     on_relayed(decision, row_id) runs for each decision the outbox accepted (tier retention prunes
     the data its windows summarise once the cloud acknowledges that row)."""

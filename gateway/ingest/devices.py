@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# state keys copied as-is (DESIGN.md `state` payload)
+# state keys copied as-is (the node's `state` map: firmware/remote_config.py state())
 _STATE_KEYS = {"version": "config_version", "heap_free": "heap_free", "flash_free": "flash_free",
                "uptime_s": "uptime_s", "last_error": "last_error", "config_rejected": "config_rejected",
                "fw": "fw", "board": "board", "rssi": "rssi", "battery": "battery", "online": "online",
@@ -127,7 +127,7 @@ class DeviceRegistry:
             v = state.get(k)
             if _small_map(v):
                 setattr(dev, k, dict(v))
-        lq = state.get("link")  # PLACEMENT: the node's uplink quality (Device.link is the transport name)
+        lq = state.get("link")  # uplink quality, a placement input (Device.link is the transport name)
         if _small_map(lq):
             dev.link_quality = dict(lq)
         ss = state.get("sensors")

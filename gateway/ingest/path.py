@@ -77,7 +77,7 @@ class IngestPath:
             raise Rejected("unknown_device", f"node {msg.node!r} is not registered "
                                              f"(policy {self.registry.policy}, {len(self.registry.devices)} devices)")
         if self._gate is not None and not self._gate(msg):
-            return  # CLUSTER: another gateway is this node's primary; held there, never acked here
+            return  # another gateway of the cluster is this node's primary: it commits and acks, not us
         self._cap_series(msg)
         n = len(msg.readings)
         self.registry.touch(msg.node, msg.link, msg.rx, n)

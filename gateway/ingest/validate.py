@@ -211,7 +211,7 @@ def decode_uplink(node: str, lane: str, payload: bytes, pol: Policy, now: float)
             return Message(node, lane, first, out, "mqtt", len(payload), auth, payload, now, records=len(out),
                            epoch=ep)
     try:
-        # Records map to seqs in time order (DESIGN.md seq rule, shared/senml.py).
+        # Records map to seqs in time order (the seq rule: README "Wire format", shared/senml.py).
         recs = list(zip(*cols)) if cols is not None else senml.in_seq_order(senml.resolve(pack, True))
     except ValueError as e:
         m = str(e)

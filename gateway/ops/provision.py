@@ -103,7 +103,7 @@ def acl_text(site: str, nodes: list[str], gateway_user: str) -> str:
              "topics outside a user block are denied.", "", f"user {gateway_user}",
              f"topic read {topics.ROOT}/{site}/#"]
     lines += [f"topic write {topics.node_filter(site, k)}" for k in GATEWAY_WRITE]
-    lines += [f"topic write {topics.gateway_filter(site, k)}" for k in topics.GATEWAY_KINDS]  # CLUSTER
+    lines += [f"topic write {topics.gateway_filter(site, k)}" for k in topics.GATEWAY_KINDS]  # cluster peers
     lines += ["topic readwrite homeassistant/#", ""]
     for n in nodes:
         lines.append(f"user {n}")

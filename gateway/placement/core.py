@@ -1,4 +1,4 @@
-"""Workload placement component (issue 11): decide, apply through the twin / gateway runner, report.
+"""Workload placement component: decide, apply through the twin / gateway runner, report.
 
     [placement]                       # see gateway/placement/score.py for every knob and the formula
     enabled = true

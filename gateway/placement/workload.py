@@ -18,7 +18,7 @@ WEIGHT_KEYS = ("proximity", "resources", "link", "power")
 
 @dataclass
 class PlacementConfig:
-    """[placement] where workloads run (issue 11): weights, limits, hysteresis, the workloads."""
+    """[placement] where workloads run: weights, limits, hysteresis, the workloads."""
     enabled: bool = False             # off: nothing is placed, no config is pushed
     interval_s: float = 5.0           # re-evaluate every workload this often (node `state` also triggers it)
     decisions_file: str = ""          # "" = <site.data_dir>/placement.json (read by `fogline placement`)

@@ -64,7 +64,7 @@ class RelayComponent:
         if round(float(w.end - w.start), 3) not in self.summary_windows_s:
             return
         may = getattr(self.gw, "may_relay", None)
-        if may is not None and not may(w.node, w.start):  # CLUSTER: lease held here since the window began?
+        if may is not None and not may(w.node, w.start):  # cluster: relay lease held here since the window began?
             self.gw.metrics.inc("windows_not_leased", part="relay")
             return
         rid = self.relay.submit_window(w)

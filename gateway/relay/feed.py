@@ -270,7 +270,7 @@ class RelayFeeder:
         may = getattr(self.gw, "may_relay", None)
         for ch in chunks:
             if ch.lane != ALERT and may is not None and not may(ch.node):
-                # CLUSTER: another gateway holds this node's relay lease; keep the cursor, ask again later
+                # another gateway of the cluster holds this node's relay lease; keep the cursor, ask again later
                 # (alerts always go: the cloud de-duplicates them by (node, seq))
                 if not self._held:
                     self._held_at = time.monotonic()

@@ -179,7 +179,7 @@ class Twin:
         self.key_for = key_for
         self.nodes: dict[str, NodeTwin] = {}
         self.bases: dict[str, dict[str, Any]] = {}  # desired fragment per node from the file / cloud document
-        self.overlays: dict[str, dict[str, Any]] = {}  # PLACEMENT: fragments merged over it, version auto-bumped
+        self.overlays: dict[str, dict[str, Any]] = {}  # placement fragments merged over it, version auto-bumped
         self.state_path = Path(cfg.state_file) if cfg.state_file else Path(data_dir) / "twin_state.json"
         self.report_path = self.state_path.with_name("twin_report.json")  # read by `fogline status`
         self.gw: Any = None
@@ -307,7 +307,7 @@ class Twin:
         nt.content = content
 
     async def set_overlay(self, node: str, frag: dict[str, Any] | None) -> NodeTwin:
-        """PLACEMENT: merge frag over node's desired config (None: remove) and push it if it changed."""
+        """Merge frag over node's desired config (None: remove) and push it if it changed (placement's lever)."""
         nt = self.nodes.setdefault(topics.check_id(node, "node"), NodeTwin(node))
         if frag:
             self.overlays[node] = frag

@@ -18,7 +18,7 @@ _OFFLINE = (20, 150)
 
 
 def body(lane, seq):
-    # [t, name, unit, value] as F-NODE writes it; content tied to (lane, seq) so any mix-up shows.
+    # [t, name, unit, value] as the node writes it; content tied to (lane, seq) so any mix-up shows.
     name = b"temp" if lane == "up" else b"alrt"
     v = seq * 7 % 251
     return bytes((0x84, 0x1A, 0x65, 0x80, (seq >> 8) & 0xFF, seq & 0xFF, 0x64)) + name + bytes((0x61, 0x43, 0x18, v))

@@ -1,6 +1,6 @@
 """The real firmware (FlashLog + Uplink + MQTT client on the MicroPython unix port) against the real gateway.
 
-The node's harness (tests/node/uplink_node.py, F-LINK) counts until every reading and alert it
+The node's harness (tests/node/uplink_node.py) counts until every reading and alert it
 produced was acknowledged by the gateway; the gateway is restarted mid-stream.
 """
 

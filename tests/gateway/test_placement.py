@@ -1,4 +1,4 @@
-"""Workload placement (issue 11): scoring with capability sets, limits, battery re-placement with
+"""Workload placement: scoring with capability sets, limits, battery re-placement with
 hysteresis, the twin overlay (versioned pushes), the gateway runner's CPU cap and `fogline placement`."""
 
 from __future__ import annotations

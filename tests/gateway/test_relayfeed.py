@@ -368,7 +368,7 @@ def _outbox_bodies(data: Path, lane: str) -> list[dict]:
 
 
 def test_up_lane_waits_for_the_relay_lease_alerts_do_not(tmp_path, mosquitto, pki):
-    """CLUSTER: readings of a node whose relay lease is elsewhere stay behind the cursor until it is held here."""
+    """Cluster: readings of a node whose relay lease is elsewhere stay behind the cursor until it is held here."""
     from fogline.gateway.relay.component import attach
 
     cloud = tls_cloud_broker(tmp_path / "cloud", pki, USERS)  # not started: look at the outbox

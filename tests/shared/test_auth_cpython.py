@@ -36,7 +36,7 @@ def test_config_tag_matches_independent_construction(key, cfg):
 
 
 def test_gateway_can_check_a_sealed_payload_with_cbor2_only():
-    # What G-INGEST does if it decodes with cbor2: the pack re-encodes canonically to the signed bytes.
+    # What the gateway's ingest does if it decodes with cbor2: the pack re-encodes canonically to the signed bytes.
     from shared import cbor, senml
 
     recs = [("t", "Cel", 20.125, 1700000000), ("t", "Cel", 0.1, 1700000002)]

@@ -1,4 +1,4 @@
-# Topic names of DESIGN.md; runs on CPython and MicroPython.
+# Topic names (shared/topics.py); runs on CPython and MicroPython.
 from shared import topics
 
 

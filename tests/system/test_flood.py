@@ -1,4 +1,4 @@
-"""Bounded resources under a flood (issue 9 item 3): real mosquitto, one in-process gateway, a hostile publisher.
+"""Bounded resources under a flood: real mosquitto, one in-process gateway, a hostile publisher.
 
 A flooder process writes FLOOD_MSGS MQTT PUBLISH packets (QoS 0, raw socket, no pacing: as fast as TCP takes them)
 mixing three kinds: valid packs of its own node `hog`, oversized payloads (> [ingest] max_payload_bytes)

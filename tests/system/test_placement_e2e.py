@@ -1,4 +1,4 @@
-"""Placement end to end (issue 11): a real firmware node (tools/demo_node.py on the MicroPython unix port,
+"""Placement end to end: a real firmware node (tools/demo_node.py on the MicroPython unix port,
 simulated battery on its ADC pin) + real mosquitto + the gateway with [placement].
 
 The node starts on a full battery: the filter workload is placed on it (pushed config v2 carries the

@@ -1,4 +1,4 @@
-"""Placement benchmark (issue 11): scoring cost, gateway runner cost, re-placement latency end to end.
+"""Placement benchmark: scoring cost, gateway runner cost, re-placement latency end to end.
 
 1. decide(): microseconds per decision (one workload, node + gateway candidates), over varied capabilities;
    Placement.evaluate() over many nodes (whole pass, and one node's re-evaluation on its `state`).

@@ -10,7 +10,7 @@ to a real mosquitto (through a counting TCP proxy). Compared with naive forwardi
 reading as one JSON MQTT message. Bytes are payload + topic + 5 (MQTT fixed header and
 packet id) per message on both sides; the proxy's TCP byte count (all MQTT traffic) is shown too.
 
-The decision is a simple threshold rule by default; `--decider model` uses G-INFER's
+The decision is a simple threshold rule by default; `--decider model` uses the gateway's
 InferenceEngine when it is available (falls back to the rule and says so).
 
     python tools/bench/upstream.py [--quick] [--mode high|middle]
@@ -153,7 +153,7 @@ async def run(args: argparse.Namespace) -> dict:
             engine = InferenceEngine(InferenceConfig(window_s=60.0, set_timeout_s=1e9, registry_dir=str(work / "models")),
                                      sink=sink, data_dir=str(work))
             engine.start()
-        except Exception as e:  # G-INFER's engine missing or refusing: say so, use the rule
+        except Exception as e:  # the inference engine missing or refusing: say so, use the rule
             print(f"model decider unavailable ({e}); using the threshold rule", file=sys.stderr)
             engine = None
 
@@ -278,7 +278,7 @@ def main() -> int:
     ap.add_argument("--mode", choices=("middle", "high"), default="high")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--decider", choices=("threshold", "model"), default="threshold",
-                    help="model = G-INFER's InferenceEngine on the bundled ONNX model")
+                    help="model = the gateway's InferenceEngine on the bundled ONNX model")
     ap.add_argument("--p-anomaly", type=float, default=0.005, help="per node-window")
     ap.add_argument("--p-ambiguous", type=float, default=0.003, help="per node-window")
     ap.add_argument("--p-alert", type=float, default=0.004, help="per node-window")

@@ -2,7 +2,7 @@
 
 Readings: temperature and humidity at 0.01 resolution, 1 s apart, one node;
 values are float32 as a board's MicroPython produces them. The `up` payload is
-`[first_seq, pack]` as in DESIGN.md.
+`[first_seq, pack]` (README "Wire format").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Simulated `machine` for host emulation on the MicroPython unix port.
 
-This file shadows the built-in `machine` (FACTS.md); the built-in one stays
+This file shadows the built-in `machine` of the unix port; the built-in one stays
 reachable as `umachine`, so Pin subclasses the real `PinBase` and the real
 `Signal` works with it. Simulated peripherals are wired by tests/scenarios:
 

@@ -70,7 +70,7 @@ def sim_attach(cfg, scenario, clock):
         else:
             ntc = sim_sensors.NTCDivider(src(f.get("temperature"), "temperature") or (lambda: 21.0))
             machine.attach_adc(key[3], ntc.read_u16)
-    if cfg["hw"].get("battery"):  # PLACEMENT: battery gauge on its ADC pin (scenario series battery_mv)
+    if cfg["hw"].get("battery"):  # battery gauge on its ADC pin (scenario series battery_mv)
         import sim_battery
         sim_battery.attach(cfg, scenario, clock.now_ms)
     if scenario.wifi_outages:
