@@ -1,4 +1,4 @@
-"""CLUSTER pure parts: node -> (primary, standby) assignment, load classes, relay lease rules, message decoding."""
+"""Cluster, pure parts: node -> (primary, standby) assignment, load classes, relay lease rules, message decoding."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CLUSTER service on a real mosquitto: two in-process gateways, one primary per node, takeover, leases."""
+"""Cluster service on a real mosquitto: two in-process gateways, one primary per node, takeover, leases."""
 
 from __future__ import annotations
 

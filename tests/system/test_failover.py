@@ -1,4 +1,4 @@
-"""CLUSTER failover: two gateways, ten real-firmware nodes, kill -9 the primary under load, nothing lost.
+"""Cluster failover: two gateways, ten real-firmware nodes, kill -9 the primary under load, nothing lost.
 
 Real site mosquitto (provisioned: passwords, ACL, signed packs) and a TLS cloud mosquitto; both gateways
 run `[cluster] enabled` with the relay (store-fed, `forward_readings` when available). Under load the
