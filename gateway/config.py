@@ -1,37 +1,39 @@
 """Gateway configuration: one TOML file, one typed dataclass per section, documented defaults.
 
-Each component reads its own section (`cfg.mqtt`, `cfg.section("inference")`, ...).
-Adding a section is a small additive edit: define a dataclass (every field with a
-default, documented in a comment) and register it, either with one line in
-`SECTIONS` below (a "module:Class" string, imported lazily so there are no import
-cycles) or by calling `register_section("name", Class)` from your own module
-before `load()` runs. Unknown keys inside a known section are errors (typos must
-not silently fall back to defaults); sections nobody registered are kept as plain
-dicts and logged.
+Every section is registered in `SECTIONS` below. Each section's dataclass lives in a light module of
+its concern (standard library and `fogline.shared` only), so loading a config imports no numpy,
+onnxruntime, paho or cryptography, and every section is checked whatever is installed. Unknown
+sections and keys are errors naming them (with the closest known name as a hint); the old spellings
+in `RENAMED` are still read, with a warning. Components read their section as `cfg.mqtt` or
+`cfg.section("inference")`. A new section: a dataclass (every field with a default and a comment,
+which `tools/example_config.py` copies into gateway/examples/gateway.toml) and one line in SECTIONS.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
-import logging
 import sys
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from fogline.gateway.cluster.core import ClusterConfig
+from fogline.gateway.config_check import ConfigError, build_section, unknown_section
+from fogline.gateway.federation.config import FederationConfig
+from fogline.gateway.inference.config import InferenceConfig
+from fogline.gateway.ops.discovery import HomeAssistantConfig
+from fogline.gateway.placement.workload import PlacementConfig
+from fogline.gateway.relay.cloud_config import CloudConfig
+from fogline.gateway.relay.outbox_config import OutboxConfig
+from fogline.gateway.twin.config import TwinConfig
+from fogline.shared import topics
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-log = logging.getLogger(__name__)
-
-
-class ConfigError(ValueError):
-    """Invalid gateway configuration; the message names the field (section.key)."""
+__all__ = ["Config", "ConfigError", "RENAMED", "SECTIONS", "build_section", "example_toml", "from_dict", "load",
+           "register_section", "toml_value"]
 
 
 @dataclass
@@ -55,9 +57,9 @@ class MqttConfig:
     reconnect_min_s: float = 0.5      # first reconnect delay; doubles up to reconnect_max_s
     reconnect_max_s: float = 30.0
     tls: bool = False
-    ca_file: str | None = None
-    certfile: str | None = None
-    keyfile: str | None = None
+    ca_file: str | None = None        # CA of the broker's certificate (None = system trust store)
+    cert_file: str | None = None      # client certificate (a listener that requires one) ...
+    key_file: str | None = None       # ... and its key
     worker_process: bool = True       # paho client in a child process: its per-message cost runs on
                                       # another core (false: a paho thread in the gateway process)
 
@@ -150,7 +152,7 @@ DEFAULT_UNITS = (
     "rpm", "m3", "m3/s", "Ohm", "S", "F", "C", "Wb", "T", "H", "Cel/s", "mA", "mV",
 )
 
-# name -> dataclass or "module:Class" (lazy). Add one line for a new section.
+# Every section of gateway.toml, in the order of the example file.
 SECTIONS: dict[str, Any] = {
     "site": SiteConfig,
     "mqtt": MqttConfig,
@@ -160,99 +162,26 @@ SECTIONS: dict[str, Any] = {
     "tiers": TiersConfig,
     "ble": BleConfig,
     "metrics": MetricsConfig,
-    "outbox": "fogline.gateway.relay.outbox:OutboxConfig",  # G-RELAY
-    "cloud": "fogline.gateway.relay.cloud:CloudConfig",  # G-RELAY
-    "twin": "fogline.gateway.twin.core:TwinConfig",  # G-RELAY
-    "homeassistant": "fogline.gateway.ops.discovery:HomeAssistantConfig",  # OPS
-    "inference": "fogline.gateway.inference.core:InferenceConfig",  # G-INFER
-    "federation": "fogline.gateway.federation.core:FederationConfig",  # G-FED
-    "placement": "fogline.gateway.placement.score:PlacementConfig",  # PLACEMENT (issue 11)
-    "cluster": "fogline.gateway.cluster.core:ClusterConfig",  # CLUSTER: multi-gateway sites, failover, relay leases
+    "outbox": OutboxConfig,
+    "cloud": CloudConfig,
+    "twin": TwinConfig,
+    "homeassistant": HomeAssistantConfig,
+    "inference": InferenceConfig,
+    "federation": FederationConfig,
+    "placement": PlacementConfig,
+    "cluster": ClusterConfig,
+}
+
+# Old key names still read as the new ones, with a warning: table -> {deprecated key: key}.
+RENAMED: dict[str, dict[str, str]] = {
+    "mqtt": {"certfile": "cert_file", "keyfile": "key_file"},  # as [cloud] and the cloud service spell them
+    "federation": {"max_seconds": "max_train_s"},  # every duration is *_s
 }
 
 
 def register_section(name: str, cls: Any) -> None:
-    """Register a config section dataclass (idempotent); call before load()."""
+    """Add a section dataclass (an embedding application's own table); call before load()."""
     SECTIONS[name] = cls
-
-
-def _section_class(name: str) -> Any | None:
-    ref = SECTIONS.get(name)
-    if isinstance(ref, str):
-        mod, _, attr = ref.partition(":")
-        try:
-            ref = getattr(importlib.import_module(mod), attr)
-        except (ImportError, AttributeError) as e:
-            log.warning("config section=%s class=%s unavailable: %s", name, SECTIONS[name], e)
-            return None
-        SECTIONS[name] = ref
-    return ref
-
-
-def _check(path: str, tp: Any, v: Any) -> Any:
-    """Check v against annotation tp; ints are accepted where floats are expected."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if tp is Any:
-        return v
-    if origin in (typing.Union, types.UnionType):
-        if v is None and type(None) in args:
-            return None
-        errs = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _check(path, a, v)
-            except ConfigError as e:
-                errs.append(str(e))
-        raise ConfigError(errs[0] if errs else f"{path}: bad value")
-    if origin is list:
-        if not isinstance(v, list):
-            raise ConfigError(f"{path}: expected a list, got {type(v).__name__}")
-        return [_check(f"{path}[{i}]", args[0] if args else Any, x) for i, x in enumerate(v)]
-    if origin is dict:
-        if not isinstance(v, dict):
-            raise ConfigError(f"{path}: expected a table, got {type(v).__name__}")
-        kt, vt = args if args else (Any, Any)
-        return {_check(f"{path}.key", kt, k): _check(f"{path}.{k}", vt, x) for k, x in v.items()}
-    if tp is float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ConfigError(f"{path}: expected a number, got {v!r}")
-        return float(v)
-    if tp is int:
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ConfigError(f"{path}: expected an integer, got {v!r}")
-        return v
-    if tp is bool:
-        if not isinstance(v, bool):
-            raise ConfigError(f"{path}: expected true/false, got {v!r}")
-        return v
-    if tp is str:
-        if not isinstance(v, str):
-            raise ConfigError(f"{path}: expected a string, got {v!r}")
-        return v
-    if dataclasses.is_dataclass(tp):
-        return build_section(path, tp, v)
-    return v
-
-
-def build_section(name: str, cls: Any, raw: dict[str, Any] | None) -> Any:
-    """Build dataclass cls from a TOML table; ConfigError names the bad field."""
-    raw = raw or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{name}: expected a table")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ConfigError(f"{name}.{unknown[0]}: unknown key (known: {', '.join(sorted(names))})")
-    kw = {k: _check(f"{name}.{k}", hints[k], v) for k, v in raw.items()}
-    obj = cls(**kw)
-    post = getattr(obj, "validate", None)
-    if callable(post):
-        post()
-    return obj
 
 
 class Config:
@@ -261,26 +190,19 @@ class Config:
     def __init__(self, raw: dict[str, Any] | None = None, path: Path | None = None):
         self.raw = dict(raw or {})
         self.path = path
-        self._sections: dict[str, Any] = {}
-        for name in list(SECTIONS):
-            self._sections[name] = self._build(name)
         for name in self.raw:
-            if name not in self._sections:
-                if _section_class(name) is None and name not in SECTIONS:
-                    log.info("config section=%s not registered; kept as a dict", name)
-                self._sections[name] = self._build(name)
+            if name not in SECTIONS:
+                raise unknown_section(name, SECTIONS)
+        self._sections = {name: build_section(name, cls, self.raw.get(name), RENAMED)
+                          for name, cls in SECTIONS.items()}
         _validate_core(self)
 
-    def _build(self, name: str) -> Any:
-        cls = _section_class(name)
-        if cls is None:
-            return dict(self.raw.get(name, {}))
-        return build_section(name, cls, self.raw.get(name))
-
     def section(self, name: str) -> Any:
-        """Typed section (registered now if it was registered after load)."""
-        if name not in self._sections or (isinstance(self._sections[name], dict) and _section_class(name)):
-            self._sections[name] = self._build(name)
+        """The typed section (KeyError for a name that is not registered)."""
+        if name not in self._sections and name in SECTIONS:
+            self._sections[name] = build_section(name, SECTIONS[name], self.raw.get(name), RENAMED)
+        if name not in self._sections:
+            raise KeyError(f"no config section [{name}]")
         return self._sections[name]
 
     def __getattr__(self, name: str) -> Any:
@@ -288,7 +210,7 @@ class Config:
             raise AttributeError(name)
         try:
             return self.section(name)
-        except KeyError:  # pragma: no cover
+        except KeyError:
             raise AttributeError(name) from None
 
     @property
@@ -301,7 +223,6 @@ class Config:
 
 
 def _validate_core(cfg: Config) -> None:
-    from fogline.shared import topics
     try:
         topics.check_id(cfg.site.id, "site")
     except ValueError as e:

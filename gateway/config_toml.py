@@ -8,12 +8,9 @@ from typing import Any
 
 def example_toml() -> str:
     """Every registered section with its defaults, as TOML text (documentation/examples)."""
-    from fogline.gateway.config import SECTIONS, _section_class
+    from fogline.gateway.config import SECTIONS
     lines: list[str] = []
-    for name in list(SECTIONS):
-        cls = _section_class(name)
-        if cls is None:
-            continue
+    for name, cls in SECTIONS.items():
         _example_table(lines, name, cls())
     return "\n".join(lines)
 

@@ -1,11 +1,17 @@
-"""`fogline cloud` config: one TOML file, sections [cloud.broker], [cloud.db], [cloud.http] (defaults below)."""
+"""`fogline cloud` config: one TOML file, sections [cloud.broker], [cloud.db], [cloud.http] (defaults below).
+
+Checked like the gateway's (`fogline.gateway.config_check`): typed values, unknown tables and keys refused
+naming them, errors as ConfigError (a ValueError) naming the field.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from fogline.gateway.config_check import ConfigError, build_section, unknown_section
 
 try:
     import tomllib
@@ -13,15 +19,6 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 LANES = ("alert", "anomaly", "summary", "raw")
-
-
-def _build(cls: Any, d: dict[str, Any] | None, where: str) -> Any:
-    d = dict(d or {})
-    names = {f.name for f in fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-        raise ValueError(f"{where}.{sorted(unknown)[0]}: unknown field")
-    return cls(**d)
 
 
 @dataclass
@@ -115,21 +112,21 @@ class ServiceConfig:
 
 
 def from_dict(raw: dict[str, Any]) -> ServiceConfig:
-    """Config from a parsed TOML document (its [cloud] table); ValueError names the bad field."""
-    top = raw.get("cloud", raw)
-    unknown = set(top) - {"broker", "db", "http"}
-    if unknown:
-        raise ValueError(f"cloud.{sorted(unknown)[0]}: unknown section")
-    cfg = ServiceConfig(_build(BrokerConfig, top.get("broker"), "cloud.broker"),
-                        _build(DbConfig, top.get("db"), "cloud.db"),
-                        _build(HttpConfig, top.get("http"), "cloud.http"))
-    cfg.check()
-    return cfg
+    """Config from a parsed TOML document (one [cloud] table); ConfigError names the bad field."""
+    for name in raw:
+        if name != "cloud":
+            raise unknown_section(name, ["cloud", "cloud.broker", "cloud.db", "cloud.http"])
+    return build_section("cloud", ServiceConfig, raw.get("cloud"))
 
 
 def load(path: str | os.PathLike[str] | None) -> ServiceConfig:
     """Read a cloud.toml (None = every default)."""
     if path is None:
         return from_dict({})
-    with open(path, "rb") as f:
-        return from_dict(tomllib.load(f))
+    try:
+        with open(path, "rb") as f:
+            return from_dict(tomllib.load(f))
+    except OSError as e:
+        raise ConfigError(f"config file {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from None

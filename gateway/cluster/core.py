@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from fogline.gateway.config import ConfigError
+from fogline.gateway.config_check import ConfigError
 
 
 @dataclass

@@ -39,7 +39,7 @@ class ClusterLink:
         if m.username:
             c.username_pw_set(m.username, m.password)
         if m.tls:
-            c.tls_set(ca_certs=m.ca_file, certfile=m.certfile, keyfile=m.keyfile, cert_reqs=ssl.CERT_REQUIRED)
+            c.tls_set(ca_certs=m.ca_file, certfile=m.cert_file, keyfile=m.key_file, cert_reqs=ssl.CERT_REQUIRED)
         c.will_set(will[0], will[1], qos=1, retain=True)
         c.reconnect_delay_set(m.reconnect_min_s, m.reconnect_max_s)  # type: ignore[arg-type]
         c.on_connect = self._on_connect

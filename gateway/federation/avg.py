@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-METHODS = ("fedavg", "median", "trimmed_mean")
+from fogline.gateway.federation.config import AGGREGATORS as METHODS
 
 
 class UpdateRefused(ValueError):

@@ -28,6 +28,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from fogline.gateway.federation.config import UPDATE_DTYPES
 from fogline.shared import auth
 
 KINDS = ("start", "update", "model", "result")
@@ -132,7 +133,7 @@ def open_(keys: dict[str, Key], payload: bytes, kind: str) -> tuple[str, dict[st
     return by, body
 
 
-DTYPES = {"float32": "<f4", "float16": "<f2"}
+DTYPES = UPDATE_DTYPES
 
 
 def pack_tensors(ts: list[np.ndarray], dtype: str = "float32") -> dict[str, Any]:

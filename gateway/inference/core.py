@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from fogline.gateway.inference.config import InferenceConfig
 from fogline.gateway.inference.decisions import ACTIONS, Decision, confidence, model_topic, outbox_sink, relay_sink
 from fogline.gateway.inference.features import NodeFeatures, normalise, window_stats
 from fogline.gateway.inference.slot import ModelSlot
@@ -40,27 +41,6 @@ __all__ = ["ACTIONS", "Decision", "InferenceConfig", "InferenceEngine", "ModelEr
 DEFAULT_ALIASES = {"temp": "temperature", "t": "temperature", "hum": "humidity", "rh": "humidity",
                    "press": "pressure", "p": "pressure", "vib": "vibration", "vibration_rms": "vibration"}
 FORGET_AFTER = 3
-
-
-@dataclass
-class InferenceConfig:
-    """[inference] local anomaly model and the summary / anomaly / raw-forward decision."""
-    enabled: bool = True
-    model_dir: str = ""               # model dir to start from; "" = the bundled gateway/models
-    registry_dir: str = "models"      # installed versions (relative to site.data_dir unless absolute)
-    model_url: str = ""               # install this model at start: a dir, manifest path, file:// or http(s)://
-    accept_cloud_models: bool = True  # install models published to fogline/<site>/model (CBOR)
-    model_keys: list[str] = field(default_factory=list)  # trusted Ed25519 model-signing public keys (PEM)
-    require_signed_models: bool = True  # refuse installing a model no model_keys key signed (gateway/model_sign)
-    allow_downgrade: bool = False     # refuse a downloaded model whose version is not newer
-    window_s: float = 60.0            # the aggregate window scored: the model's manifest window_s (checked at start)
-    threshold: float | None = None    # anomaly threshold on the score; None = the manifest's
-    confidence_min: float | None = None  # below this confidence the raw window goes to the cloud; None = manifest
-    metric_aliases: dict[str, str] = field(default_factory=dict)  # node metric -> model metric, e.g. temp_c = "temperature"
-    set_timeout_s: float = 5.0        # score an incomplete set this long (wall clock) after its first window
-    max_pending_sets: int = 100000    # oldest incomplete sets are scored early beyond this
-    rescore_keep_sets: int = 16       # decided sets per node kept to re-score when late windows correct them
-    keep_versions: int = 3            # installed model versions kept in the registry (CURRENT included)
 
 
 @dataclass

@@ -122,7 +122,7 @@ class MqttIngest:
         if m.username:
             self.client.username_pw_set(m.username, m.password)
         if m.tls:
-            self.client.tls_set(ca_certs=m.ca_file, certfile=m.certfile, keyfile=m.keyfile,
+            self.client.tls_set(ca_certs=m.ca_file, certfile=m.cert_file, keyfile=m.key_file,
                                 cert_reqs=ssl.CERT_REQUIRED)
         self.client.reconnect_delay_set(m.reconnect_min_s, m.reconnect_max_s)  # type: ignore[arg-type]
         self.client.max_queued_messages_set(0)

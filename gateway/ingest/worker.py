@@ -101,7 +101,7 @@ def _child(mcfg: Any, client_id: str, filters: list[str], out: Any, inp: Any, qu
     if mcfg.username:
         c.username_pw_set(mcfg.username, mcfg.password)
     if mcfg.tls:
-        c.tls_set(ca_certs=mcfg.ca_file, certfile=mcfg.certfile, keyfile=mcfg.keyfile, cert_reqs=ssl.CERT_REQUIRED)
+        c.tls_set(ca_certs=mcfg.ca_file, certfile=mcfg.cert_file, keyfile=mcfg.key_file, cert_reqs=ssl.CERT_REQUIRED)
     c.reconnect_delay_set(mcfg.reconnect_min_s, mcfg.reconnect_max_s)
     c.max_queued_messages_set(0)
     c.max_inflight_messages_set(1000)

@@ -34,6 +34,7 @@ from typing import Any, Awaitable, Callable
 from fogline.gateway.ingest.validate import brief
 from fogline.shared import cbor, topics
 from fogline.shared import config as node_config
+from fogline.gateway.twin.config import TwinConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -44,25 +45,6 @@ log = logging.getLogger(__name__)
 BOARDS = Path(__file__).resolve().parents[2] / "boards"  # the repo's boards/, or the installed package data
 
 IN_SYNC, PENDING, REJECTED, AHEAD, INVALID = "in_sync", "pending", "rejected", "ahead", "invalid"
-
-
-@dataclass
-class TwinConfig:
-    """[twin] desired node configs (device twin)."""
-
-    file: str = ""  # TOML file of desired configs; "" = twin off
-    poll_s: float = 2.0  # how often the file's mtime/size is checked
-    state_file: str = ""  # published versions; "" = <site.data_dir>/twin_state.json
-    sign: bool = True  # seal pushes with the node's auth key when one is known (shared/auth.py)
-    max_push_bytes: int = node_config.MAX_PUSH_BYTES  # larger pushes are refused here: a node would reject them
-    accept_cloud: bool = False  # also take whole desired documents (CBOR map shaped like the file) from
-                                # fogline/<site>/twin on the cloud link; the latest document (file or cloud) wins
-
-    def validate(self) -> None:
-        if self.poll_s <= 0:
-            raise ValueError("twin.poll_s: must be > 0")
-        if self.max_push_bytes < 64:
-            raise ValueError("twin.max_push_bytes: must be >= 64")
 
 
 @dataclass

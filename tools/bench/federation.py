@@ -80,7 +80,7 @@ def stall_during_training(site, base, steps: int = 200) -> dict:
     """Gaps of a 1 ms 'ingest' loop in the main thread while a local round trains in the worker thread."""
     from fogline.gateway.federation.core import Member
 
-    cfg = FederationConfig(max_steps=steps, max_seconds=30)
+    cfg = FederationConfig(max_steps=steps, max_train_s=30)
     bus = InProcessBus()
     keys = fedsim.keys()
     m = Member(cfg, site.gw, keys[site.gw], {"coordinator": keys["coordinator"]}, site.data, base, bus)
