@@ -176,6 +176,7 @@ SECTIONS: dict[str, Any] = {
 RENAMED: dict[str, dict[str, str]] = {
     "mqtt": {"certfile": "cert_file", "keyfile": "key_file"},  # as [cloud] and the cloud service spell them
     "federation": {"max_seconds": "max_train_s"},  # every duration is *_s
+    "placement": {"gateway_power": "gw_power"},  # as its other gw_* limits
 }
 
 

@@ -159,8 +159,8 @@ def _exclude_gateway(w: Workload, c: Candidate, cfg: PlacementConfig, current: s
         return f"drives actuator {acts[0]!r} on the node"
     mine = current == c.id
     need = 0 if mine else w.heap_bytes
-    if w.power == "mains" and cfg.gateway_power != "mains":
-        return f"needs mains power, gateway is on {cfg.gateway_power}"
+    if w.power == "mains" and cfg.gw_power != "mains":
+        return f"needs mains power, gateway is on {cfg.gw_power}"
     if c.mem_total and c.mem_avail - need < cfg.gw_mem_reserve:
         return f"memory: {c.mem_avail} available - {w.heap_bytes} needed < reserve {cfg.gw_mem_reserve}"
     if cfg.gw_rss_max and c.rss + need > cfg.gw_rss_max:
@@ -196,7 +196,7 @@ def score(w: Workload, c: Candidate, cfg: PlacementConfig, current: str | None =
             rtt = node_link.rtt_ms if node_link and node_link.rtt_ms is not None else 0.0
             parts = {"proximity": cfg.proximity_gateway, "resources": min(mem, cpu),
                      "link": _clip(1 - loss) / (1 + rtt / cfg.rtt_ref_ms),
-                     "power": _power_part(cfg.gateway_power, None, cfg)}
+                     "power": _power_part(cfg.gw_power, None, cfg)}
     if why is not None:
         return Score(c.id, False, 0.0, {}, why)
     wsum = sum(cfg.weights.get(k, 0.0) for k in WEIGHT_KEYS)

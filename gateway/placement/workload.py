@@ -31,7 +31,7 @@ class PlacementConfig:
     power_mains: float = 1.0          # power part by source
     power_usb: float = 0.9
     power_battery: float = 0.8        # times the battery fraction
-    gateway_power: str = "mains"      # the gateway's own supply
+    gw_power: str = "mains"           # the gateway's own supply (usb, battery or mains)
     stickiness: float = 0.05          # bonus of the current candidate: no flapping on small changes
     node_heap_reserve: int = 16384    # a node keeps at least this much heap free after its workloads
     node_flash_reserve: int = 16384   # ...and this much log flash
@@ -59,8 +59,8 @@ class PlacementConfig:
             raise ValueError("placement.weights: need one positive weight")
         if self.battery_resume_pct < self.battery_min_pct:
             raise ValueError("placement.battery_resume_pct: must be >= battery_min_pct")
-        if self.gateway_power not in ("usb", "battery", "mains"):
-            raise ValueError("placement.gateway_power: must be usb, battery or mains")
+        if self.gw_power not in ("usb", "battery", "mains"):
+            raise ValueError("placement.gw_power: must be usb, battery or mains")
         if self.interval_s <= 0 or self.rtt_ref_ms <= 0 or self.gw_cpu_ms_per_s <= 0:
             raise ValueError("placement.interval_s/rtt_ref_ms/gw_cpu_ms_per_s: must be > 0")
         names = set()

@@ -93,12 +93,15 @@ def test_loading_a_config_imports_no_heavy_dependency():
 
 def test_old_key_names_are_read_with_a_warning(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="fogline.gateway.config_check")
-    cfg = _load(tmp_path, '[mqtt]\ncertfile = "gw.crt"\nkeyfile = "gw.key"\n[federation]\nmax_seconds = 12\n')
+    cfg = _load(tmp_path, '[mqtt]\ncertfile = "gw.crt"\nkeyfile = "gw.key"\n[federation]\nmax_seconds = 12\n'
+                          '[placement]\ngateway_power = "usb"\n')
     assert (cfg.mqtt.cert_file, cfg.mqtt.key_file, cfg.federation.max_train_s) == ("gw.crt", "gw.key", 12.0)
+    assert cfg.placement.gw_power == "usb"
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warned == ["event=config_deprecated_key key=mqtt.certfile use=mqtt.cert_file",
                       "event=config_deprecated_key key=mqtt.keyfile use=mqtt.key_file",
-                      "event=config_deprecated_key key=federation.max_seconds use=federation.max_train_s"]
+                      "event=config_deprecated_key key=federation.max_seconds use=federation.max_train_s",
+                      "event=config_deprecated_key key=placement.gateway_power use=placement.gw_power"]
     caplog.clear()
     assert _load(tmp_path, '[mqtt]\ncert_file = "gw.crt"\n').mqtt.cert_file == "gw.crt"
     assert caplog.records == []
