@@ -335,7 +335,8 @@ def _board_arch(board: str) -> str | None:
 def package_json(repo: Path = REPO, version: str | None = None) -> dict:
     """mip package description (relative URLs from firmware/): `mpremote mip install --target / ...`."""
     if version is None:
-        from fogline.gateway import __version__ as version
+        from fogline.gateway import __version__
+        version = __version__
     urls = [["main.py", "main.py"]]
     for rel in source_files(repo):
         url = str(rel.relative_to("firmware")) if rel.parts[0] == "firmware" else "../" + str(rel)
