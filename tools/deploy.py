@@ -471,6 +471,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """`fogline deploy`."""
     if args.write_package_json:
+        from fogline.tools.hostemu import CHECKOUT
+        if not CHECKOUT:  # it is a source file of the repo: an installed package is not the place to change it
+            print(f"deploy: --write-package-json regenerates a checkout's firmware/package.json; this fogline is "
+                  f"installed at {REPO}", file=sys.stderr)
+            return 2
         path = REPO / "firmware" / "package.json"
         path.write_text(json.dumps(package_json(), indent=2) + "\n")
         print(f"wrote {path}")

@@ -16,7 +16,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+# The repo root in a checkout; site-packages/fogline in an installed wheel, whose package data mirrors the
+# repo's layout (firmware/, shared/, boards/, tools/sim/, gateway/models/), so paths below work in both.
 REPO = Path(__file__).resolve().parent.parent
+CHECKOUT = (REPO / "setup.py").is_file()  # a wheel has no setup.py, tests/ or ../shared/micropython
 SIM_DIR = REPO / "tools" / "sim"
 BOARD_SRC = REPO.parent / "shared" / "micropython"
 BOARD_SCRIPT = BOARD_SRC / "build-board-port.sh"
@@ -28,6 +31,14 @@ VARIANT_SCRIPT = REPO / "tools" / "build_board_variant.sh"
 
 class NoMicroPython(RuntimeError):
     """Raised when no MicroPython unix port can be found (or the board port cannot be built)."""
+
+
+def _need_checkout(what: str) -> None:
+    """Raise NoMicroPython when this fogline is installed (not a checkout), naming what needs a checkout."""
+    if not CHECKOUT:
+        raise NoMicroPython(
+            f"{what} is built from a Fogline checkout's ../shared/micropython; this fogline is installed at "
+            f"{REPO}: set FOGLINE_BOARD_MICROPYTHON=/path/to/a/32-bit/micropython, or FOGLINE_RUNTIMES=micropython")
 
 
 def runtimes() -> tuple[str, ...]:
@@ -100,6 +111,7 @@ def find_board(build: bool = True) -> str:
 
 def build_board() -> str:
     """Build the board-like port into BOARD_DIR (once; concurrent callers wait on a lock)."""
+    _need_checkout("the board-like MicroPython port")
     if not BOARD_SCRIPT.exists() or not list(BOARD_SRC.glob("micropython-*-unix.tar.xz")):
         raise NoMicroPython(
             f"board port source missing: expected {BOARD_SCRIPT} and the micropython-*-unix.tar.xz beside it "
@@ -127,6 +139,7 @@ def build_board() -> str:
 def find_board_variant(variant: str) -> str:
     """The board-like port built by tools/build_board_variant.sh (e.g. "repl": with the raw REPL that
     mpremote needs, for a virtual board), built once under build/board-<variant>/."""
+    _need_checkout(f"the board-like MicroPython port ({variant})")
     d = BOARD_DIR.parent / f"board-{variant}"
     exe = d / f"micropython-board-{variant}"
     want = _board_stamp() + f";{VARIANT_SCRIPT.stat().st_size}:{int(VARIANT_SCRIPT.stat().st_mtime)}"
