@@ -1,20 +1,13 @@
 """The real firmware (FlashLog + Uplink + MQTT client on the MicroPython unix port) against the real gateway.
 
-The node's harness (tests/node/uplink_node.py) counts until every reading and alert it
-produced was acknowledged by the gateway; the gateway is restarted mid-stream.
+The counter node (tests/harness/counternode.py: tests/node/uplink_node.py) counts until every reading
+and alert it produced was acknowledged by the gateway; the gateway is restarted mid-stream.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import threading
-
 from tests.gateway.ingest_helpers import GatewayThread, db_rows, gw_config, stored_seqs, wait_for
-from fogline.tools import hostemu
-
-NODE_SCRIPT = hostemu.REPO / "tests" / "node" / "uplink_node.py"
-T0 = 1764150000
+from harness.counternode import T0, CounterNode, run_counter_node
 
 
 def test_firmware_node_drains_into_the_gateway_across_a_gateway_restart(mosquitto, tmp_path):
@@ -22,28 +15,17 @@ def test_firmware_node_drains_into_the_gateway_across_a_gateway_restart(mosquitt
     cfg = gw_config(tmp_path, mosquitto.port, site={"id": "s1"},
                     ingest={"max_age_s": 10 * 365 * 86400.0},  # the harness's clock is T0 = 2025-11-26
                     tiers={"compress_after_s": 20 * 365 * 86400.0})
-    ctl = tmp_path / "ctl"
-    ctl.write_text("wifi 1")
     g = GatewayThread(cfg).start()
-    proc = subprocess.Popen(hostemu.mp_command(NODE_SCRIPT, str(mosquitto.port), str(n), "3", str(ctl)),
-                            env=hostemu.mp_env(), cwd=str(hostemu.REPO), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    lines: list[str] = []
-    t = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    t.start()
+    node = CounterNode(mosquitto.port, n, 3, tmp_path / "ctl")
     try:
         assert wait_for(lambda: len(stored_seqs(tmp_path / "data", "node1")) >= n // 3, timeout=60)
         g.stop()                                   # the gateway goes away mid-stream...
         g = GatewayThread(cfg).start()             # ...and comes back on the same data dir
-        proc.wait(90)
+        done = node.finish(90)                     # asserts a clean exit with its DONE line
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        node.kill()
         g.stop()
-    t.join(5)
-    done = [json.loads(ln[5:]) for ln in lines if ln.startswith("DONE ")]
-    assert proc.returncode == 0 and done, (proc.stderr.read(), lines[-3:])
-    assert done[0]["acked_up"] == n and done[0]["depth_up"] == 0
+    assert done["acked_up"] == n and done["depth_up"] == 0
     data = tmp_path / "data"
     assert stored_seqs(data, "node1") == list(range(1, n + 1))
     vals = db_rows(data, "SELECT seq, v, t FROM readings WHERE lane=0 ORDER BY seq")
@@ -59,24 +41,16 @@ def test_firmware_unreadable_and_misdated_records_are_dead_lettered_alone(mosqui
     cfg = gw_config(tmp_path, mosquitto.port, site={"id": "s1"},
                     ingest={"max_age_s": 10 * 365 * 86400.0, "numeric_only": True},
                     tiers={"compress_after_s": 20 * 365 * 86400.0})
-    ctl = tmp_path / "ctl"
-    ctl.write_text("wifi 1")
     g = GatewayThread(cfg).start()
-    proc = subprocess.Popen(hostemu.mp_command(NODE_SCRIPT, str(mosquitto.port), str(n), "2", str(ctl),
-                                               f"bad_every={bad_every}", f"badtime_every={badtime_every}"),
-                            env=hostemu.mp_env(), cwd=str(hostemu.REPO), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
     try:
-        out, err = proc.communicate(timeout=120)
+        proc, done = run_counter_node(mosquitto.port, n, 2, tmp_path / "ctl", f"bad_every={bad_every}",
+                                      f"badtime_every={badtime_every}")
         g.flush()
     finally:
-        if proc.poll() is None:
-            proc.kill()
         g.stop()
-    done = [json.loads(ln[5:]) for ln in out.splitlines() if ln.startswith("DONE ")]
-    assert proc.returncode == 0 and done, (err, out.splitlines()[-3:])
-    assert done[0]["acked_up"] == n and done[0]["depth_up"] == 0
-    assert done[0]["uplink"]["bad_records"] >= n // bad_every
+    assert proc.returncode == 0 and done, (proc.stderr, proc.stdout.splitlines()[-3:])
+    assert done["acked_up"] == n and done["depth_up"] == 0
+    assert done["uplink"]["bad_records"] >= n // bad_every
     unreadable = [s for s in range(1, n + 1) if s % bad_every == 0]
     misdated = [s for s in range(1, n + 1) if s % badtime_every == 0 and s % bad_every]
     data = tmp_path / "data"

@@ -7,23 +7,15 @@ counted and shown by `fogline devices`; a plain reboot (flash kept) must not loo
 
 from __future__ import annotations
 
-import json
-import subprocess
-
 from fogline.gateway.commands import devices as devices_cmd
 from tests.gateway.ingest_helpers import GatewayThread, db_rows, gw_config
-from fogline.tools import hostemu
-
-NODE_SCRIPT = hostemu.REPO / "tests" / "node" / "uplink_node.py"
-T0 = 1764150000
+from harness.counternode import T0, run_counter_node
 
 
 def _run_node(port: int, ctl, n: int, *opts: str) -> dict:
-    proc = subprocess.run(hostemu.mp_command(NODE_SCRIPT, str(port), str(n), "2", str(ctl), *opts),
-                          env=hostemu.mp_env(), cwd=str(hostemu.REPO), capture_output=True, text=True, timeout=120)
-    done = [json.loads(ln[5:]) for ln in proc.stdout.splitlines() if ln.startswith("DONE ")]
+    proc, done = run_counter_node(port, n, 2, ctl, *opts)
     assert proc.returncode == 0 and done, (proc.stderr[-2000:], proc.stdout[-1000:])
-    return done[0]
+    return done
 
 
 def _readings(data) -> list[tuple[float, float]]:

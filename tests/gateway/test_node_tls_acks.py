@@ -11,7 +11,6 @@ from __future__ import annotations
 import getpass
 import json
 import subprocess
-import threading
 
 import cbor2
 import paho.mqtt.client as mqtt
@@ -22,8 +21,8 @@ from fogline.shared import auth
 from tests.gateway.ingest_helpers import GatewayThread, db_rows, gw_config, wait_for
 from fogline.tools import hostemu
 from harness.broker import Mosquitto, free_port
+from harness.counternode import CounterNode
 
-NODE_SCRIPT = hostemu.REPO / "tests" / "node" / "uplink_node.py"
 KEY = bytes(range(32, 48))
 
 
@@ -45,16 +44,9 @@ def test_tls_node_ignores_forged_acks_and_drains_to_the_gateway(tmp_path):
         f"keyfile {d / 'broker.key'}", "require_certificate true", "use_identity_as_username true"])).start()
     keys = tmp_path / "gateway_keys.json"
     keys.write_text(json.dumps({"nodes": {"node1": {"auth_key": KEY.hex(), "bind_key": "00" * 16}}}))
-    ctl = tmp_path / "ctl"
-    ctl.write_text("wifi 1")
     n = 60
-    lines: list[str] = []
-    proc = subprocess.Popen(hostemu.mp_command(NODE_SCRIPT, str(tls), str(n), "2", str(ctl), f"key={KEY.hex()}",
-                                               f"cafile={certs['ca']}"),
-                            env=hostemu.mp_env(), cwd=str(hostemu.REPO), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    t = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    t.start()
+    node = CounterNode(tls, n, 2, tmp_path / "ctl", f"key={KEY.hex()}", f"cafile={certs['ca']}")
+    lines = node.lines
     seen: list[bytes] = []
     forger = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="forger")
     forger.on_message = lambda c, u, m: seen.append(m.payload)
@@ -70,10 +62,7 @@ def test_tls_node_ignores_forged_acks_and_drains_to_the_gateway(tmp_path):
                        {"up": 1000, "alert": 1000, "e": ep, "tag": bytes(16)},
                        auth.seal_ack(bytes(16), "node1", {"up": 1000, "e": ep})):  # signed with another key
             forger.publish("fogline/s1/node1/ack", cbor2.dumps(forged), qos=1).wait_for_publish(10)
-
-        def stat() -> dict:
-            st = [json.loads(ln[5:]) for ln in lines if ln.startswith("STAT ")]
-            return st[-1] if st else {}
+        stat = node.stat
         assert wait_for(lambda: stat().get("produced") == n and stat()["uplink"]["unsigned_acks"] >= 3, timeout=60)
         s = stat()
         assert s["depth_up"] == n and s["acked_up"] == 0 and s["mqtt"]["connects"] >= 1  # nothing deleted
@@ -81,18 +70,14 @@ def test_tls_node_ignores_forged_acks_and_drains_to_the_gateway(tmp_path):
                                                                       "auth_keys_file": str(keys)},
                         tiers={"compress_after_s": 20 * 365 * 86400.0})
         g = GatewayThread(cfg).start()                          # the real gateway's signed acks drain it
-        proc.wait(90)
+        done = node.finish(90)                                  # asserts a clean exit with its DONE line
     finally:
         forger.loop_stop()
-        if proc.poll() is None:
-            proc.kill()
+        node.kill()
         if g is not None:
             g.stop()
         broker.stop()
-    t.join(5)
-    done = [json.loads(ln[5:]) for ln in lines if ln.startswith("DONE ")]
-    assert proc.returncode == 0 and done, (proc.stderr.read()[-2000:], lines[-2:])
-    assert done[0]["acked_up"] == n and done[0]["depth_up"] == 0
+    assert done["acked_up"] == n and done["depth_up"] == 0
     assert [s for (s,) in db_rows(tmp_path / "data", "SELECT seq FROM readings WHERE lane=0 ORDER BY seq")] \
         == list(range(1, n + 1))
     assert db_rows(tmp_path / "data", "SELECT COUNT(*) FROM dead_letters") == [(0,)]

@@ -7,94 +7,13 @@ Every reading arrives at least once, each pack is in seq order, and flash shrink
 
 from __future__ import annotations
 
-import json
-import subprocess
-import threading
-import time
-from pathlib import Path
-
 import pytest
 
 from tests.node.gateway_stub import AckingGateway
-from fogline.tools import hostemu
 from harness.broker import Mosquitto
+from harness.counternode import T0, CounterNode
 
-HERE = Path(__file__).resolve().parent
-T0 = 1764150000
 SENSED_OFFLINE = 50  # readings the node must take while its link is down, in each outage
-
-
-class NodeProc:
-    """The harness node in a micropython subprocess; collects its STAT lines."""
-
-    def __init__(self, port: int, n: int, period_ms: int, ctl: Path, *opts: str):
-        self.ctl, self.n = ctl, n
-        ctl.write_text("wifi 1")
-        self.proc = subprocess.Popen(
-            hostemu.mp_command(HERE / "uplink_node.py", str(port), str(n), str(period_ms), str(ctl), *opts),
-            env=hostemu.mp_env(), cwd=str(hostemu.REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
-        self.stats: list[dict] = []
-        self.done: dict | None = None
-        self.lines: list[str] = []
-        self.t = threading.Thread(target=self._read, daemon=True)
-        self.t.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if line.startswith("STAT "):
-                self.stats.append(json.loads(line[5:]))
-            elif line.startswith("DONE "):
-                self.done = json.loads(line[5:])
-
-    def wait_stat(self, pred, what: str, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.stats and pred(self.stats[-1]):
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"node never reached: {what}: {self.tail()}")
-
-    def wait_produced(self, k: int, timeout: float = 120) -> None:
-        self.wait_stat(lambda s: s["produced"] >= k, f"{k} readings", timeout)
-
-    def sensed_while_offline(self, k: int, what: str) -> list[dict]:
-        """Wait until the node has taken k readings while reporting its MQTT link down; those STAT lines.
-
-        A sensing loop that waited on the network would take none: the proof is by count, not by time.
-        """
-        self.wait_stat(lambda s: not s["connected"], f"link down ({what})")
-        i = len(self.stats) - 1
-        start = self.stats[i]["produced"]
-        self.wait_stat(lambda s: s["connected"] or s["produced"] >= min(start + k, self.n),
-                       f"{k} readings while the link is down ({what})")
-        return [s for s in self.stats[i:] if not s["connected"]]
-
-    def wifi(self, up: bool) -> None:
-        self.ctl.write_text("wifi 1" if up else "wifi 0")
-
-    def finish(self, timeout: float = 300) -> dict:
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.t.join(2)
-        err = self.proc.stderr.read() if self.proc.stderr else ""
-        assert self.proc.returncode == 0 and self.done, f"node failed rc={self.proc.returncode}\n{err}\n{self.tail()}"
-        return self.done
-
-    def tail(self) -> str:
-        return "".join(self.lines[-5:])
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def _check_delivery(gw: AckingGateway, n: int, alerts: int, done=None) -> None:
@@ -123,10 +42,10 @@ def _check_delivery(gw: AckingGateway, n: int, alerts: int, done=None) -> None:
 
 @pytest.fixture
 def node_factory(tmp_path):
-    made: list[NodeProc] = []
+    made: list[CounterNode] = []
 
     def make(port, n, period_ms, *opts):
-        p = NodeProc(port, n, period_ms, tmp_path / f"ctl{len(made)}", *opts)
+        p = CounterNode(port, n, period_ms, tmp_path / f"ctl{len(made)}", *opts)
         made.append(p)
         return p
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,6 +28,7 @@ if __package__ in (None, ""):
 from tests.node.gateway_stub import AckingGateway  # noqa: E402
 from fogline.tools import hostemu  # noqa: E402
 from harness.broker import Mosquitto  # noqa: E402
+from harness.counternode import run_counter_node  # noqa: E402
 
 ADVERTS = r"""
 import bluetooth
@@ -58,11 +58,8 @@ def run(n: int, max_pack: int, work: Path, nodelay: bool = True, period_ms: int 
     if cut:
         cut.start()
     try:
-        proc = subprocess.run(
-            hostemu.mp_command(hostemu.REPO / "tests" / "node" / "uplink_node.py", str(broker.port), str(n), str(period_ms),
-                               str(ctl), f"max_pack={max_pack}", "min_pack=10", "window=4", "sync_every=32",
-                               "capacity=900000", "stamp=1"),
-            env=hostemu.mp_env(), cwd=str(hostemu.REPO), capture_output=True, text=True, timeout=600)
+        proc, d = run_counter_node(broker.port, n, period_ms, ctl, f"max_pack={max_pack}", "min_pack=10", "window=4",
+                                   "sync_every=32", "capacity=900000", "stamp=1", timeout=600)
         elapsed = time.monotonic() - t0
     finally:
         if cut:
@@ -70,10 +67,8 @@ def run(n: int, max_pack: int, work: Path, nodelay: bool = True, period_ms: int 
         gw.stop()
         broker.stop()
     lat = sorted((gw.first_rx[("node1", "alert", seq)] - rec[3]) * 1000 for seq, rec in gw.got[("node1", "alert")].items())
-    done = [ln for ln in proc.stdout.splitlines() if ln.startswith("DONE ")]
-    if proc.returncode or not done:
+    if proc.returncode or not d:
         raise SystemExit(f"node failed: {proc.stderr[-2000:]}")
-    d = json.loads(done[-1][5:])
     up, mq = d["uplink"], d["mqtt"]
     return {"readings": n, "max_pack": max_pack, "broker_nodelay": nodelay, "period_ms": period_ms,
             "broker_outage_s": outage_s, "sensing_max_gap_ms": d["max_gap_ms"], "seconds": round(elapsed, 2),
