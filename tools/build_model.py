@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from fogline.gateway.inference import features as F
+from fogline.gateway.inference.mlp import MLP, prf, prune, to_onnx, train
+from fogline.tools import datagen
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from fogline.gateway.inference import features as F  # noqa: E402
-from fogline.tools import datagen  # noqa: E402
-from fogline.gateway.inference.mlp import MLP, prf, prune, to_onnx, train  # noqa: E402
 
 MODEL_NAME = "fogline-anomaly"
 F1_TOLERANCE = 0.01

@@ -34,15 +34,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from fogline.gateway.inference.features import DEFAULT_METRICS, DEFAULT_SCALES, NodeFeatures, feature_names  # noqa: E402
+from fogline.gateway.inference.features import DEFAULT_METRICS, DEFAULT_SCALES, NodeFeatures, feature_names
 
 WINDOW_S = 60
 SPIKE_MIN_FRAC = 0.2

@@ -40,6 +40,31 @@ def test_cpython_code_imports_fogline_names_only():
     assert bad == []
 
 
+def _changes_sys_path(path: Path) -> bool:
+    """path calls sys.path.insert/append/extend or assigns to sys.path (reading it is fine)."""
+    def is_sys_path(n: ast.AST) -> bool:
+        return (isinstance(n, ast.Attribute) and n.attr == "path" and isinstance(n.value, ast.Name)
+                and n.value.id == "sys")
+    for n in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and is_sys_path(n.func.value) \
+                and n.func.attr in ("insert", "append", "extend"):
+            return True
+        if isinstance(n, (ast.Assign, ast.AugAssign)) and any(
+                is_sys_path(t) or (isinstance(t, ast.Subscript) and is_sys_path(t.value))
+                for t in (n.targets if isinstance(n, ast.Assign) else [n.target])):
+            return True
+    return False
+
+
+def test_cpython_modules_leave_sys_path_alone():
+    """A shipped module that puts its folder on sys.path makes `gateway`, `tools`, `shared` top-level names again
+    (in an installed wheel: site-packages/fogline itself)."""
+    mp_only = {REPO / "tools" / n for n in ("demo_node.py", "hwcheck_board.py", "vboard_boot.py")}
+    files = [p for top in ("gateway", "tools", "shared") for p in (REPO / top).rglob("*.py")
+             if "bench" not in p.parts and "sim" not in p.parts and "sim_cpy" not in p.parts and p not in mp_only]
+    assert [str(p.relative_to(REPO)) for p in sorted(files) if _changes_sys_path(p)] == []
+
+
 def test_shared_imports_its_siblings_relatively():
     """shared/ runs as `shared` on a board and as `fogline.shared` on CPython: sibling imports must be relative."""
     bad = [(p.name, m) for p in sorted((REPO / "shared").glob("*.py")) for m in _imports(p)
