@@ -29,6 +29,7 @@ from fogline.gateway.cloudsvc.config import BrokerConfig, DbConfig
 from fogline.gateway.cloudsvc.db_pg import TransientDbError
 from fogline.gateway.cloudsvc.rows import Batch
 from fogline.gateway.ops.metrics import Metrics
+from fogline.gateway.aio import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -142,11 +143,7 @@ class Consumer:
 
     async def wait_subscribed(self, timeout: float) -> bool:
         """True once the broker holds the subscriptions (messages published from then on reach the group)."""
-        try:
-            await asyncio.wait_for(self.subscribed.wait(), timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
+        return await wait_event(self.subscribed, timeout)
 
     async def stop(self) -> None:
         """Write and ack what arrived, then disconnect."""

@@ -27,6 +27,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
 from fogline.gateway.relay.cloud_config import CloudConfig
+from fogline.gateway.aio import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -162,11 +163,7 @@ class CloudLink:
         self.client.loop_start()
 
     async def wait_connected(self, timeout: float | None = None) -> bool:
-        try:
-            await asyncio.wait_for(self.connected.wait(), timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
+        return await wait_event(self.connected, timeout)
 
     def publish(self, topic: str, payload: bytes, retain: bool = False, qos: int = 1) -> asyncio.Future:
         """Publish; the future resolves (monotonic ack time) on PUBACK or fails with CloudError."""

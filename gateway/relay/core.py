@@ -24,6 +24,7 @@ from fogline.gateway.relay.cloud import CloudConfig, CloudError, CloudLink, bund
 from fogline.gateway.relay.outbox import LANES, Outbox, OutboxConfig, Row
 from fogline.shared import summary as wire
 from fogline.shared import topics
+from fogline.gateway.aio import wait_event
 
 log = logging.getLogger(__name__)
 MQTT_OVERHEAD = 5  # fixed header + packet id of a QoS 1 PUBLISH, counted with topic and payload
@@ -162,10 +163,7 @@ class Relay:
                 delay = 1.0
             if self._stopping:
                 break
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(self._wake, delay)
 
     def _pump(self) -> float:
         """Send what may go now; return seconds until it is worth looking again."""

@@ -31,6 +31,7 @@ from typing import Any
 from fogline.gateway.relay import backfill as relay_backfill
 from fogline.gateway.store.core import LANE_ID
 from fogline.gateway.store.tiers import ensure_pending, mark_acked, note_pending
+from fogline.gateway.aio import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -219,10 +220,7 @@ class RelayFeeder:
             if retry or not (self._advance or self._pending or self._acked or self._drained):
                 if self._stopping and not self._wake.is_set():
                     break
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.retry_s if retry or self._held else None)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_event(self._wake, self.retry_s if retry or self._held else None)
             self._wake.clear()
             if self._held and time.monotonic() - self._held_at >= self.retry_s:
                 self._held.clear()  # ask the lease again

@@ -20,6 +20,7 @@ from fogline.tools.demo.cloud import DemoCloud
 from fogline.tools.demo.fleet import RULES, Fleet
 from fogline.tools.demo.observe import SiteMonitor
 from fogline.tools.demo.embedded_broker import EmbeddedBroker, parse_url
+from fogline.gateway.aio import wait_event
 
 log = logging.getLogger(__name__)
 SITE = "demo"
@@ -199,10 +200,7 @@ class Demo:
                 break
             if on_tick:
                 on_tick()
-            try:
-                await asyncio.wait_for(self._stop.wait(), tick_s)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(self._stop, tick_s)
 
     async def shutdown(self) -> None:
         """Nodes drain and stop, then the gateway (commits, acks, relay drains), observers, brokers."""
