@@ -21,7 +21,7 @@ from pathlib import Path
 from harness.cloud import Cloud
 from harness.gwwatch import GatewayWatch, count, dir_bytes, outbox_counters
 from harness.ledger import dead_letters, reconcile
-from harness.sitekit import HEAP, Site
+from harness.sitekit import HEAP, Site, wait_until
 
 SITE = "chaos"
 ALERT_ABOVE = 22.0  # the scenarios swing 18..24 C, so every node crosses it a few times
@@ -43,16 +43,6 @@ def gateway_sections() -> str:
     """The chaos gateway's config beyond the site's: fast metrics snapshots, idle windows closed, outbox caps."""
     lanes = "".join(f"\n[outbox.lanes.{ln}]\nmax_bytes = {cap}\n" for ln, cap in OUTBOX_CAPS.items())
     return f'[metrics]\nsnapshot_s = 1.0\n\n[aggregate]\nidle_close_s = {IDLE_CLOSE_S}\n' + lanes
-
-
-def wait_for(cond, timeout: float) -> bool:
-    """Poll cond() every 0.1 s until it is true or timeout passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def attack(port: int, node: str, password: str) -> dict[str, int]:
@@ -252,7 +242,7 @@ def run_chaos(tmp: Path, seed: int, duration: float, n_nodes: int, mean_gap_s: f
     try:
         gw.start()
         watch.start()
-        wait_for(db.exists, 20.0)
+        wait_until(db.exists, 20.0, every=0.1)
         for n in nodes:
             n.start()
         # Once the gateway is storing (subscribed), the intruder strikes; wait for its refusals to commit.

@@ -26,7 +26,7 @@ import paho.mqtt.client as mqtt
 from fogline.tools import hostemu
 from harness.cloud import Cloud
 from harness.ledger import reconcile, ro
-from harness.sitekit import Site
+from harness.sitekit import Site, wait_until
 from harness.stats import pctl
 
 REPO = hostemu.REPO
@@ -217,10 +217,10 @@ def run_failover(tmp: Path, seed: int = 1, n_nodes: int = 10, kills: int = 1, wa
         mon.ready.wait(10)
         for p in gws.values():
             p.start()
-        _wait(lambda: all(mon.health.get(g, {}).get("alive") for g in GATEWAYS), 20)
+        wait_until(lambda: all(mon.health.get(g, {}).get("alive") for g in GATEWAYS), 20)
         for n in nodes:
             n.start()
-        _wait(lambda: all(mon.acks.get(n) for n in names), 30)  # every node served
+        wait_until(lambda: all(mon.acks.get(n) for n in names), 30)  # every node served
         t_warm = time.monotonic()
         time.sleep(warmup_s)
         steady = _steady_ack_ms(mon, t_warm, time.monotonic())
@@ -248,7 +248,7 @@ def run_failover(tmp: Path, seed: int = 1, n_nodes: int = 10, kills: int = 1, wa
             else:
                 gws[victim].start()
             events.append((round(time.monotonic() - t0, 2), "SIGCONT" if kind == "freeze" else "restart", victim))
-            _wait(lambda: sorted(mon.serving(victim)) != [] or False, 15)
+            wait_until(lambda: sorted(mon.serving(victim)) != [] or False, 15)
             time.sleep(after_s)
         for n in nodes:
             n.stop()
@@ -295,18 +295,6 @@ def run_failover(tmp: Path, seed: int = 1, n_nodes: int = 10, kills: int = 1, wa
                "doubled_summaries": rep_cloud["doubled_summaries"], "wall_s": round(time.monotonic() - t0, 1)}
     return {"seed": seed, "nodes": n_nodes, "events": events, "kills": kill_rows, "rows": rows, "cloud": rep_cloud,
             "gateway_metrics": stats, "figures": figures}
-
-
-def _wait(cond: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if cond():
-                return True
-        except Exception:
-            pass
-        time.sleep(0.05)
-    return False
 
 
 def _metrics(path: Path) -> dict[str, Any]:

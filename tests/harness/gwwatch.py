@@ -10,6 +10,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from harness.ledger import ro
 from harness.sitekit import Proc
 
 
@@ -58,7 +59,7 @@ def dir_bytes(d: Path) -> int:
 def count(db: Path, sql: str) -> int:
     """One number from a gateway database; 0 while it is missing or locked."""
     try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        con = ro(db)
         try:
             return con.execute(sql).fetchone()[0]
         finally:
@@ -114,7 +115,7 @@ class GatewayWatch:
         ob = self.data / "outbox.sqlite"
         if ob.exists():
             try:
-                con = sqlite3.connect(f"file:{ob}?mode=ro", uri=True)
+                con = ro(ob)
                 try:
                     from fogline.gateway.relay.outbox import LANES
                     for li, n in con.execute("SELECT lane, COALESCE(SUM(size), 0) FROM outbox GROUP BY lane"):
@@ -149,7 +150,7 @@ def outbox_counters(data: Path) -> dict[str, int]:
     ob = data / "outbox.sqlite"
     if not ob.exists():
         return {}
-    con = sqlite3.connect(f"file:{ob}?mode=ro", uri=True)
+    con = ro(ob)
     try:
         return {k: int(v) for k, v in con.execute("SELECT name, value FROM counters") if v}
     finally:

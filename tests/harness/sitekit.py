@@ -24,6 +24,19 @@ NODE_SCRIPT = REPO / "tools" / "demo_node.py"
 HEAP = "384wK"  # the virtual node's fixed heap (-X heapsize): MemoryError beyond it, as on a board
 
 
+def wait_until(cond, timeout: float, every: float = 0.05) -> bool:
+    """Poll cond() until it is true or timeout passes (an exception counts as not yet: state still forming)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if cond():
+                return True
+        except Exception:
+            pass
+        time.sleep(every)
+    return False
+
+
 class Proc:
     """A subprocess whose stdout/stderr lines are collected by a thread."""
 
