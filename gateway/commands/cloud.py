@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
             cfg.http.port = args.http_port
         cfg.check()
     except (OSError, ValueError) as e:
-        print(f"fogline cloud: {e}", file=sys.stderr)
+        print(f"fogline cloud: config error: {e}", file=sys.stderr)
         return 2
     if args.print_config:
         import json

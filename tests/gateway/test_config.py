@@ -131,3 +131,11 @@ def test_the_cloud_service_config_follows_the_same_rules(tmp_path):
     p.write_text("[cloud.htpp]\nport = 1\n")
     with pytest.raises(config.ConfigError, match=r"^cloud\.htpp: unknown key \(did you mean http\?\)$"):
         cloud_config.load(p)
+
+
+def test_the_cloud_command_refuses_an_unknown_section_and_says_which(tmp_path, capsys):
+    p = tmp_path / "cloud.toml"
+    p.write_text(f'[clod.db]\ndata_dir = "{tmp_path / "data"}"\n')
+    assert cli(["cloud", "--config", str(p)]) == 2
+    assert "fogline cloud: config error: [clod]: unknown section (did you mean [cloud]?)" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
