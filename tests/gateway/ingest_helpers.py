@@ -128,8 +128,9 @@ class GatewayThread:
         assert self.call(self.gw.wait_connected(10)), "gateway did not connect"
         return self
 
-    def flush(self) -> None:
-        self.call(self.gw.flush())
+    def flush(self, timeout: float = 300.0) -> None:
+        """Wait until everything received is committed and acked (a loaded host may take long: a deadline, not a bound)."""
+        assert self.call(self.gw.flush(timeout), timeout + 10), f"gateway did not flush within {timeout} s"
 
     def stop(self) -> None:
         try:
