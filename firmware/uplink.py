@@ -65,7 +65,7 @@ class Uplink:
         self._first_wait = None
         self._connects = -1
         self._wake = asyncio.Event()
-        self.stats = {"msgs": 0, "records": 0, "resent_records": 0, "bytes": 0, "acks": 0,
+        self.stats = {"msgs": 0, "records": 0, "resent_records": 0, "restarts": 0, "bytes": 0, "acks": 0,
                       "bad_acks": 0, "foreign_acks": 0, "unsigned_acks": 0, "bad_records": 0, "timeouts": 0, "publish_errors": 0, "errors": 0}
         self.last_error = None
 
@@ -118,6 +118,8 @@ class Uplink:
         # Restart from the gateway's cursor: the same seqs go out again (it de-duplicates).
         for ln in _LANES:
             if self.sent[ln] > self.acked[ln]:
+                # A lane restart: the one event that sends a lower seq after a higher one.
+                self.stats["restarts"] += 1
                 self.stats["resent_records"] += self.sent[ln] - self.acked[ln]
             self.sent[ln] = self.acked[ln]
             # Resend with the old message boundaries: build_pack groups records by name, so the

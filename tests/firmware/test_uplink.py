@@ -152,12 +152,16 @@ def test_timeout_and_reconnect_resend_the_same_seqs():
         firsts = [_decode(p)[0] for _, p in c.sent]
         assert firsts[3:5] == [11, 21], firsts
         assert up.stats["timeouts"] >= 1 and up.stats["resent_records"] >= 20
+        # each timeout restarted the up lane once; the first connect's rewind (nothing sent yet) and the
+        # empty alert lane restarted nothing
+        assert up.stats["restarts"] == up.stats["timeouts"], up.stats
         resent = [p for _, p in c.sent if _decode(p)[0] == 11]
         assert resent[0] == resent[1]  # byte-identical resend
         n, timeouts = len(c.sent), up.stats["timeouts"]
         c.stats["connects"] += 1  # a reconnect rewinds at once
         await until(lambda: len(c.sent) > n, what="resend after the reconnect")
         assert _decode(c.sent[n][1])[0] == 11 and up.stats["timeouts"] == timeouts
+        assert up.stats["restarts"] == timeouts + 1, up.stats
         task.cancel()
     asyncio.run(main())
 
