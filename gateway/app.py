@@ -1,8 +1,7 @@
 """The gateway service: wires MQTT/BLE ingest -> validate -> durable group commit -> ack -> aggregate -> hooks.
 
-Other components attach through hooks (all called on the event loop after the data
-is durable; a hook may be sync or `async def`; exceptions are logged and counted,
-never propagated into ingest):
+Other components attach through hooks (called on the event loop after the data is durable; sync or
+`async def`; exceptions are logged and counted, never propagated into ingest):
 
     gw = Gateway(config.load("gateway.toml"))
     gw.on_window(cb)        # cb(Window) for every closed window (inference, relay)
@@ -11,8 +10,8 @@ never propagated into ingest):
     gw.on_readings(cb)      # cb(list[Reading]) new durable readings of each batch
     gw.on_state(cb)         # cb(node, state_dict, Device) for each node state message
     gw.add_validator(fn)    # fn(Message) before queueing; raise validate.Rejected to refuse
-    gw.add_component(obj)   # await obj.start(gw) after the core started; await obj.stop() after
-                            # the final commit/windows, while the broker connection is still up
+    gw.add_component(obj)   # await obj.start(services) after the core (fogline.gateway.services); await
+                            # obj.stop() after the final commit/windows, while the broker connection is up
     await gw.start(); ...; await gw.stop()
 
 `await gw.publish(topic, payload, qos=1, retain=False)` publishes on the site broker
@@ -37,8 +36,10 @@ from fogline.gateway.aggregate.core import Aggregator, Window
 from fogline.gateway.ingest.devices import Device, DeviceRegistry
 from fogline.gateway.ingest.path import IngestPath
 from fogline.gateway.ops.metrics import Metrics
+from fogline.gateway.services import ComponentError, Services, build as build_services, start_all
 from fogline.gateway.store.core import DeadLetter, Store
-from fogline.gateway.store.tiers import HotTier, maintain
+from fogline.gateway.store.tiers import HotTier
+from fogline.gateway import periodic
 from fogline.gateway.ingest.validate import Message, Policy
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ class Gateway(IngestPath):
         self._gate: Callable[[Message], bool] | None = None  # cluster: commit/ack only a node's primary
         self._relay_pred: Callable[..., bool] | None = None  # cluster: is the node's relay lease held here?
         self.cluster: Any = None
+        self.twin: Any = None  # the one Twin (fogline.gateway.twin.core.twin_of) when a component needs it
+        self.services: Services | None = None  # what components see of this gateway, built at start
         self._topics: dict[str, tuple[str, str]] = {}
         self._readings_in: dict[str, int] = {}
         self._batch_max = self.config.store.batch_max
@@ -137,8 +140,12 @@ class Gateway(IngestPath):
         return self._relay_pred is None or self._relay_pred(node, since)
 
     def add_component(self, comp: Any) -> None:
-        """Attach a component with `async start(gw)` and `async stop()` (started after the core)."""
+        """Attach a component with `async start(services)` and `async stop()` (started after the core)."""
         self._components.append(comp)
+
+    def node_key(self, node: str) -> bytes | None:
+        """node's auth key when [ingest] auth_keys_file is set (acks and pushed configs are sealed with it)."""
+        return self.verifier.keys.get(node) if self.verifier is not None else None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -168,8 +175,13 @@ class Gateway(IngestPath):
             from fogline.gateway.ingest.ble import BleIngest
             self.ble = BleIngest(self.config.ble, self, self._ble_backend)
             await self.ble.start()
-        for c in self._components:
-            await c.start(self)
+        self.services = build_services(self)
+        try:
+            await start_all(self._components, self.services)
+        except ComponentError as e:
+            log.error("event=component_start_failed component=%s error=%s", e.component, e.cause)
+            await self.stop()
+            raise
         # components' hooks are in place: rebuild open windows, then start committing (messages that
         # arrived meanwhile wait in the queue, so nothing is aggregated before the replay)
         await self._replay_windows()
@@ -297,40 +309,10 @@ class Gateway(IngestPath):
 
     # ------------------------------------------------------------------ periodic work
     async def _tick_loop(self) -> None:
-        # the first compaction also waits a whole interval, so maintenance_s means what it says (a caller
-        # that runs maintain() itself is not raced by a run one second after start)
-        last_maint = time.monotonic()
-        last_snap = 0.0
-        while self._running:
-            await asyncio.sleep(1.0)
-            try:
-                n = self.aggregator.close_idle(self.clock())
-                if n:
-                    self._work.set()
-                await self._late_windows()  # also exports the window gauges
-                self.metrics.set("devices", len(self.registry.devices))
-                self.metrics.set("uptime_s", self.clock() - self.started_at)
-                now = time.monotonic()
-                if now - last_maint >= self.config.tiers.maintenance_s:
-                    last_maint = now
-                    stats = await self._run(maintain, self.store, self.config.tiers, self.config.ingest, self.clock())
-                    for k, v in stats.items():
-                        if v:
-                            self.metrics.inc("tiers_" + k, v)
-                self.metrics.set("hot_tier_bytes", self.hot.memory_bytes())
-                if now - last_snap >= self.config.metrics.snapshot_s:
-                    last_snap = now
-                    await self._write_metrics()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("event=tick_failed")
+        await periodic.tick_loop(self)
 
     async def _write_metrics(self) -> None:
-        try:
-            await asyncio.to_thread(self.metrics.write_snapshot, self.data_dir / "metrics.json")
-        except OSError:
-            log.warning("event=metrics_snapshot_failed")
+        await periodic.write_metrics(self)
 
     # ------------------------------------------------------------------ services for components
     async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:

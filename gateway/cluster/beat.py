@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 class Heartbeat:
     """Heartbeat and lease publication of a ClusterService (the attributes below are the service's)."""
 
-    gw: Any
+    svc: Any  # the gateway's Services (fogline.gateway.services)
     cfg: ClusterConfig
     me: str
     peers: PeerView
@@ -80,7 +80,7 @@ class Heartbeat:
             self.connected_at = now
             self.leases.clear()
             self.active.clear()
-        snap = await asyncio.to_thread(health.snapshot, self.gw.data_dir)
+        snap = await asyncio.to_thread(health.snapshot, self.svc.data_dir)
         self._load = load_class(snap.get("cpu_pct", 0.0), self._load, cfg.load_step_pct, cfg.load_hysteresis_pct)
         if self.connected:  # frozen while we are cut off: expiry counts from our reconnection
             for g in self.peers.expire(now, self.connected_at):
@@ -89,11 +89,11 @@ class Heartbeat:
         self._catch_up(list(self.active))
         self._update_leases(now)
         for k, v in dict(self.counters, held_dropped=self.held.dropped, **self.leases.counters).items():
-            self.gw.metrics.set("cluster_" + k, v)
+            self.svc.metrics.set("cluster_" + k, v)
         if not self.connected or not self.settled or self.link is None:
             return
-        acks = await self.gw.run_store(lambda s: {n: s.ack_state(n) for n in list(s.nids)})
-        view = local_view(self.gw.registry, self._load or 0)
+        acks = await self.svc.run_store(lambda s: {n: s.ack_state(n) for n in list(s.nids)})
+        view = local_view(self.svc.registry, self._load or 0)
         msg = dict(snap, gw=self.me, alive=True, load=view.load, nodes=view.nodes,
                    acks={n: a for n, a in acks.items() if a}, serving=sorted(self.active))
         self.link.publish(self._topic("health"), cbor2.dumps(msg))
@@ -105,4 +105,4 @@ class Heartbeat:
 
     def _update_leases(self, now: float) -> None:
         self.leases.update(now, self.active, self.primary, self.peers.live())
-        self.gw.metrics.set("cluster_leases", len(self.leases.mine))
+        self.svc.metrics.set("cluster_leases", len(self.leases.mine))

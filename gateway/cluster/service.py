@@ -28,6 +28,7 @@ from fogline.gateway.cluster.lease import LeaseBook
 from fogline.gateway.cluster.link import ClusterLink, goodbye
 from fogline.gateway.cluster.takeover import LANES, Held, adopt_cursors
 from fogline.gateway.cluster.view import PeerView, local_view
+from fogline.gateway.services import of as services_of
 from fogline.shared import topics
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,11 @@ log = logging.getLogger(__name__)
 
 class ClusterService(Heartbeat):
     """Gateway component: attach before `gw.start()` (the gate must hold messages from the first one)."""
+    name = "cluster"
 
-    def __init__(self, gw: Any, cfg: ClusterConfig):
-        self.gw, self.cfg = gw, cfg
-        self.me = gw.config.site.gateway_id
-        self.site = gw.site
+    def __init__(self, cfg: ClusterConfig, site: str, me: str):
+        self.cfg, self.site, self.me = cfg, site, me
+        self.svc: Any = None  # the gateway's Services once started (fogline.gateway.services)
         self.peers = PeerView(self.me, cfg)
         self.held = Held(cfg.hold_max)                     # also the hints: what any gateway acked
         self.assignment: dict[str, tuple[str, str | None]] = {}
@@ -59,8 +60,6 @@ class ClusterService(Heartbeat):
         self._tasks: list[asyncio.Task[Any]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
         self.link: ClusterLink | None = None
-        gw.set_ingest_gate(self.gate)
-        gw.set_relay_predicate(self.may_relay)
 
     # ------------------------------------------------------------------ gate and relay predicate
     def gate(self, msg: Any) -> bool:
@@ -98,7 +97,8 @@ class ClusterService(Heartbeat):
         return r[0] if r else None
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(self, gw: Any) -> None:
+    async def start(self, services: Any) -> None:
+        self.svc = gw = services_of(services)
         self.loop = asyncio.get_running_loop()
         gw.on_state(self._on_state)
         site = self.site
@@ -183,7 +183,7 @@ class ClusterService(Heartbeat):
             self._hint(node, dict(hint, e=st.get("epoch", 0)))
 
     def _hint(self, node: str, acks: dict[str, Any]) -> None:
-        store = self.gw.store
+        store = self.svc.store
         ep = acks.get("e", 0)
         if not isinstance(ep, int) or isinstance(ep, bool):
             return
@@ -195,7 +195,7 @@ class ClusterService(Heartbeat):
 
     # ------------------------------------------------------------------ assignment and takeover
     def _view(self) -> dict[str, GatewayView]:
-        return self.peers.view(local_view(self.gw.registry, self._load or 0))
+        return self.peers.view(local_view(self.svc.registry, self._load or 0))
 
     def _recompute(self) -> None:
         if not self.settled or self.stopping:
@@ -211,8 +211,8 @@ class ClusterService(Heartbeat):
                 self.counters["handovers"] += 1
                 log.info("event=cluster_handover gw=%s node=%s to=%s", self.me, node, prim)
         self.assignment = new
-        self.gw.metrics.set("cluster_live_gateways", len(view))
-        self.gw.metrics.set("cluster_primary_nodes", len(self.active))
+        self.svc.metrics.set("cluster_live_gateways", len(view))
+        self.svc.metrics.set("cluster_primary_nodes", len(self.active))
 
     def _want_adopt(self, node: str) -> None:
         self._to_adopt.add(node)
@@ -225,7 +225,7 @@ class ClusterService(Heartbeat):
             nodes, self._to_adopt = self._to_adopt, set()
             plan = [(n, ln, self.held.hints.get((n, ln), 0), self.held.epochs.get(n, 0)) for n in nodes for ln in LANES]
             try:
-                skipped = await self.gw.run_store(adopt_cursors, plan,
+                skipped = await self.svc.run_store(adopt_cursors, plan,
                                                   f"cluster: {self.me} took over; acked by another gateway up to %d")
             except Exception:
                 log.exception("event=cluster_adopt_failed nodes=%d", len(nodes))
@@ -236,9 +236,9 @@ class ClusterService(Heartbeat):
             for node, lane, lo, hi in skipped:
                 self.counters["cursor_skips"] += 1
                 log.info("event=cluster_cursor_adopted node=%s lane=%s lo=%d hi=%d", node, lane, lo, hi)
-                ack = self.gw.store.ack_state(node)
+                ack = self.svc.store.ack_state(node)
                 if ack.get(lane, 0) > hi:  # readings stored here above the gap now count: tell the node
-                    await self.gw.publish(topics.node(self.site, node, "ack"), self.gw.ack_payload(node, ack), qos=1)
+                    await self.svc.publish(topics.node(self.site, node, "ack"), self.svc.ack_payload(node, ack), qos=1)
             for node in sorted(nodes):
                 if self.stopping or self.primary(node) != self.me or node in self.active:
                     continue
@@ -252,11 +252,11 @@ class ClusterService(Heartbeat):
             if any(n in self.active and n not in self.leases.mine for n in nodes):
                 self._update_leases(time.monotonic())  # take free leases now, not at the next heartbeat
                 self._publish_leases(time.monotonic())
-            self.gw.metrics.set("cluster_primary_nodes", len(self.active))
+            self.svc.metrics.set("cluster_primary_nodes", len(self.active))
 
     def _catch_up(self, nodes: Any) -> None:
         """Adopt again for served nodes whose cursor is behind what another gateway acked."""
-        store = self.gw.store
+        store = self.svc.store
         if store is None:
             return
         for node in nodes:
@@ -268,10 +268,10 @@ class ClusterService(Heartbeat):
     def _replay(self, m: Any) -> None:
         from fogline.gateway.ingest.validate import Rejected
         try:
-            self.gw.accept(m)
+            self.svc.accept(m)
             self.counters["replayed"] += 1
         except Rejected as e:
-            self.gw.reject(e.reason, e.detail, topic=topics.node(self.site, m.node, m.lane), source=m.node,
+            self.svc.reject(e.reason, e.detail, topic=topics.node(self.site, m.node, m.lane), source=m.node,
                            link=m.link, payload=m.raw, rx=m.rx)
 
     def _spawn(self, coro: Any) -> None:
@@ -295,7 +295,9 @@ def attach(gw: Any) -> ClusterService | None:
         cfg = config_mod.build_section("cluster", ClusterConfig, cfg)
     if not cfg.enabled:
         return None
-    svc = ClusterService(gw, cfg)
+    svc = ClusterService(cfg, gw.site, gw.config.site.gateway_id)
+    gw.set_ingest_gate(svc.gate)
+    gw.set_relay_predicate(svc.may_relay)
     gw.add_component(svc)
     gw.cluster = svc
     return svc

@@ -70,17 +70,22 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 async def serve(cfg: config_mod.Config, ready: "asyncio.Event | None" = None) -> int:
-    """Run a Gateway until a stop signal; returns the exit code."""
+    """Run a Gateway until a stop signal; returns the exit code (3: an enabled component failed to start)."""
     from fogline.gateway.app import Gateway
+    from fogline.gateway.services import ComponentError
 
     log = logging.getLogger(__name__)
     gw = Gateway(cfg)
-    _attach_optional(gw, cfg)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await gw.start()
+    try:
+        _attach_optional(gw, cfg)
+        await gw.start()
+    except ComponentError as e:
+        print(f"fogline gateway: {e}", file=sys.stderr)
+        return 3
     if ready is not None:
         ready.set()
     t0 = time.time()
@@ -91,16 +96,9 @@ async def serve(cfg: config_mod.Config, ready: "asyncio.Event | None" = None) ->
 
 
 def _attach_optional(gw, cfg) -> None:
-    """Components of other teams attach here when present (inference, relay, metrics HTTP, twin)."""
-    import importlib
-    for modname in ("fogline.gateway.service_components",):
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as e:
-            if e.name == modname:
-                continue
-            raise
-        mod.attach(gw, cfg)
+    """The components the config enables (relay, twin, inference, placement, cluster, metrics HTTP, discovery)."""
+    from fogline.gateway import service_components
+    service_components.attach(gw, cfg)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -107,6 +107,7 @@ def alert_config(cfg: HomeAssistantConfig, site: str, node: str, rule: str,
 
 
 class Discovery:
+    name = "homeassistant"
     """Gateway component: announces entities as data arrives and keeps their states fresh."""
 
     def __init__(self, cfg: HomeAssistantConfig | None = None):

@@ -18,6 +18,7 @@ MAX_REQUEST = 8192
 
 
 class MetricsHTTP:
+    name = "metrics_http"
     """Tiny HTTP/1.0 server for scrapes; one request per connection, bounded request size."""
 
     def __init__(self, metrics: Metrics, host: str = "127.0.0.1", port: int = 9108):

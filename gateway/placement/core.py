@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 
 class Placement:
-    """Gateway component: `await start(gw)`, `await stop()`; `await evaluate()` re-decides now."""
+    """Gateway component: `await start(services)`, `await stop()`; `await evaluate()` re-decides now."""
+    name = "placement"
 
     def __init__(self, cfg: PlacementConfig, site: str, gw_id: str, data_dir: str | Path, twin: Any = None,
                  clock: Any = time.time, health_source: Callable[[], dict[str, Any]] | None = None):
@@ -57,7 +58,7 @@ class Placement:
         self.current: dict[str, str | None] = {}
         self.decisions: dict[str, dict[str, Any]] = {}
         self.node_errors: dict[str, str] = {}
-        self.gw: Any = None
+        self.svc: Any = None  # fogline.gateway.services.Services once started
         self._task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
         self._health: tuple[float, dict[str, Any]] = (0.0, {})
@@ -68,10 +69,11 @@ class Placement:
         self._load()
 
     # -- component -------------------------------------------------------------------------
-    async def start(self, gw: Any) -> None:
-        self.gw = gw
-        gw.on_state(self._on_state)
-        gw.on_readings(self.runner.on_readings)
+    async def start(self, services: Any) -> None:
+        from fogline.gateway import services as services_mod
+        self.svc = svc = services_mod.of(services)
+        svc.on_state(self._on_state)
+        svc.on_readings(self.runner.on_readings)
         self.runner.alerts.append(self._on_gateway_rule)
         self._apply_runner()
         self._task = asyncio.create_task(self._loop(), name="placement")
@@ -109,7 +111,7 @@ class Placement:
     def decide_all(self, nodes: list[str] | None = None) -> list[Decision]:
         """Pure part over the current view: one Decision per workload (of `nodes`, default all)."""
         now = self.clock()
-        reg = getattr(self.gw, "registry", None)
+        reg = self.svc.registry if self.svc is not None else None
         h = self.health()
         out = []
         gid = f"gateway:{self.gw_id}"
@@ -133,12 +135,11 @@ class Placement:
         return out
 
     def owner(self, node: str) -> str:
-        """Gateway that places node's workloads: this one, or the node's primary in a cluster (CLUSTER)."""
-        cl = getattr(self.gw, "cluster", None)
-        if cl is None:
+        """Gateway that places node's workloads: this one, or the node's primary in a cluster."""
+        if self.svc is None:
             return self.gw_id
         try:
-            return cl.primary(node) or self.gw_id
+            return self.svc.primary_of(node) or self.gw_id
         except Exception:  # a cluster view being rebuilt: keep placing
             return self.gw_id
 
@@ -214,7 +215,7 @@ class Placement:
                     active, value, t)
 
     def _export(self) -> None:
-        m = getattr(self.gw, "metrics", None)
+        m = self.svc.metrics if self.svc is not None else None
         if m is None:
             return
         where: dict[str, int] = {"node": 0, "gateway": 0, "none": 0}
@@ -239,11 +240,11 @@ class Placement:
             return False
         mine = [w for w in self.workloads if w.node == node]
         here = [w for w in mine if self.current.get(w.name) == f"node:{node}"]
-        from fogline.gateway.twin.core import _board_fragment
+        from fogline.gateway.twin.doc import board_fragment
         nt = self.twin.nodes.get(node)
-        dev = self.gw.registry.devices.get(node) if self.gw is not None else None
+        dev = self.svc.registry.devices.get(node) if self.svc is not None and self.svc.registry else None
         board = (nt.board if nt else None) or (dev.board if dev else None)
-        frag, err = node_fragment(node, here, mine, self.twin.bases.get(node), _board_fragment(board),
+        frag, err = node_fragment(node, here, mine, self.twin.bases.get(node), board_fragment(board),
                                   dev.sensors if dev else None)
         if err:
             self.node_errors[node] = err
@@ -300,7 +301,7 @@ class Placement:
             self.current = {k: v for k, v in cur.items() if k in names and (v is None or isinstance(v, str))}
 
     async def _publish(self) -> None:
-        if not self.cfg.publish or self.gw is None or getattr(self.gw, "mqtt", None) is None:
+        if not self.cfg.publish or self.svc is None or not self.svc.connected:
             return
         rep = self.report()
         msg = {"gw": self.gw_id, "ts": rep["ts"], "current": rep["current"],
@@ -310,7 +311,7 @@ class Placement:
                                             for s in v.get("scores", [])]}
                              for k, v in rep["decisions"].items()}}
         try:
-            await self.gw.publish(topics.gateway(self.site, self.gw_id, "placement"), cbor.dumps(msg), 1, True)
+            await self.svc.publish(topics.gateway(self.site, self.gw_id, "placement"), cbor.dumps(msg), 1, True)
         except Exception as e:
             log.warning("event=placement_publish_failed error=%s", e)
 
@@ -325,15 +326,8 @@ def attach(gw: Any, cfg: Any | None = None,
         pc = config_mod.build_section("placement", PlacementConfig, pc)
     if not pc.enabled:
         return None
-    from fogline.gateway.twin.core import Twin, TwinConfig
-    twin = next((c for c in getattr(gw, "_components", []) if isinstance(c, Twin)), None)
-    if twin is None:
-        tw = cfg.section("twin")
-        if isinstance(tw, dict):
-            tw = TwinConfig(**tw)
-        twin = Twin(tw, cfg.site.id, data_dir=cfg.site.data_dir,
-                    key_for=lambda node: (getattr(getattr(gw, "verifier", None), "keys", None) or {}).get(node))
-        gw.add_component(twin)
+    from fogline.gateway.twin.core import twin_of
+    twin = twin_of(gw, cfg)
     p = Placement(pc, cfg.site.id, cfg.site.gateway_id, cfg.site.data_dir, twin, health_source=health_source)
     gw.add_component(p)
     gw.placement = p

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 
 class RelayComponent:
+    name = "relay"
     """Gateway component (`gw.add_component`): store-fed alerts/readings and windows in, relay state into gw.metrics.
 
     Alerts (and with `forward_readings` every up-lane reading) come from the gateway store through
@@ -35,18 +36,19 @@ class RelayComponent:
         self.metrics_every_s = metrics_every_s
         self.forward_readings = forward_readings
         self.forward_batch = forward_batch
-        self.gw: Any = None
+        self.svc: Any = None  # fogline.gateway.services.Services
         self.feeder: Any = None
         self._task: asyncio.Task | None = None
 
-    async def start(self, gw: Any) -> None:
+    async def start(self, services: Any) -> None:
+        from fogline.gateway import services as services_mod
         from fogline.gateway.relay.feed import RelayFeeder
 
-        self.gw = gw
+        self.svc = svc = services_mod.of(services)
         if self.summary_windows_s:
-            gw.on_window(self._on_window)
+            svc.on_window(self._on_window)
         await self.relay.start()
-        self.feeder = RelayFeeder(self.relay, gw, forward_readings=self.forward_readings, batch=self.forward_batch)
+        self.feeder = RelayFeeder(self.relay, svc, forward_readings=self.forward_readings, batch=self.forward_batch)
         self.relay.on_acked.append(self.feeder.note_acked)
         await self.feeder.start()
         self._task = asyncio.create_task(self._export(), name="relay-metrics")
@@ -63,9 +65,8 @@ class RelayComponent:
     def _on_window(self, w: Any) -> None:
         if round(float(w.end - w.start), 3) not in self.summary_windows_s:
             return
-        may = getattr(self.gw, "may_relay", None)
-        if may is not None and not may(w.node, w.start):  # cluster: relay lease held here since the window began?
-            self.gw.metrics.inc("windows_not_leased", part="relay")
+        if not self.svc.may_relay(w.node, w.start):  # relay lease held here since the window began?
+            self.svc.metrics.inc("windows_not_leased", part="relay")
             return
         rid = self.relay.submit_window(w)
         if rid is not None and self.feeder is not None:
@@ -96,17 +97,15 @@ class RelayComponent:
         """This gateway's health snapshot -> summary lane (the cloud side's view of its gateways)."""
         from fogline.gateway.placement.health import snapshot
 
-        cfg = getattr(self.gw, "config", None)
-        data_dir = cfg.site.data_dir if cfg is not None else "."
-        registry = getattr(self.gw, "registry", None)
-        devices = getattr(registry, "devices", None)
+        svc = self.svc
+        devices = svc.registry.devices if svc is not None and svc.registry is not None else {}
         return self.relay.submit("summary", {"kind": "gateway_health", "gw": self.relay.gateway_id,
-                                             "health": snapshot(data_dir), "nodes": len(devices or ())})
+                                             "health": snapshot(svc.data_dir if svc else "."), "nodes": len(devices)})
 
     def _export_once(self) -> None:
-        if self.gw is None or getattr(self.gw, "metrics", None) is None:
+        if self.svc is None or self.svc.metrics is None:
             return
-        m = self.gw.metrics
+        m = self.svc.metrics
         st = self.relay.stats()
         m.set("cloud_breaker_state", st["breaker"]["state_code"])  # 0 closed, 1 half-open, 2 open
         m.set("cloud_breaker_opened", st["breaker"]["opened"])
@@ -130,7 +129,7 @@ class RelayComponent:
 
 def attach(gw: Any) -> list[Any]:
     """Add the relay (if [cloud].enabled) and the twin (if [twin].file or accept_cloud) to a Gateway."""
-    from fogline.gateway.twin.core import Twin, TwinConfig
+    from fogline.gateway.twin.core import TwinConfig, twin_of
 
     cfg = gw.config
     site, gw_id, data_dir = cfg.site.id, cfg.site.gateway_id, cfg.site.data_dir
@@ -156,10 +155,7 @@ def attach(gw: Any) -> list[Any]:
     if isinstance(tw, dict):
         tw = TwinConfig(**tw)
     if tw.file or tw.accept_cloud:
-        # Nodes provisioned with an auth key (SEC) only take sealed configs: use the ingest verifier's keys.
-        twin = Twin(tw, site, data_dir=data_dir,
-                    key_for=lambda node: (getattr(getattr(gw, "verifier", None), "keys", None) or {}).get(node))
-        gw.add_component(twin)
+        twin = twin_of(gw, cfg)
         out.append(twin)
         relay_comp = next((c for c in out if isinstance(c, RelayComponent)), None)
         if tw.accept_cloud and relay_comp is not None:

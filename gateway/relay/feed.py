@@ -158,10 +158,11 @@ def step(store: Any, advance: dict[tuple[int, int], int], marks: tuple[list[Pend
 class RelayFeeder:
     """The feeder task of one gateway: store -> relay outbox, cursor after the durable hand-over."""
 
-    def __init__(self, relay: Any, gw: Any, *, forward_readings: bool = False, batch: int = 100,
+    def __init__(self, relay: Any, services: Any, *, forward_readings: bool = False, batch: int = 100,
                  read_limit: int = 2000, retry_s: float = 1.0):
+        from fogline.gateway import services as services_mod
         self.relay = relay
-        self.gw = gw
+        self.svc = services_mod.of(services)
         self.forward_readings = forward_readings
         self.batch = max(1, int(batch))
         self.read_limit = max(self.batch, read_limit)
@@ -181,12 +182,12 @@ class RelayFeeder:
 
     async def start(self) -> None:
         """Load/initialise the cursors (store thread), hook the wake-ups, catch up from the cursors."""
-        info = await self.gw.run_store(init_cursors, set(self.lanes), time.time())
+        info = await self.svc.run_store(init_cursors, set(self.lanes), time.time())
         log.info("event=relay_feed_started lanes=%s behind=%d new_lanes=%d", ",".join(
             "alert" if li == ALERT else "up" for li in self.lanes), info["behind"], info["new_lanes"])
-        self.gw.on_alert(self.kick)
+        self.svc.on_alert(self.kick)
         if self.forward_readings:
-            self.gw.on_readings(self.kick)
+            self.svc.on_readings(self.kick)
         self._wake.set()
         self._task = asyncio.create_task(self._run(), name="relay-feed")
 
@@ -228,7 +229,7 @@ class RelayFeeder:
             marks = (self._pending, self._acked)
             drained, self._pending, self._acked, self._drained = self._drained, [], [], []
             try:
-                chunks, compacted = await self.gw.run_store(step, adv, marks, self.lanes, self.read_limit,
+                chunks, compacted = await self.svc.run_store(step, adv, marks, self.lanes, self.read_limit,
                                                             frozenset(self._held), drained)
             except Exception:
                 self.counters["errors"] += 1
@@ -255,7 +256,7 @@ class RelayFeeder:
                 break
         if self._advance or self._pending or self._acked or self._drained:  # stopped while the outbox refused
             try:  # keep what was accepted
-                await self.gw.run_store(step, self._advance, (self._pending, self._acked), self.lanes, 0,
+                await self.svc.run_store(step, self._advance, (self._pending, self._acked), self.lanes, 0,
                                         frozenset(), self._drained)
                 self._advance, self._pending, self._acked, self._drained = {}, [], [], []
             except Exception:
@@ -265,9 +266,9 @@ class RelayFeeder:
         """Submit the chunks in one outbox transaction; queue cursor advances. True if some were refused."""
         items: list[tuple[str, Any, bool]] = []
         spans: list[tuple[Chunk, int, int]] = []  # chunk, index of its first item, item count
-        may = getattr(self.gw, "may_relay", None)
+        may = self.svc.may_relay
         for ch in chunks:
-            if ch.lane != ALERT and may is not None and not may(ch.node):
+            if ch.lane != ALERT and not may(ch.node):
                 # another gateway of the cluster holds this node's relay lease; keep the cursor, ask again later
                 # (alerts always go: the cloud de-duplicates them by (node, seq))
                 if not self._held:

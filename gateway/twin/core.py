@@ -1,22 +1,7 @@
-"""Device twin: desired node configs from a watched TOML file, pushed retained, reconciled with `state`.
+"""Device twin: desired node configs (fogline.gateway.twin.doc) pushed retained, reconciled with `state`.
 
-File shape (every table is a fragment of the node config shape of shared/config.py):
-
-    [all]                        # applied to every node listed below
-    version = 3
-    sample_ms = 1000
-    [groups.greenhouse]          # groups apply in file order
-    nodes = ["n1", "n2"]
-    config = { sample_ms = 500 }
-    [nodes.n1]                   # per-node fragment (may be empty: `[nodes.n3]`)
-    rules = [...]
-
-Desired(node) = all < groups containing node < nodes.<node>, with node.id/site set. Before a
-push the gateway validates DEFAULTS < boards/<board>.json (board from the node's state) <
-desired with `fogline.shared.config.validate_config`; an invalid desired config is never published.
-The node merges the pushed fragment over its running config and reports `version` and
-`config_rejected` in `state`; the twin reports each node as in_sync / pending / rejected /
-ahead / invalid, with the reason.
+A gateway component (`start(services)`): publishes on the site broker, hears node `state`, seals pushed
+configs with the node's auth key (`Services.node_key`) and exports twin_nodes{status} into the metrics.
 """
 
 from __future__ import annotations
@@ -26,130 +11,24 @@ import hashlib
 import json
 import logging
 import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from fogline.gateway.ingest.validate import brief
+from fogline.gateway.twin.config import TwinConfig
+from fogline.gateway.twin.doc import (AHEAD, BOARDS, IN_SYNC, INVALID, PENDING, REJECTED, NodeTwin,  # noqa: F401
+                                      board_fragment, check_desired, load_document, resolve)
 from fogline.shared import cbor, topics
 from fogline.shared import config as node_config
-from fogline.gateway.twin.config import TwinConfig
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 log = logging.getLogger(__name__)
-BOARDS = Path(__file__).resolve().parents[2] / "boards"  # the repo's boards/, or the installed package data
-
-IN_SYNC, PENDING, REJECTED, AHEAD, INVALID = "in_sync", "pending", "rejected", "ahead", "invalid"
-
-
-@dataclass
-class NodeTwin:
-    """What the gateway wants for one node and what the node last said."""
-
-    node: str
-    desired: dict[str, Any] | None = None
-    desired_version: int | None = None
-    digest: str = ""
-    invalid: str | None = None  # why desired was not published
-    published_version: int | None = None
-    reported_version: int | None = None
-    rejected: str | None = None  # node's config_rejected
-    board: str | None = None
-    content: str = ""  # digest without the version (overlay pushes: bump only on a real change)
-
-    @property
-    def status(self) -> str:
-        if self.invalid:
-            return INVALID
-        if self.desired_version is None or self.reported_version is None:
-            return PENDING
-        if self.reported_version == self.desired_version:
-            return IN_SYNC
-        if self.reported_version > self.desired_version:
-            return AHEAD
-        return REJECTED if self.rejected else PENDING
-
-    def row(self) -> dict[str, Any]:
-        reason = self.invalid or (self.rejected if self.status == REJECTED else None)
-        if self.status == AHEAD:
-            reason = f"node runs {self.reported_version}, desired is {self.desired_version}: raise the version"
-        return {"node": self.node, "status": self.status, "desired": self.desired_version,
-                "published": self.published_version, "reported": self.reported_version, "reason": reason}
-
-
-def load_document(path: str | Path) -> dict[str, Any]:
-    """Parse the twin TOML file; ValueError naming the problem."""
-    try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ValueError(f"twin file {path}: {e}") from e
-    return doc
-
-
-def resolve(doc: dict[str, Any], site: str) -> dict[str, dict[str, Any]]:
-    """Desired config fragment per node from a twin document; ValueError on a malformed document."""
-    unknown = set(doc) - {"all", "groups", "nodes"}
-    if unknown:
-        raise ValueError(f"twin: unknown top-level table {sorted(unknown)[0]!r} (all, groups, nodes)")
-    base = doc.get("all") or {}
-    groups = doc.get("groups") or {}
-    nodes = doc.get("nodes") or {}
-    if not isinstance(base, dict) or not isinstance(groups, dict) or not isinstance(nodes, dict):
-        raise ValueError("twin: all, groups and nodes must be tables")
-    members: dict[str, list[dict[str, Any]]] = {}
-    for g, spec in groups.items():
-        if not isinstance(spec, dict) or not isinstance(spec.get("nodes"), list):
-            raise ValueError(f"twin: groups.{g}.nodes must be a list of node ids")
-        if set(spec) - {"nodes", "config"}:
-            raise ValueError(f"twin: groups.{g}: only `nodes` and `config`")
-        for n in spec["nodes"]:
-            members.setdefault(topics.check_id(n, "node"), []).append(spec.get("config") or {})
-    out: dict[str, dict[str, Any]] = {}
-    for n in list(members) + [n for n in nodes if n not in members]:
-        topics.check_id(n, "node")
-        frag = node_config.merge(base, *members.get(n, []), nodes.get(n) or {})
-        frag = node_config.merge(frag, {"node": {"id": n, "site": site}})
-        out[n] = frag
-    return out
-
-
-def _board_fragment(board: str | None) -> dict[str, Any]:
-    if not board:
-        return {}
-    p = BOARDS / f"{board}.json"
-    try:
-        data = json.loads(p.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data.get("config", data) if isinstance(data, dict) else {}
-
-
-def check_desired(frag: dict[str, Any], board: str | None = None) -> str | None:
-    """None if the fragment makes a valid node config, else the validator's reason."""
-    if not isinstance(frag.get("version"), int) or isinstance(frag.get("version"), bool):
-        return "version: required integer in the desired config"
-    full = node_config.merge(node_config.DEFAULTS, _board_fragment(board), frag)
-    if board:
-        full = node_config.merge(full, {"node": {"board": board}})
-    try:
-        node_config.validate_config(full)
-    except ValueError as e:
-        return str(e)
-    except Exception as e:  # a validator bug is a refusal, not a crash
-        return f"validate: {type(e).__name__}: {e}"
-    return None
 
 
 Publish = Callable[[str, bytes, int, bool], Awaitable[Any]]
 
 
 class Twin:
+    name = "twin"
     """Desired configs in, retained pushes out, node reports reconciled. Also a gateway component."""
 
     def __init__(self, cfg: TwinConfig, site: str, publish: Publish | None = None,
@@ -164,7 +43,7 @@ class Twin:
         self.overlays: dict[str, dict[str, Any]] = {}  # placement fragments merged over it, version auto-bumped
         self.state_path = Path(cfg.state_file) if cfg.state_file else Path(data_dir) / "twin_state.json"
         self.report_path = self.state_path.with_name("twin_report.json")  # read by `fogline status`
-        self.gw: Any = None
+        self.metrics: Any = None  # the gateway's Metrics once started as a component
         self._dirty = True
         self.file_error: str | None = None
         self._stamp: tuple[float, int] | None = None
@@ -188,12 +67,15 @@ class Twin:
             return
         asyncio.ensure_future(self.apply_document(doc, source="cloud"))
 
-    async def start(self, gw: Any = None) -> None:
-        """Attach to a Gateway (publish + on_state) if given, push the file, then watch it."""
-        if gw is not None:
-            self.gw = gw
-            self.publish = self.publish or gw.publish
-            gw.on_state(lambda node, st, _dev=None: self.on_state(node, st))
+    async def start(self, services: Any = None) -> None:
+        """Attach to a gateway's Services (publish, on_state, node keys) if given, push the file, then watch it."""
+        if services is not None:
+            from fogline.gateway import services as services_mod
+            svc = services_mod.of(services)
+            self.metrics = svc.metrics
+            self.publish = self.publish or svc.publish
+            self.key_for = self.key_for or svc.node_key
+            svc.on_state(lambda node, st, _dev=None: self.on_state(node, st))
         if self.cfg.file:
             await self.reload()
             self._task = asyncio.create_task(self._watch(), name="twin-watch")
@@ -391,7 +273,7 @@ class Twin:
             return
         self._dirty = False
         st = self.stats()
-        m = getattr(self.gw, "metrics", None)
+        m = self.metrics
         if m is not None:
             for status in (IN_SYNC, PENDING, REJECTED, AHEAD, INVALID):
                 m.set("twin_nodes", st["nodes"].get(status, 0), status=status)
@@ -422,3 +304,15 @@ class Twin:
             os.replace(tmp, self.state_path)
         except OSError as e:
             log.error("event=twin_state_save_failed path=%s error=%s", self.state_path, e)
+
+
+def twin_of(gw: Any, cfg: Any | None = None) -> Twin:
+    """The gateway's one Twin (`gw.twin`), built and added as a component on first use."""
+    if getattr(gw, "twin", None) is None:
+        cfg = cfg or gw.config
+        tw = cfg.section("twin")
+        if isinstance(tw, dict):
+            tw = TwinConfig(**tw)
+        gw.twin = Twin(tw, cfg.site.id, data_dir=cfg.site.data_dir)  # its node keys come with the services
+        gw.add_component(gw.twin)
+    return gw.twin
