@@ -15,17 +15,16 @@ import asyncio
 import logging
 import os
 import socket
-import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from fogline.gateway.cloudsvc.config import BrokerConfig, DbConfig
+from fogline.gateway import mqttclient
 from fogline.gateway.cloudsvc.db_pg import TransientDbError
 from fogline.gateway.cloudsvc.rows import Batch
 from fogline.gateway.ops.metrics import Metrics
@@ -69,17 +68,7 @@ class Consumer:
             self.metrics.describe(name, text)
 
     def _make_client(self) -> mqtt.Client:
-        cfg = self.cfg
-        v5 = cfg.protocol == "5"
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, manual_ack=True,
-                        clean_session=None if v5 else False,
-                        protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311)
-        if cfg.tls:
-            c.tls_set(ca_certs=cfg.ca_file, certfile=cfg.cert_file, keyfile=cfg.key_file,
-                      cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        if cfg.username is not None:
-            c.username_pw_set(cfg.username, cfg.password)
-        c.reconnect_delay_set(min(0.2, cfg.reconnect_max_s), cfg.reconnect_max_s)
+        c = mqttclient.from_config(self.cfg, self.client_id, manual_ack=True, clean_session=False)
         c.on_connect = self._t_connect
         c.on_disconnect = self._t_disconnect
         c.on_message = self._t_message

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from typing import Any, Callable
 
 import cbor2
 import paho.mqtt.client as mqtt
+
+from fogline.gateway import mqttclient
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +34,7 @@ class ClusterLink:
         self.loop, self.m, self.filters = loop, mqtt_cfg, filters
         self.on_message, self.on_up, self.on_down = on_message, on_up, on_down
         self.keepalive = keepalive
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True,
-                        protocol=mqtt.MQTTv311)
-        m = mqtt_cfg
-        if m.username:
-            c.username_pw_set(m.username, m.password)
-        if m.tls:
-            c.tls_set(ca_certs=m.ca_file, certfile=m.cert_file, keyfile=m.key_file, cert_reqs=ssl.CERT_REQUIRED)
-        c.will_set(will[0], will[1], qos=1, retain=True)
-        c.reconnect_delay_set(m.reconnect_min_s, m.reconnect_max_s)  # type: ignore[arg-type]
+        c = mqttclient.from_config(mqtt_cfg, client_id, clean_session=True, will=will)
         c.on_connect = self._on_connect
         c.on_subscribe = lambda *a: self._soon(self.on_up)
         c.on_disconnect = lambda *a: self._soon(self.on_down)

@@ -62,18 +62,16 @@ class MqttBus:
     def __init__(self, host: str, port: int, client_id: str, username: str | None = None,
                  password: str | None = None, timeout: float = 10.0, tls: bool = False,
                  ca_file: str | None = None) -> None:
-        import paho.mqtt.client as mqtt
+        from fogline.gateway import mqttclient
 
         self.published: list[tuple[str, bytes]] = []
         self._in: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self._subs: list[tuple[str, Callable[[str, bytes], None]]] = []
         self._ready = threading.Event()
         self.connect_error: str | None = None
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
-        if username:
-            self.c.username_pw_set(username, password)
-        if tls:  # certificate verification on (system store unless ca_file)
-            self.c.tls_set(ca_certs=ca_file)
+        # certificate verification on with tls (system store unless ca_file)
+        self.c = mqttclient.make_client(client_id, username=username or None, password=password, tls=tls,
+                                        ca_file=ca_file)
         self.c.on_connect = lambda c, u, f, rc, p: self._on_connect(rc)
         self.c.on_message = lambda c, u, m: self._in.put((m.topic, bytes(m.payload)))
         self._cond = threading.Condition()

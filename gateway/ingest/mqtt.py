@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import ssl
 import threading
 import time
 from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 
+from fogline.gateway import mqttclient
 from fogline.shared import topics
 
 log = logging.getLogger(__name__)
@@ -117,16 +117,8 @@ class MqttIngest:
         self._stopping = False
         self.filters = [topics.node_filter(self.site, k) for k in self.KINDS]
         m = cfg.mqtt
-        self.client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.mqtt_client_id(),
-                                  clean_session=m.clean_session, protocol=mqtt.MQTTv311)
-        if m.username:
-            self.client.username_pw_set(m.username, m.password)
-        if m.tls:
-            self.client.tls_set(ca_certs=m.ca_file, certfile=m.cert_file, keyfile=m.key_file,
-                                cert_reqs=ssl.CERT_REQUIRED)
-        self.client.reconnect_delay_set(m.reconnect_min_s, m.reconnect_max_s)  # type: ignore[arg-type]
-        self.client.max_queued_messages_set(0)
-        self.client.max_inflight_messages_set(1000)
+        self.client = mqttclient.from_config(m, cfg.mqtt_client_id(), clean_session=m.clean_session,
+                                             max_inflight=1000, client_class=BufferedClient)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect

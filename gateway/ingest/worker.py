@@ -16,7 +16,6 @@ import logging
 import os
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import threading
@@ -96,15 +95,9 @@ def _child(mcfg: Any, client_id: str, filters: list[str], out: Any, inp: Any, qu
             time.sleep(0.0005)  # let a few more arrive: fewer, larger pipe writes
 
     from fogline.gateway.ingest.mqtt import BufferedClient
-    c = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=mcfg.clean_session,
-                       protocol=mqtt.MQTTv311)
-    if mcfg.username:
-        c.username_pw_set(mcfg.username, mcfg.password)
-    if mcfg.tls:
-        c.tls_set(ca_certs=mcfg.ca_file, certfile=mcfg.cert_file, keyfile=mcfg.key_file, cert_reqs=ssl.CERT_REQUIRED)
-    c.reconnect_delay_set(mcfg.reconnect_min_s, mcfg.reconnect_max_s)
-    c.max_queued_messages_set(0)
-    c.max_inflight_messages_set(1000)
+    from fogline.gateway import mqttclient
+    c = mqttclient.from_config(mcfg, client_id, clean_session=mcfg.clean_session, max_inflight=1000,
+                               client_class=BufferedClient)
     c.on_connect, c.on_disconnect, c.on_message = on_connect, on_disconnect, on_message
     c.on_subscribe = on_subscribe
     c.connect_async(mcfg.host, mcfg.port, keepalive=mcfg.keepalive)

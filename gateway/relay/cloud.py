@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 import zlib
 from typing import Any, Callable
 
 import cbor2
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
+from fogline.gateway import mqttclient
 from fogline.gateway.relay.cloud_config import CloudConfig
 from fogline.gateway.aio import wait_event
 
@@ -52,19 +51,8 @@ class CloudLink:
         self._subs: dict[str, Callable[[str, bytes], None]] = {}
         self.counters = {"connects": 0, "disconnects": 0, "published": 0, "acked": 0, "refused": 0,
                          "connect_failures": 0, "received": 0}
-        v5 = cfg.protocol == "5"
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or "fogline-gw",
-                                  clean_session=None if v5 else False,
-                                  protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311)
-        if cfg.tls:
-            self.client.tls_set(ca_certs=cfg.ca_file, certfile=cfg.cert_file, keyfile=cfg.key_file,
-                                cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-            self.client.tls_insecure_set(bool(cfg.tls_insecure))
-        if cfg.username is not None:
-            self.client.username_pw_set(cfg.username, cfg.password)
-        self.client.max_inflight_messages_set(max(1, cfg.max_inflight))
-        self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
+        self.client = mqttclient.from_config(cfg, cfg.client_id or "fogline-gw", clean_session=False,
+                                             max_inflight=cfg.max_inflight)
         self.client.on_connect = self._t_connect
         self.client.on_connect_fail = self._t_connect_fail
         self.client.on_disconnect = self._t_disconnect
