@@ -162,7 +162,7 @@ class Gateway(IngestPath):
             from fogline.gateway.ingest.packauth import PackVerifier
             verifier = PackVerifier.from_file(ing.auth_keys_file, ing.require_auth)
             self.verifier = verifier
-            self.add_validator(lambda msg: verifier.check(msg.node, msg.lane, msg.raw) and None)
+            self.add_validator(lambda msg: verifier.check_message(msg) and None)  # from the one decode
         self._running = True
         self.started_at = self.clock()
         if self.config.mqtt.worker_process:

@@ -9,7 +9,7 @@ from typing import Any
 
 from fogline.gateway.store.tiers import maintain
 
-log = logging.getLogger("fogline.gateway.app")
+log = logging.getLogger(__name__)
 
 
 async def tick_loop(gw: Any) -> None:
