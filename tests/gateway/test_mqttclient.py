@@ -24,7 +24,7 @@ def _site_mqtt(port: int, pki, cert: bool = True) -> dict:
     m = {"host": "127.0.0.1", "port": port, "tls": True, "ca_file": str(pki.ca), "username": "gw1",
          "password": "gw-secret"}
     if cert:
-        m.update(certfile=str(pki.client_cert), keyfile=str(pki.client_key))
+        m.update(cert_file=str(pki.client_cert), key_file=str(pki.client_key))
     return m
 
 
@@ -104,11 +104,12 @@ def test_federation_bus_connects_over_tls_with_a_password(pki, cloud):
                 timeout=10)
 
 
-def test_settings_read_both_spellings_of_the_tls_files(pki):
+def test_site_and_cloud_sections_give_the_factory_the_same_tls_settings(pki):
     from fogline.gateway.relay.cloud import CloudConfig
 
     site = config_mod.from_dict({"mqtt": _site_mqtt(1883, pki)}).mqtt
-    cloud = CloudConfig(tls=True, ca_file=str(pki.ca), cert_file=str(pki.client_cert), key_file=str(pki.client_key))
-    for cfg in (site, cloud):
-        s = mqttclient.settings(cfg)
-        assert (s["cert_file"], s["key_file"]) == (str(pki.client_cert), str(pki.client_key)), cfg
+    cloud = CloudConfig(tls=True, ca_file=str(pki.ca), cert_file=str(pki.client_cert), key_file=str(pki.client_key),
+                        username="gw1", password="gw-secret")
+    keys = ("username", "password", "tls", "ca_file", "cert_file", "key_file")
+    assert [mqttclient.settings(site)[k] for k in keys] == [mqttclient.settings(cloud)[k] for k in keys] == \
+        ["gw1", "gw-secret", True, str(pki.ca), str(pki.client_cert), str(pki.client_key)]
