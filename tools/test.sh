@@ -24,4 +24,4 @@ fi
 if [[ ",${FOGLINE_RUNTIMES:-board}," == *",board,"* ]]; then
   python -m fogline.tools.hostemu board >/dev/null || exit 3
 fi
-exec python -m pytest -n "${FOGLINE_TEST_WORKERS:-2}" "${skip[@]}" "$@"
+exec python -m pytest -n "${FOGLINE_TEST_WORKERS:-2}" --durations=15 "${skip[@]}" "$@"
