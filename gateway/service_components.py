@@ -90,7 +90,7 @@ class InferenceComponent:
         for k, v in st.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 m.set("inference_" + k, v)
-        model = getattr(self.engine, "model", None)
+        model = self.engine.model
         if model is not None:
             m.set("model_version", float(model.manifest.get("version", 0) or 0), model=str(model.ident))
 

@@ -144,9 +144,7 @@ def attach(gw: Any) -> list[Any]:
         relay = Relay.build(ob, cloud, gw_id, site, data_dir)
         wins = cloud.summary_windows_s
         if wins is None:
-            inf = cfg.section("inference")
-            inf_on = inf.get("enabled", True) if isinstance(inf, dict) else getattr(inf, "enabled", False)
-            wins = [] if inf_on else [60.0]
+            wins = [] if cfg.section("inference").enabled else [60.0]
         comp = RelayComponent(relay, wins, forward_readings=cloud.forward_readings, forward_batch=cloud.forward_batch,
                               health_every_s=cloud.health_every_s)
         gw.add_component(comp)

@@ -308,7 +308,7 @@ class Twin:
 
 def twin_of(gw: Any, cfg: Any | None = None) -> Twin:
     """The gateway's one Twin (`gw.twin`), built and added as a component on first use."""
-    if getattr(gw, "twin", None) is None:
+    if gw.twin is None:
         cfg = cfg or gw.config
         tw = cfg.section("twin")
         if isinstance(tw, dict):
