@@ -23,6 +23,7 @@ from fogline.gateway.relay.backfill import note_late
 from fogline.gateway.store.base import (ACK_LANES, LANE_ID, LANE_NAME, SCHEMA, DeadLetter, LaneState,  # noqa: F401
                                 _Pending, connect)
 from fogline.gateway.store.dead import DeadLettersMixin
+from fogline.gateway.store.devices import DevicesMixin
 from fogline.gateway.store.gaps import GapsMixin
 from fogline.gateway.ingest.validate import Message, Reading
 
@@ -50,7 +51,7 @@ class BatchResult:
     epochs: list[EpochEvent] = field(default_factory=list)  # lanes heard under a new node epoch
 
 
-class Store(GapsMixin, DeadLettersMixin):
+class Store(GapsMixin, DeadLettersMixin, DevicesMixin):
     """Single-writer SQLite store with in-memory ack cursors."""
 
     def __init__(self, path: Path, synchronous: str = "FULL", gap_skip_s: float = 120.0,
@@ -330,22 +331,3 @@ class Store(GapsMixin, DeadLettersMixin):
             self.con.executemany(
                 'INSERT OR REPLACE INTO windows(sid, length, start, "end", count, min, max, mean, last, stddev) '
                 "VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
-
-    # ---- small helpers used by the app and tiers
-    def ble_counters(self) -> dict[str, int]:
-        """Last accepted BTHome encryption counter per advertiser MAC (replay protection across restarts)."""
-        return dict(self.con.execute("SELECT mac, counter FROM ble_counters").fetchall())
-
-    def save_ble_counter(self, mac: str, counter: int) -> None:
-        """Persist a MAC's last accepted counter (its own small transaction)."""
-        self.con.execute("INSERT INTO ble_counters(mac, counter) VALUES (?, ?) "
-                         "ON CONFLICT(mac) DO UPDATE SET counter=excluded.counter", (mac, int(counter)))
-
-    def load_devices(self) -> dict[str, dict[str, Any]]:
-        out = {}
-        for node, data in self.con.execute("SELECT node, data FROM devices"):
-            try:
-                out[node] = json.loads(data)
-            except ValueError:
-                continue
-        return out

@@ -9,7 +9,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 MAX_GATEWAY_MODULE_LINES = 350
 # modules still over the limit while they are being split: each may only shrink, and the list only get shorter
-STILL_OVER = {"gateway/store/core.py": 351}
+STILL_OVER: dict[str, int] = {}
 
 
 def _imports(path: Path) -> list[str]:
