@@ -19,3 +19,14 @@ async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
         if not waiter.done():
             waiter.cancel()
     return bool(done)
+
+
+async def cancel_and_wait(task: asyncio.Task | None) -> None:
+    """Cancel task (None: nothing) and wait until it has ended (a stop() that returns leaves nothing running)."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass

@@ -28,7 +28,7 @@ from fogline.gateway import mqttclient
 from fogline.gateway.cloudsvc.db_pg import TransientDbError
 from fogline.gateway.cloudsvc.rows import Batch
 from fogline.gateway.ops.metrics import Metrics
-from fogline.gateway.aio import wait_event
+from fogline.gateway.aio import cancel_and_wait, wait_event
 
 log = logging.getLogger(__name__)
 
@@ -140,11 +140,7 @@ class Consumer:
             deadline = time.monotonic() + 30
             while (self.pending or self.writing) and self.connected.is_set() and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            self.task.cancel()
-            try:
-                await self.task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(self.task)
         self.client.disconnect()
         await asyncio.get_running_loop().run_in_executor(None, self.client.loop_stop)
         await asyncio.get_running_loop().run_in_executor(self.pool, self.backend.close)

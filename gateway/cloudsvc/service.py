@@ -10,6 +10,7 @@ from typing import Any
 from fogline.gateway.cloudsvc.config import ServiceConfig
 from fogline.gateway.cloudsvc.consumer import Consumer
 from fogline.gateway.ops.metrics import Metrics
+from fogline.gateway.aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 RETENTION_EVERY_S = 3600.0
@@ -61,12 +62,7 @@ class CloudService:
             await asyncio.sleep(RETENTION_EVERY_S)
 
     async def stop(self) -> None:
-        if self._retention is not None:
-            self._retention.cancel()
-            try:
-                await self._retention
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._retention)
         if self.http is not None:
             self.http.stop()
         await self.consumer.stop()

@@ -92,21 +92,17 @@ class DeviceRegistry:
         dev.online = True  # a state message's {"online": false} (last will) is applied after this
         dev.messages += 1
         dev.readings += readings
-        if rssi is not None:
-            dev.rssi = rssi
-        if battery is not None:
-            dev.battery = battery
-        if mac is not None:
-            dev.mac = mac
-        self.dirty.add(node)
+        self._radio(node, dev, rssi, battery, mac)
         return dev
 
     def annotate(self, node: str, rssi: float | None = None, battery: float | None = None,
                  mac: str | None = None) -> None:
         """Radio details of a known device (BLE adverts)."""
         dev = self.devices.get(node)
-        if dev is None:
-            return
+        if dev is not None:
+            self._radio(node, dev, rssi, battery, mac)
+
+    def _radio(self, node: str, dev: "Device", rssi: float | None, battery: float | None, mac: str | None) -> None:
         if rssi is not None:
             dev.rssi = rssi
         if battery is not None:

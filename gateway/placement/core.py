@@ -34,6 +34,7 @@ from fogline.gateway.placement.run import GatewayRunner
 from fogline.gateway.placement.score import (NO_STATE, Decision, PlacementConfig, decide, gateway_candidate,
                                      node_candidate)
 from fogline.shared import cbor, topics
+from fogline.gateway.aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +80,7 @@ class Placement:
         self._task = asyncio.create_task(self._loop(), name="placement")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         self._save()
 
     def _on_state(self, node: str, _st: Any, _dev: Any = None) -> None:

@@ -20,6 +20,7 @@ from fogline.gateway.twin.doc import (AHEAD, BOARDS, IN_SYNC, INVALID, PENDING, 
                                       board_fragment, check_desired, load_document, resolve)
 from fogline.shared import cbor, topics
 from fogline.shared import config as node_config
+from fogline.gateway.aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +83,7 @@ class Twin:
         self.export()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         self._dirty = True
         self.export()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fogline.gateway.aio import wait_event
+from fogline.gateway.aio import cancel_and_wait, wait_event
 
 
 async def _cancel_at_each_wake_step(wait) -> list[tuple[bool, int]]:
@@ -43,4 +43,23 @@ def test_set_timeout_and_already_set():
         assert await wait_event(ev, 0) is True  # already set: no wait
         pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         assert pending == []  # no waiter left behind
+    asyncio.run(main())
+
+
+def test_cancel_and_wait_returns_only_once_the_task_has_ended():
+    async def main():
+        ended = []
+
+        async def worker():
+            try:
+                await asyncio.sleep(3600)
+            finally:
+                await asyncio.sleep(0)  # clean-up that itself awaits
+                ended.append(True)
+
+        t = asyncio.create_task(worker())
+        await asyncio.sleep(0)
+        await cancel_and_wait(t)
+        assert t.done() and t.cancelled() and ended == [True]
+        await cancel_and_wait(None)
     asyncio.run(main())

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fogline.gateway.ingest.ble import ScannerBackend, make_advertisement
+from fogline.gateway.aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +37,8 @@ class SimRadioBackend(ScannerBackend):
         self._task = asyncio.create_task(self._run(callback), name="sim-radio")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def poll(self, callback: Any) -> int:
         """Deliver adverts appended since the last poll; returns how many."""
