@@ -76,7 +76,7 @@ def test_kill_9_mid_stream_loses_nothing_the_node_was_told_was_durable(mosquitto
                     time.sleep(0.01)
         pub = threading.Thread(target=publish_all)
         pub.start()
-        assert node.wait_ack("up", 500, timeout=30)
+        assert node.wait_ack("up", 500, timeout=180)
         os.kill(proc.pid, signal.SIGKILL)   # a crash in the middle of the stream
         proc.wait(10)
         killed_at = node.high["up"]
@@ -92,7 +92,7 @@ def test_kill_9_mid_stream_loses_nothing_the_node_was_told_was_durable(mosquitto
         for first, data in packs.items():
             if first + 9 > told_durable:
                 node.c.publish("fogline/site1/k1/up", data, qos=1)
-        assert node.wait_ack("up", 10 * n_msgs, timeout=30)
+        assert node.wait_ack("up", 10 * n_msgs, timeout=180)
         node.close()
     finally:
         _end(proc, tmp_path)
@@ -119,7 +119,7 @@ def test_sigterm_commits_everything_received_and_the_broker_keeps_the_rest(mosqu
         # persistent session: what arrived while it was down waits in the broker; no node re-send needed
         proc = _start(tmp_path, mosquitto.port)
         assert _connected(tmp_path, proc, 2)
-        assert node.wait_ack("up", 1500, timeout=30)
+        assert node.wait_ack("up", 1500, timeout=180)  # a deadline: the restarted gateway drains the broker
         node.close()
     finally:
         _end(proc, tmp_path)
