@@ -63,7 +63,10 @@ def test_tls_node_ignores_forged_acks_and_drains_to_the_gateway(tmp_path):
                        auth.seal_ack(bytes(16), "node1", {"up": 1000, "e": ep})):  # signed with another key
             forger.publish("fogline/s1/node1/ack", cbor2.dumps(forged), qos=1).wait_for_publish(10)
         stat = node.stat
-        assert wait_for(lambda: stat().get("produced") == n and stat()["uplink"]["unsigned_acks"] >= 3, timeout=60)
+        # every reading sampled, all three forgeries seen, and all n in flash (a stats line can come between a
+        # sample and its flash append, so depth is waited for too; a forged ack obeyed would keep it below n)
+        assert wait_for(lambda: stat().get("produced") == n and stat()["uplink"]["unsigned_acks"] >= 3
+                        and stat()["depth_up"] == n, timeout=60), stat()
         s = stat()
         assert s["depth_up"] == n and s["acked_up"] == 0 and s["mqtt"]["connects"] >= 1  # nothing deleted
         cfg = gw_config(tmp_path, plain, site={"id": "s1"}, ingest={"max_age_s": 10 * 365 * 86400.0,
