@@ -46,3 +46,29 @@ def test_gateway_can_check_a_sealed_payload_with_cbor2_only():
     assert seq == 11 and cbor2.dumps(p, canonical=True) == pack
     assert hmac.compare_digest(tag, hmac.new(b"k" * 32, cbor2.dumps(["n9", "alert", 11, pack], canonical=True),
                                              hashlib.sha256).digest()[:16])
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.binary(min_size=0, max_size=200), parts=st.lists(st.binary(max_size=200), max_size=4))
+def test_c_and_portable_hmac_give_identical_tags(key, parts):
+    # CPython copies cached padded-key sha256 states; MicroPython streams the pads: same bytes.
+    assert auth._COPY
+    assert auth._hmac_parts(key, parts) == auth._hmac_portable(key, parts) == hmac.new(
+        key, b"".join(parts), hashlib.sha256).digest()
+
+
+def test_rfc4231_vectors_on_the_portable_path(monkeypatch):
+    from test_auth import RFC4231
+
+    monkeypatch.setattr(auth, "_COPY", False)
+    monkeypatch.setattr(auth, "_c_compare", None)
+    for key, data, want in RFC4231:
+        assert auth.hmac_sha256(key, data).hex()[:len(want)] == want
+    pack = b"\xa1\x00\x61x" * 40
+    tag = auth.sign_pack(b"k" * 32, "n9", "up", 11, pack, 7)
+    forged = tag[:-1] + bytes([tag[-1] ^ 1])
+    for _ in range(2):  # portable path, then the C path: same tag, same verdicts
+        assert auth.sign_pack(b"k" * 32, "n9", "up", 11, pack, 7) == tag
+        assert auth.verify_pack(b"k" * 32, "n9", "up", 11, pack, tag, 7)
+        assert not auth.verify_pack(b"k" * 32, "n9", "up", 11, pack, forged, 7)
+        monkeypatch.undo()

@@ -3,7 +3,8 @@
 Builds firmware-shaped sealed packs (shared/senml + shared/auth, as a node does) of --records readings and
 times (process CPU, so a busy host inflates it less), per uplink: `decode_uplink` alone; decode + `PackVerifier.check` (re-parses the payload in pure
 Python with shared/auth.split_uplink: the old gateway path); decode + `PackVerifier.check_message` (the
-tag checked against the pack bytes sliced at the offsets the decode implies). Median of --repeat runs.
+tag checked against the pack bytes sliced at the offsets the decode implies); `check_message` alone on
+messages decoded beforehand (the tag's own cost, which decode noise would hide). Median of --repeat runs.
 Last line: one JSON object.
 
 usage: python tools/bench/auth_uplink.py [--records 10,50] [--n 2000] [--repeat 5]
@@ -72,14 +73,17 @@ def main() -> None:
         def new(p: bytes) -> None:
             v.check_message(decode_uplink("n1", "up", p, pol, now))
 
-        row = {"decode_us": _per_uplink_us(lambda p: decode_uplink("n1", "up", p, pol, now), payloads, a.repeat),
+        msgs = [decode_uplink("n1", "up", p, pol, now) for p in payloads]
+        row = {"check_message_only_us": _per_uplink_us(v.check_message, msgs, a.repeat),
+               "decode_us": _per_uplink_us(lambda p: decode_uplink("n1", "up", p, pol, now), payloads, a.repeat),
                "decode_and_split_uplink_us": _per_uplink_us(old, payloads, a.repeat),
                "decode_and_check_message_us": _per_uplink_us(new, payloads, a.repeat),
                "payload_bytes": round(statistics.mean(len(p) for p in payloads), 1)}
         out[f"records_{records}"] = row
         print(f"{records:3d} readings/pack ({row['payload_bytes']:.0f} B): decode {row['decode_us']} us, "
               f"+ split_uplink check {row['decode_and_split_uplink_us']} us, "
-              f"+ check from the decode {row['decode_and_check_message_us']} us")
+              f"+ check from the decode {row['decode_and_check_message_us']} us "
+              f"(check alone {row['check_message_only_us']} us)")
     print(json.dumps({"n": a.n, "repeat": a.repeat, "epoch": a.epoch, **out}))
 
 
