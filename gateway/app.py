@@ -170,6 +170,7 @@ class Gateway(IngestPath):
         else:
             from fogline.gateway.ingest.mqtt import MqttIngest as Ingest  # type: ignore[assignment]
         self.mqtt = Ingest(self.config, self.loop, self._on_mqtt, self.metrics, self.config.ingest.queue_max)
+        self.mqtt.on_ready = self._mqtt_ready
         self.mqtt.start()
         if self.config.ble.enabled or self._ble_backend is not None:
             from fogline.gateway.ingest.ble import BleIngest

@@ -102,6 +102,7 @@ class MqttIngest:
     """Site-broker client: subscribes to up/alert/state of every node, publishes acks."""
 
     KINDS = ("up", "alert", "state")
+    on_ready: Callable[[], None] | None = None  # called on paho's thread each time the subscriptions are held
 
     def __init__(self, cfg: Any, loop: asyncio.AbstractEventLoop, deliver: Callable[[list[Item]], None],
                  metrics: Any, queue_max: int = 100000):
@@ -139,6 +140,8 @@ class MqttIngest:
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: Any, reasons: Any, props: Any) -> None:
         # Connected for our purposes once the broker holds the subscriptions (see mqtt_worker).
         self.connected.set()
+        if self.on_ready is not None:
+            self.on_ready()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self.connected.clear()

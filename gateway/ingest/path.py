@@ -169,6 +169,28 @@ class IngestPath:
             log.warning("event=seq_gap_skipped node=%s lane=%s lo=%d hi=%d why=node_oldest", node, lane, *gap)
             self._publish_ack(node, self.store.ack_state(node))
 
+    def _mqtt_ready(self) -> None:
+        """Thread-safe: the broker holds our subscriptions again (start, reconnect, worker restart)."""
+        try:
+            self.loop.call_soon_threadsafe(lambda: self._spawn(self._announce_acks()))
+        except RuntimeError:  # loop closed during shutdown
+            pass
+
+    async def _announce_acks(self) -> None:
+        # The acks of the last commit before a stop or a broker outage may never have reached the broker;
+        # a node that heard nothing would wait for its resend timer. Cursors only say what is durable here.
+        if self.store is None or not self._running:
+            return
+        acks = await self._run(self.store.ack_states)
+        cl = getattr(self, "cluster", None)
+        sent = 0
+        for node, ack in acks.items():
+            if cl is None or cl.primary(node) in (None, cl.me):
+                self._publish_ack(node, ack)
+                sent += 1
+        self.metrics.inc("acks_announced", sent)
+        log.info("event=acks_announced nodes=%d", sent)
+
     # ------------------------------------------------------------------ commit
     async def _commit_loop(self) -> None:
         while True:

@@ -128,6 +128,8 @@ class MqttWorkerIngest:
 
     KINDS = ("up", "alert", "state")
 
+    on_ready: Callable[[], None] | None = None  # called on the reader thread each time the subscriptions are held
+
     def __init__(self, cfg: Any, loop: asyncio.AbstractEventLoop, deliver: Callable[[list[Item]], None],
                  metrics: Any, queue_max: int = 100000, queue_max_bytes: int = QUEUE_MAX_BYTES):
         self.cfg = cfg
@@ -243,6 +245,8 @@ class MqttWorkerIngest:
             self.metrics.set("mqtt_connected", 1)
             log.info("event=mqtt_connected host=%s port=%s session_present=%s worker_pid=%s", self.cfg.mqtt.host,
                      self.cfg.mqtt.port, data, self.proc.pid)
+            if self.on_ready is not None:
+                self.on_ready()
         elif what == "disconnected":
             self.connected.clear()
             self.metrics.set("mqtt_connected", 0)

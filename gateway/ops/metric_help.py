@@ -21,6 +21,7 @@ HELP: dict[str, str] = {
     "commit_loop_errors": "errors caught in the commit loop",
     "commit_seconds_last": "duration of the last store commit (seconds)",
     "acks_sent": "acknowledgements published to nodes",
+    "acks_announced": "acknowledgements re-published to every known node when the site broker (re)connects",
     "ack_publish_errors": "acknowledgements that could not be published",
     "ingest_backpressure_waits": "times the MQTT worker pipe was paused because the gateway loop was behind",
     "hook_errors": "errors raised by reading/alert hooks",

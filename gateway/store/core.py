@@ -147,6 +147,12 @@ class Store(GapsMixin, DeadLettersMixin, DevicesMixin):
             out["e"] = newest
         return out
 
+    def ack_states(self) -> dict[str, dict[str, int]]:
+        """ack_state of every node with something durable on an acked lane."""
+        acked = {LANE_ID[ln] for ln in ACK_LANES}
+        nodes = {self.names[nid] for nid, li in self.lanes if li in acked and nid in self.names}
+        return {n: a for n in sorted(nodes) if (a := self.ack_state(n))}
+
     # ---- the batch
     def commit_batch(self, msgs: list[Message], dead: Iterable[DeadLetter] = (),
                      windows: Iterable[Window] = (), devices: dict[str, dict[str, Any]] | None = None,

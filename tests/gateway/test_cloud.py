@@ -156,7 +156,7 @@ def test_outage_under_load_delivers_all_in_lane_priority_dups_only_resends(tmp_p
         assert await wait_for(lambda: relay.breaker.state != "closed", 60), relay.breaker.state
         await asyncio.to_thread(cloud.start)
         total = sum(len(v) for v in accepted.values())
-        assert await wait_for(lambda: len(set(sub.keys())) >= total, 30)
+        assert await wait_for(lambda: len(set(sub.keys())) >= total, 180)
         assert await wait_for(lambda: sum(d["rows"] for d in relay.outbox.depth().values()) == 0)
         st = relay.stats()
         await relay.stop()

@@ -54,7 +54,7 @@ def _connected(tmp_path: Path, proc: subprocess.Popen, nth: int = 1) -> bool:
     """The nth gateway start (the log is appended across restarts) is connected."""
     return wait_for(lambda: proc.poll() is None and
                     (tmp_path / "gw.log").read_text(errors="replace").count("event=mqtt_connected") >= nth,
-                    timeout=20)
+                    timeout=120)
 
 
 @pytest.mark.parametrize("worker", [False, True], ids=["in-process-mqtt", "mqtt-worker-process"])
@@ -124,3 +124,30 @@ def test_sigterm_commits_everything_received_and_the_broker_keeps_the_rest(mosqu
     finally:
         _end(proc, tmp_path)
     assert stored_seqs(tmp_path / "data", "s1") == list(range(1, 1501))
+
+
+@pytest.mark.parametrize("worker", [False, True], ids=["in-process-mqtt", "mqtt-worker-process"])
+def test_a_restarted_gateway_tells_each_node_its_cursor_unasked(mosquitto, tmp_path, worker):
+    # The acks of a gateway's last commit can miss the broker (it commits what it still holds after
+    # disconnecting); a node that re-sends nothing must still learn what is durable.
+    proc = _start(tmp_path, mosquitto.port, worker)
+    try:
+        assert _connected(tmp_path, proc)
+        node = SimNode(mosquitto.port, "r1")
+        t0 = time.time() - 4500
+        for i in range(10):
+            node.up(1 + 5 * i, [float(i)] * 5, t0=t0 + 5 * i)
+        assert node.wait_ack("up", 50, timeout=180)
+        node.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        node = SimNode(mosquitto.port, "r1")  # rebooted: it has heard no ack yet
+        assert node.high["up"] == 0
+        proc = _start(tmp_path, mosquitto.port, worker)
+        assert _connected(tmp_path, proc, 2)
+        assert node.wait_ack("up", 50, timeout=180)
+        assert node.high["up"] == 50
+        node.close()
+    finally:
+        _end(proc, tmp_path)
+    assert "event=acks_announced nodes=1" in (tmp_path / "gw.log").read_text()

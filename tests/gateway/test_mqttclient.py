@@ -77,7 +77,7 @@ def test_cluster_link_connects_over_mutual_tls_and_leaves_its_will(tmp_path, pki
                            ["fogline/s/_gw/+/health"], lambda *a: None, up.set, lambda: None)
         link.start()
         try:
-            await asyncio.wait_for(up.wait(), 30)
+            await asyncio.wait_for(up.wait(), 120)
             return link.client._will_topic
         finally:
             await link.stop([], connected=True)
@@ -92,7 +92,7 @@ def test_federation_bus_connects_over_tls_with_a_password(pki, cloud):
         got = threading.Event()
         bus.subscribe("fed/t", lambda t, p: got.set())
         bus.publish("fed/t", b"x")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while not got.is_set() and time.monotonic() < deadline:
             bus.pump_once()
             time.sleep(0.02)

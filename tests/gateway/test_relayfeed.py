@@ -177,7 +177,7 @@ def test_forward_readings_exactly_once_across_kill_9_and_cursor_never_goes_back(
         def cloud_seqs() -> set[int]:
             return {b["first_seq"] + i for it in sub.snapshot() if it["lane"] == "raw"
                     for b in [it["body"]] for i in range(len(b["records"]))}
-        assert wait_for(lambda: len(cloud_seqs()) >= 10 * n_msgs, 30), len(cloud_seqs())
+        assert wait_for(lambda: len(cloud_seqs()) >= 10 * n_msgs, 180), len(cloud_seqs())
         stop_child(proc, tmp_path)
     finally:
         stop_poll.set()
@@ -344,7 +344,7 @@ def test_readings_whose_outbox_rows_expired_unsent_are_never_pruned(tmp_path, mo
         node.up(21, [float(20 + j) for j in range(10)], t0=now - 20)
         assert node.wait_ack("up", 30, 60)
         sql = "SELECT r.upto FROM relayed r JOIN series s ON s.sid=r.sid"
-        assert wait_for(lambda: db_rows(data, sql) == [(pytest.approx(now - 20 + 9),)], 30), db_rows(data, sql)
+        assert wait_for(lambda: db_rows(data, sql) == [(pytest.approx(now - 20 + 9),)], 180), db_rows(data, sql)
         stats = g.call(g.gw.run_store(lambda st: maintain(st, tiers, cfg.ingest, time.time())))
     finally:
         node.close()

@@ -80,7 +80,7 @@ class Mosquitto:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(5)
+                self.proc.wait(30)  # a clean stop writes the persistence file; SIGKILL would lose its queues
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)

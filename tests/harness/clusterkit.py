@@ -255,7 +255,7 @@ def run_failover(tmp: Path, seed: int = 1, n_nodes: int = 10, kills: int = 1, wa
         finals = {n.name: n.final(timeout=40) for n in nodes}
         dbs = {g: tmp / g / "data" / "ingest.sqlite" for g in GATEWAYS}
         time.sleep(0.5)
-        rep_cloud = cloud.settle(dbs, FORWARD, timeout=30)
+        rep_cloud = cloud.settle(dbs, FORWARD, timeout=120)
         for p in gws.values():
             if p.p and p.p.poll() is None:
                 p.p.send_signal(signal.SIGTERM)

@@ -131,7 +131,7 @@ def _start(cfg: Path, http_port: int) -> subprocess.Popen:
     log = open(cfg.parent / "gateway.log", "a")  # a pipe nobody reads would block the logger
     proc = subprocess.Popen([*_fogline(), "gateway", "--config", str(cfg), "--log-json"], stdout=log,
                             stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert proc.poll() is None, (cfg.parent / "gateway.log").read_text()[-2000:]
         try:

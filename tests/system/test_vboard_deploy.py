@@ -111,7 +111,7 @@ def test_deploy_boots_node_that_publishes(board, mosquitto, tmp_path):
         # mpremote interrupts the running firmware (Ctrl-C) and gets a REPL, as on a real board
         out = subprocess.run([*deploy.mpremote_cmd(), "connect", board.port, "exec",
                               "import firmware.app as a; print('app', a.__file__)"],
-                             capture_output=True, text=True, timeout=30)
+                             capture_output=True, text=True, timeout=120)
         assert out.returncode == 0 and "app firmware/app.mpy" in out.stdout, out.stdout + out.stderr
     finally:
         listener.close()
@@ -131,7 +131,7 @@ def test_verify_detects_a_corrupt_file(board, tmp_path):
     good = tmp_path / "f.txt"
     good.write_bytes(b"fogline " * 64)
     subprocess.run([*deploy.mpremote_cmd(), "connect", board.port, "fs", "cp", str(good), ":f.txt"],
-                   check=True, capture_output=True, timeout=30)
+                   check=True, capture_output=True, timeout=120)
     assert d.verify({"f.txt": good})["f.txt"]
     bad = tmp_path / "g.txt"
     bad.write_bytes(b"fogline " * 63 + b"Fogline ")
@@ -149,7 +149,7 @@ def test_bad_site_config_is_refused_before_touching_the_board(board, tmp_path):
     assert proc.returncode == 1
     assert "sample_ms" in proc.stderr
     assert "firmware" not in subprocess.run([*deploy.mpremote_cmd(), "connect", board.port, "fs", "ls"],
-                                            capture_output=True, text=True, timeout=30).stdout
+                                            capture_output=True, text=True, timeout=120).stdout
 
 
 def test_mip_package_installs_on_the_board(board, tmp_path):
@@ -163,5 +163,5 @@ def test_mip_package_installs_on_the_board(board, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     code = "import os, shared.cbor as c; print(sorted(os.listdir('/firmware'))[:3], c.loads(c.dumps([1])))"
     out = subprocess.run([*deploy.mpremote_cmd(), "connect", board.port, "exec", code],
-                         capture_output=True, text=True, timeout=30).stdout
+                         capture_output=True, text=True, timeout=120).stdout
     assert "[1]" in out and "__init__.py" in out
