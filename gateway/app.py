@@ -155,7 +155,7 @@ class Gateway(IngestPath):
         sc = self.config.store
         db = self.data_dir / sc.db_file
         self.store = await self._run(Store, db, sc.synchronous, self.config.ingest.gap_skip_s,
-                                     self.config.ingest.dead_letter_max_rows)
+                                     self.config.ingest.dead_letter_max_rows, sc.wal_checkpoint_pages)
         self.registry.load(await self._run(self.store.load_devices))
         ing = self.config.ingest
         if ing.auth_keys_file:

@@ -20,8 +20,8 @@ from typing import Any, Iterable
 from fogline.gateway.aggregate.core import Window
 from fogline.gateway.ingest.epochs import EpochEvent, EpochRefused, Epochs, place_message
 from fogline.gateway.relay.backfill import note_late
-from fogline.gateway.store.base import (ACK_LANES, LANE_ID, LANE_NAME, SCHEMA, DeadLetter, LaneState,  # noqa: F401
-                                _Pending, connect)
+from fogline.gateway.store.base import (ACK_LANES, LANE_ID, LANE_NAME, SCHEMA, WAL_CHECKPOINT_PAGES,  # noqa: F401
+                                DeadLetter, LaneState, _Pending, connect)
 from fogline.gateway.store.dead import DeadLettersMixin
 from fogline.gateway.store.devices import DevicesMixin
 from fogline.gateway.store.gaps import GapsMixin
@@ -55,9 +55,9 @@ class Store(GapsMixin, DeadLettersMixin, DevicesMixin):
     """Single-writer SQLite store with in-memory ack cursors."""
 
     def __init__(self, path: Path, synchronous: str = "FULL", gap_skip_s: float = 120.0,
-                 dead_letter_max: int | None = None):
+                 dead_letter_max: int | None = None, checkpoint_pages: int = WAL_CHECKPOINT_PAGES):
         self.path = Path(path)
-        self.con = connect(self.path, synchronous)
+        self.con = connect(self.path, synchronous, checkpoint_pages=checkpoint_pages)
         self.synchronous = synchronous.upper()
         self.gap_skip_s = gap_skip_s
         self.dead_letter_max = dead_letter_max  # hard cap on dead_letters rows (None = unbounded)
