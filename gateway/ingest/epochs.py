@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, replace
 
+from fogline.gateway.ingest.readings import PackReadings
 from fogline.gateway.ingest.validate import Message, Reading
 
 SCHEMA = """
@@ -132,6 +133,7 @@ def place_message(txn: EpochTxn, con: sqlite3.Connection, m: Message, key: Key, 
         raise EpochRefused(f"epoch {m.epoch} ended at node seq {limit - base}; this pack reaches {last}")
     if not base:
         return m
-    return replace(m, first_seq=m.first_seq + base,
-                   readings=[Reading(r.node, r.lane, r.seq + base, r.metric, r.unit, r.value, r.t) for r in rs],
+    moved = rs.shifted(base) if isinstance(rs, PackReadings) else [
+        Reading(r.node, r.lane, r.seq + base, r.metric, r.unit, r.value, r.t) for r in rs]
+    return replace(m, first_seq=m.first_seq + base, readings=moved,
                    bad=[(s + base, why, detail) for s, why, detail in m.bad])

@@ -10,12 +10,14 @@ import asyncio
 import logging
 import time
 from operator import attrgetter
+from collections.abc import Sequence
 from typing import Any
 
 import cbor2
 
 from fogline.gateway.aggregate.core import Window
 from fogline.gateway.ingest.epochs import EpochEvent
+from fogline.gateway.ingest.readings import BatchReadings, pack_columns
 from fogline.gateway.store.core import LANE_NAME, DeadLetter
 from fogline.gateway.ingest.validate import Message, Reading, Rejected, decode_state, decode_uplink, parse_topic
 from fogline.shared import auth, topics
@@ -93,7 +95,22 @@ class IngestPath:
         """Readings of series beyond [ingest] max_series_per_node / max_series become refused records."""
         series = self._series if self._series is not None else self._load_series()
         known = series.get(msg.node)
-        if known is not None:
+        pk = pack_columns(msg.readings)
+        ing = self.config.ingest
+        if pk is not None:
+            if known is None:
+                known = series[msg.node] = set()
+            fresh = [mt for mt in dict.fromkeys(pk.metrics) if mt not in known]
+            if (len(known) + len(fresh) <= ing.max_series_per_node
+                    and self._series_total + len(fresh) <= ing.max_series):
+                if fresh:  # every new series fits: the pack stays columns
+                    known.update(fresh)
+                    self._series_total += len(fresh)
+                    self.metrics.set("series", self._series_total)
+                return
+        elif known is None:
+            known = series[msg.node] = set()
+        else:
             last = None
             for r in msg.readings:  # records of one group share the metric object
                 if r.metric is not last:
@@ -102,9 +119,6 @@ class IngestPath:
                     last = r.metric
             else:
                 return
-        else:
-            known = series[msg.node] = set()
-        ing = self.config.ingest
         keep: list[Reading] = []
         for r in msg.readings:
             if r.metric not in known:
@@ -116,7 +130,8 @@ class IngestPath:
                 known.add(r.metric)
                 self._series_total += 1
             keep.append(r)
-        msg.readings = keep
+        if len(keep) < len(msg.readings):
+            msg.readings = keep
         self.metrics.set("series", self._series_total)
 
     def _load_series(self) -> dict[str, set[str]]:
@@ -256,7 +271,7 @@ class IngestPath:
         for lane, n in rin.items():
             m.inc("readings_in", n, lane=lane)
         m.set("commit_seconds_last", res.commit_s)
-        new_all: list[Reading] = []
+        new_all: list[Sequence[Reading]] = []
         wall = self.clock()
         for msg, r in zip(msgs, res.results):
             for seq, reason in r.dead:
@@ -274,13 +289,14 @@ class IngestPath:
             elif r.status == "partial" and len(msg.readings) - len(r.new) - r.refused:
                 m.inc("duplicates", len(msg.readings) - len(r.new) - r.refused, lane=msg.lane)
             if r.new:
-                new_all.extend(r.new)
+                new_all.append(r.new)
         for node, lane, lo, hi, why in res.gaps:
             m.inc("seq_gaps_skipped", lane=lane)
             log.warning("event=seq_gap_skipped node=%s lane=%s lo=%d hi=%d why=%s", node, lane, lo, hi, why)
         for ev in res.epochs:
             self._epoch_event(ev)
-        m.inc("readings_stored", len(new_all))
+        batch = BatchReadings(new_all)
+        m.inc("readings_stored", len(batch))
         mqtt_nodes = {x.node for x in msgs if x.link == "mqtt"}
         for node, ack in res.acks.items():
             if ack and node in mqtt_nodes:
@@ -289,17 +305,20 @@ class IngestPath:
             agg = self.aggregator
             hot = self.hot
             alerts = []
-            for r in res.results:  # hot tier and windows pack by pack, from the pack's columns
-                if r.new:
-                    rs = r.new
-                    node = rs[0].node
+            for rs in new_all:  # hot tier and windows pack by pack, from the pack's columns
+                pk = pack_columns(rs)
+                if pk is not None:
+                    node, lane = pk.node, pk.lane
+                    metrics, units, values, times = pk.metrics, pk.units, pk.values, pk.times
+                else:
+                    node, lane = rs[0].node, rs[0].lane
                     metrics, units, values, times = _columns(rs)
-                    hot.add_pack(node, metrics, times, values)
-                    agg.add_many(node, metrics, units, values, times, wall)
-                    if rs[0].lane == "alert":
-                        alerts.extend(rs)
+                hot.add_pack(node, metrics, times, values)
+                agg.add_many(node, metrics, units, values, times, wall)
+                if lane == "alert":
+                    alerts.extend(rs)
             for cb in self._hooks["readings"]:
-                self._call(cb, new_all)
+                self._call(cb, batch)
             for rd in alerts:
                 m.inc("alerts_in")
                 for cb in self._hooks["alert"]:

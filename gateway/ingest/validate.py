@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import math
 import reprlib
-from itertools import repeat
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import cbor2
 
+from fogline.gateway.ingest.readings import PackReadings, Reading
 from fogline.gateway.ingest.senml_fast import Columns, resolve_columns
 from fogline.shared import epoch, senml, topics
 
@@ -36,24 +37,14 @@ class Rejected(Exception):
 
 
 @dataclass(slots=True)
-class Reading:
-    """One resolved reading of a node (value is a float; t is epoch seconds)."""
-    node: str
-    lane: str
-    seq: int
-    metric: str
-    unit: str | None
-    value: float
-    t: float
-
-
-@dataclass(slots=True)
 class Message:
-    """A validated up/alert message: readings and refused records (`bad`) carry seqs first_seq.. between them."""
+    """A validated up/alert message: readings and refused records (`bad`) carry seqs first_seq.. between them.
+
+    An all-good pack's readings are a `PackReadings` (columns; Reading objects only if someone iterates)."""
     node: str
     lane: str
     first_seq: int
-    readings: list[Reading]
+    readings: Sequence[Reading]
     link: str = "mqtt"
     size: int = 0
     auth: bytes | None = None
@@ -165,8 +156,8 @@ def _senml_reason(msg: str) -> str:
     return "senml"
 
 
-def _clean_pack(node: str, lane: str, first: int, cols: Columns, pol: Policy, now: float) -> list[Reading] | None:
-    """Readings of a resolved pack whose every record passes (None: some do not, check record by record)."""
+def _clean_pack(node: str, lane: str, first: int, cols: Columns, pol: Policy, now: float) -> PackReadings | None:
+    """Readings (as columns) of a resolved pack whose every record passes (None: some do not, check one by one)."""
     names, units, values, times = cols
     if not now - pol.max_age_s <= float(min(times)) <= float(max(times)) <= now + pol.max_future_s:
         return None
@@ -179,9 +170,9 @@ def _clean_pack(node: str, lane: str, first: int, cols: Columns, pol: Policy, no
         metric[name] = name[plen:]
     if not pol.units.issuperset(set(units) - {None}):
         return None
-    n = len(names)
-    return list(map(Reading, repeat(node, n), repeat(lane, n), range(first, first + n), map(metric.__getitem__, names),
-                    units, map(float, values), map(float, times)))
+    # one metric object per name: consumers tell groups apart by identity
+    return PackReadings(node, lane, first, list(map(metric.__getitem__, names)), units, list(map(float, values)),
+                        list(map(float, times)))
 
 
 def decode_uplink(node: str, lane: str, payload: bytes, pol: Policy, now: float) -> Message:

@@ -13,9 +13,10 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from fogline.gateway.aggregate.core import Window
 from fogline.gateway.ingest.epochs import EpochEvent, EpochRefused, Epochs, place_message
@@ -25,6 +26,7 @@ from fogline.gateway.store.base import (ACK_LANES, LANE_ID, LANE_NAME, SCHEMA, W
 from fogline.gateway.store.dead import DeadLettersMixin
 from fogline.gateway.store.devices import DevicesMixin
 from fogline.gateway.store.gaps import GapsMixin
+from fogline.gateway.ingest.readings import pack_columns
 from fogline.gateway.ingest.validate import Message, Reading
 
 _by_node = itemgetter(0, 1)
@@ -35,7 +37,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class MsgResult:
     status: str                 # "stored" | "duplicate" | "partial" | "replayed"
-    new: list[Reading]
+    new: Sequence[Reading]      # a validate.PackReadings (columns) when the whole pack is new
     detail: str = ""            # set when readings were refused (content differs / below the floor)
     refused: int = 0
     dead: list[tuple[int, str]] = field(default_factory=list)  # (seq, reason) of records dead-lettered now
@@ -204,8 +206,17 @@ class Store(GapsMixin, DeadLettersMixin, DevicesMixin):
                 if res.status == "replayed":
                     continue
                 new = res.new
+                pk = pack_columns(new)
                 if not new:
                     pass
+                elif pk is not None and pk.first == st.contig + 1 and not st.above:
+                    # a pack still held as columns, in order: rows built column-wise in C
+                    n, first, metrics = len(pk), pk.first, pk.metrics
+                    sid_of = {mt: self.sids.get((nid, mt)) or self._sid(nid, mt, pk.units[metrics.index(mt)])
+                              for mt in dict.fromkeys(metrics)}
+                    rows.extend(zip(repeat(nid, n), repeat(li, n), range(first, first + n),
+                                    map(sid_of.__getitem__, metrics), pk.times, pk.values, repeat(now, n)))
+                    st.contig = first + n - 1
                 elif new[0].seq == st.contig + 1 and not st.above and new[-1].seq == new[0].seq + len(new) - 1:
                     # in order, no holes: the common case, no per-seq set work
                     sids = self.sids
@@ -296,9 +307,12 @@ class Store(GapsMixin, DeadLettersMixin, DevicesMixin):
         rs = m.readings
         if not rs:
             return MsgResult("stored", [])
-        last = rs[-1].seq
+        pk = pack_columns(rs)
+        last = pk.first + len(pk) - 1 if pk is not None else rs[-1].seq
         # fast path: everything above the cursor and nothing of it seen yet
-        if m.first_seq > st.contig and (not st.above or not any(r.seq in st.above for r in rs)):
+        if m.first_seq > st.contig and (not st.above or (st.above.isdisjoint(range(pk.first, last + 1))
+                                                         if pk is not None else
+                                                         not any(r.seq in st.above for r in rs))):
             return MsgResult("stored", rs)
         stored: dict[int, tuple[int, float, float]] = {}
         for seq, sid, t, v in self.con.execute(
