@@ -7,7 +7,7 @@ Other components attach through hooks (called on the event loop after the data i
     gw.on_window(cb)        # cb(Window) for every closed window (inference, relay)
     q = gw.window_queue()   # ...or an asyncio.Queue[Window]
     gw.on_alert(cb)         # cb(Reading) for each new durable alert-lane reading
-    gw.on_readings(cb)      # cb(list[Reading]) new durable readings of each batch
+    gw.on_readings(cb)      # cb(Sequence[Reading]) new durable readings of each batch (built lazily)
     gw.on_state(cb)         # cb(node, state_dict, Device) for each node state message
     gw.add_validator(fn)    # fn(Message) before queueing; raise validate.Rejected to refuse
     gw.add_component(obj)   # await obj.start(services) after the core (fogline.gateway.services); await
@@ -114,7 +114,7 @@ class Gateway(IngestPath):
         self._hooks["alert"].append(cb)
 
     def on_readings(self, cb: Hook) -> None:
-        """cb(list[Reading]) with the new durable readings of each committed batch."""
+        """cb(Sequence[Reading]) with the new durable readings of each committed batch (objects built on iteration)."""
         self._hooks["readings"].append(cb)
 
     def on_state(self, cb: Hook) -> None:

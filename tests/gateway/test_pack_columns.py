@@ -1,4 +1,4 @@
-"""All-good packs travel the ingest path as columns (gateway/ingest/readings.py): same rows, acks and hooks as Reading objects."""
+"""All-good packs travel the ingest path as columns (ingest/readings.py): same rows, acks and hooks as objects."""
 
 from __future__ import annotations
 

@@ -1,0 +1,86 @@
+"""CPU per reading of the gateway's own ingest work, no broker: validate -> admit -> group commit -> aggregate -> hooks.
+
+The drain figures of gateway_ingest.py include paho and the broker and swing by +-20 % on a shared host;
+this drives the same Gateway code (`_ingest_one` per message, then `_commit` per group of --batch messages,
+SQLite with synchronous=FULL in a temporary directory, hot tier, windows, an on_readings hook that counts)
+from payloads built beforehand, and reports process CPU (store thread included) per reading, median and
+minimum of --repeat runs, each on a fresh store (the minimum is the run least disturbed by other load when
+comparing two versions of the code). Last line: one JSON object.
+
+Usage: python tools/bench/ingest_path.py [--nodes 20] [--msgs 500] [--pack 10] [--batch 200] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(REPO), str(REPO / "tools" / "bench")]
+
+
+async def _one_run(payloads: list[tuple[str, bytes]], batch: int, data: Path) -> tuple[float, int]:
+    from fogline.gateway import config
+    from fogline.gateway.app import Gateway
+    from fogline.gateway.store.core import Store
+    from gateway_ingest import SITE
+
+    cfg = config.from_dict({"site": {"id": SITE, "data_dir": str(data)},
+                            "tiers": {"maintenance_s": 3600.0, "compress_after_s": 1e9}})
+    gw = Gateway(cfg)
+    data.mkdir(parents=True, exist_ok=True)
+    sc = cfg.store
+    gw.store = await gw._run(Store, data / sc.db_file, sc.synchronous, cfg.ingest.gap_skip_s)
+    got = [0]
+    gw.on_readings(lambda rs: got.__setitem__(0, got[0] + len(rs)))
+    now = time.time()
+    cpu0 = time.process_time()
+    for i in range(0, len(payloads), batch):
+        for topic, p in payloads[i:i + batch]:
+            gw._ingest_one(topic, p, now, "mqtt")
+        msgs, gw._msgs = gw._msgs, []
+        gw._n_readings = 0
+        await gw._commit(msgs, [], [], {})
+    cpu = time.process_time() - cpu0
+    gw.store.close()
+    gw._exec.shutdown(wait=True)
+    return cpu, got[0]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nodes", type=int, default=20)
+    ap.add_argument("--msgs", type=int, default=500, help="messages per node")
+    ap.add_argument("--pack", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=200, help="messages per group commit")
+    ap.add_argument("--repeat", type=int, default=5)
+    a = ap.parse_args()
+    from gateway_ingest import build_payloads
+
+    payloads = build_payloads(a.nodes, a.msgs, a.pack, time.time() - a.msgs * a.pack - 60)
+    total = len(payloads) * a.pack
+    runs = []
+    for k in range(a.repeat):
+        with tempfile.TemporaryDirectory(prefix="fogline-path-") as td:
+            cpu, got = asyncio.run(_one_run(payloads, a.batch, Path(td) / "data"))
+        if got != total:
+            print(f"run {k}: {got} of {total} readings stored", file=sys.stderr)
+            return 1
+        runs.append(cpu / total * 1e6)
+    us = statistics.median(runs)
+    print(f"{a.nodes} nodes, packs of {a.pack}, {a.batch} messages a commit: {us:.2f} us CPU per reading "
+          f"median, {min(runs):.2f} min (runs {', '.join(f'{r:.2f}' for r in runs)})")
+    print(json.dumps({"nodes": a.nodes, "pack": a.pack, "batch": a.batch, "readings": total,
+                      "cpu_us_per_reading": round(us, 2),
+                      "min_cpu_us_per_reading": round(min(runs), 2), "runs": [round(r, 2) for r in runs]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
