@@ -13,19 +13,18 @@ from operator import attrgetter
 from collections.abc import Sequence
 from typing import Any
 
-import cbor2
-
 from fogline.gateway.aggregate.core import Window
+from fogline.gateway.ingest.acks import AckSender
 from fogline.gateway.ingest.epochs import EpochEvent
 from fogline.gateway.ingest.readings import BatchReadings, pack_columns
 from fogline.gateway.store.core import LANE_NAME, DeadLetter
 from fogline.gateway.ingest.validate import Message, Reading, Rejected, decode_state, decode_uplink, parse_topic
-from fogline.shared import auth, topics
+from fogline.shared import topics
 
 log = logging.getLogger(__name__)
 
 
-class IngestPath:
+class IngestPath(AckSender):
     """Mixin: MQTT/BLE messages into durable, acked, aggregated readings (see fogline.gateway.app)."""
 
     _series: dict[str, set[str]] | None = None  # node -> metrics admitted (the store's series and newer)
@@ -186,28 +185,6 @@ class IngestPath:
             log.warning("event=seq_gap_skipped node=%s lane=%s lo=%d hi=%d why=node_oldest", node, lane, *gap)
             self._publish_ack(node, self.store.ack_state(node))
 
-    def _mqtt_ready(self) -> None:
-        """Thread-safe: the broker holds our subscriptions again (start, reconnect, worker restart)."""
-        try:
-            self.loop.call_soon_threadsafe(lambda: self._spawn(self._announce_acks()))
-        except RuntimeError:  # loop closed during shutdown
-            pass
-
-    async def _announce_acks(self) -> None:
-        # The acks of the last commit before a stop or a broker outage may never have reached the broker;
-        # a node that heard nothing would wait for its resend timer. Cursors only say what is durable here.
-        if self.store is None or not self._running:
-            return
-        acks = await self._run(self.store.ack_states)
-        cl = getattr(self, "cluster", None)
-        sent = 0
-        for node, ack in acks.items():
-            if cl is None or cl.primary(node) in (None, cl.me):
-                self._publish_ack(node, ack)
-                sent += 1
-        self.metrics.inc("acks_announced", sent)
-        log.info("event=acks_announced nodes=%d", sent)
-
     # ------------------------------------------------------------------ commit
     async def _commit_loop(self) -> None:
         while True:
@@ -335,22 +312,6 @@ class IngestPath:
             log.warning("event=node_epoch_reset node=%s lane=%s old=%d new=%d base=%d skipped=%d",
                         node, lane, ev.old, ev.new, ev.base, ev.skipped)
         self.registry.note_epoch(node, ev.new, ev.old is not None, ev.skipped)
-
-    def ack_payload(self, node: str, ack: dict[str, int]) -> bytes:
-        """The ack message for node: signed with its key when the gateway has one (shared/auth.py)."""
-        keys = getattr(self.verifier, "keys", None) or {}
-        return cbor2.dumps(auth.seal_ack(keys.get(node), node, ack))
-
-    def _publish_ack(self, node: str, ack: dict[str, int]) -> None:
-        if self.mqtt is None or not ack:
-            return
-        try:
-            self.mqtt.publish(topics.node(self.site, node, "ack"), self.ack_payload(node, ack), qos=1, retain=False)
-            self.metrics.inc("acks_sent")
-        except Exception:
-            self.metrics.inc("ack_publish_errors")
-            log.exception("event=ack_publish_failed node=%s", node)
-
 
 _METRIC, _UNIT, _VALUE, _T = (attrgetter(a) for a in ("metric", "unit", "value", "t"))
 

@@ -26,6 +26,7 @@ from fogline.gateway.store.base import (ACK_LANES, LANE_ID, LANE_NAME, SCHEMA, W
 from fogline.gateway.store.dead import DeadLettersMixin
 from fogline.gateway.store.devices import DevicesMixin
 from fogline.gateway.store.gaps import GapsMixin
+from fogline.gateway.store.acks import AckCursorsMixin
 from fogline.gateway.ingest.readings import pack_columns
 from fogline.gateway.ingest.validate import Message, Reading
 
@@ -53,7 +54,7 @@ class BatchResult:
     epochs: list[EpochEvent] = field(default_factory=list)  # lanes heard under a new node epoch
 
 
-class Store(GapsMixin, DeadLettersMixin, DevicesMixin):
+class Store(AckCursorsMixin, GapsMixin, DeadLettersMixin, DevicesMixin):
     """Single-writer SQLite store with in-memory ack cursors."""
 
     def __init__(self, path: Path, synchronous: str = "FULL", gap_skip_s: float = 120.0,
@@ -131,29 +132,6 @@ class Store(GapsMixin, DeadLettersMixin, DevicesMixin):
         st.contig = c
         if not above:
             st.gap_since = None
-
-    def ack_state(self, node: str) -> dict[str, int]:
-        """{"up": n, "alert": m(, "e": epoch)} in the node's seqs of its newest epoch, lanes with something durable."""
-        nid = self.nids.get(node)
-        out: dict[str, int] = {}
-        if nid is None:
-            return out
-        newest = self.epochs.node_epoch(nid)
-        for lane in ACK_LANES:
-            key = (nid, LANE_ID[lane])
-            st = self.lanes.get(key)
-            ep, base = self.epochs.current(key)
-            if st is not None and st.contig > base and ep == newest:
-                out[lane] = st.contig - base
-        if out and newest:
-            out["e"] = newest
-        return out
-
-    def ack_states(self) -> dict[str, dict[str, int]]:
-        """ack_state of every node with something durable on an acked lane."""
-        acked = {LANE_ID[ln] for ln in ACK_LANES}
-        nodes = {self.names[nid] for nid, li in self.lanes if li in acked and nid in self.names}
-        return {n: a for n in sorted(nodes) if (a := self.ack_state(n))}
 
     # ---- the batch
     def commit_batch(self, msgs: list[Message], dead: Iterable[DeadLetter] = (),
