@@ -16,6 +16,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from fogline.gateway.config_check import build_section
+
 log = logging.getLogger(__name__)
 
 LOW, MIDDLE, HIGH = "low", "middle", "high"
@@ -49,13 +51,8 @@ class BandwidthConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "BandwidthConfig":
-        d = dict(d or {})
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"cloud.bandwidth.{sorted(unknown)[0]}: unknown field")
-        cfg = cls(**d)
-        cfg.validate()
-        return cfg
+        """Build from a TOML table: unknown keys and wrong types refused with the field's name (ConfigError)."""
+        return build_section("cloud.bandwidth", cls, d)
 
     def validate(self) -> None:
         if not (0 < self.low_kbps < self.high_kbps):

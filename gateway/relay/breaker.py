@@ -13,6 +13,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from fogline.gateway.config_check import build_section
+
 log = logging.getLogger(__name__)
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -33,13 +35,8 @@ class BreakerConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "BreakerConfig":
-        d = dict(d or {})
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"cloud.breaker.{sorted(unknown)[0]}: unknown field")
-        cfg = cls(**d)
-        cfg.validate()
-        return cfg
+        """Build from a TOML table: unknown keys and wrong types refused with the field's name (ConfigError)."""
+        return build_section("cloud.breaker", cls, d)
 
     def validate(self) -> None:
         if not (0 < self.error_rate <= 1) or self.window < 1 or self.min_calls < 1 or self.backoff_s <= 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fogline.gateway.config_check import build_section
 from fogline.gateway.relay.bandwidth import BandwidthConfig
 from fogline.gateway.relay.breaker import BreakerConfig
 
@@ -56,16 +57,8 @@ class CloudConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "CloudConfig":
-        """Build from a TOML table (standalone use; fogline.gateway.config builds it the same way)."""
-        d = dict(d or {})
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"cloud.{sorted(unknown)[0]}: unknown field")
-        d["bandwidth"] = BandwidthConfig.from_dict(d.get("bandwidth"))
-        d["breaker"] = BreakerConfig.from_dict(d.get("breaker"))
-        cfg = cls(**d)
-        cfg.check()
-        return cfg
+        """Build from a TOML table: unknown keys and wrong types refused with the field's name (ConfigError)."""
+        return build_section("cloud", cls, d)
 
     def check(self) -> None:
         if self.protocol not in ("3.1.1", "5"):

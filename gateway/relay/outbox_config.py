@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fogline.gateway.config_check import build_section
+
 LANES: tuple[str, ...] = ("alert", "anomaly", "summary", "raw")  # priority order
 POLICIES = ("reject", "overwrite")
 
@@ -56,14 +58,8 @@ class OutboxConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "OutboxConfig":
-        """Build from a TOML table (standalone use; fogline.gateway.config does the same via validate())."""
-        d = dict(d or {})
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"outbox.{sorted(unknown)[0]}: unknown field")
-        cfg = cls(**d)
-        cfg.validate()
-        return cfg
+        """Build from a TOML table: unknown keys and wrong types refused with the field's name (ConfigError)."""
+        return build_section("outbox", cls, d)
 
     def policies(self) -> dict[str, LanePolicy]:
         """Lane policies: defaults with the configured overrides applied field by field."""

@@ -21,7 +21,7 @@ async def main(path: str, port: int, ca: str, n: int) -> None:
     ob = Outbox(OutboxConfig(path=path, synchronous="NORMAL"), "gw1")
     link = CloudLink(CloudConfig(host="127.0.0.1", port=port, client_id="fogline-gw1", ca_file=ca,
                                  username="gw1", password="gw-secret", reconnect_min_s=0.1, reconnect_max_s=0.5))
-    relay = Relay(ob, link, "site1", bandwidth=BandwidthPolicy(BandwidthConfig(initial_mode="high")))
+    relay = Relay(ob, link, "site1", bandwidth=BandwidthPolicy(BandwidthConfig(initial_mode="high", low_kbps=0.001, high_kbps=0.002)))
     await relay.start()
     await link.wait_connected(10)
     print("connected", flush=True)

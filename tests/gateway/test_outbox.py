@@ -134,7 +134,7 @@ def test_kill9_of_relay_mid_send_loses_nothing_and_resends_same_keys(tmp_path):
             ob = Outbox(OutboxConfig(path=str(path), synchronous="NORMAL"), "gw1")
             link = CloudLink(CloudConfig(host="127.0.0.1", port=cloud.port, client_id="fogline-gw1",
                                          ca_file=str(pki.ca), username="gw1", password="gw-secret"))
-            relay = Relay(ob, link, "site1", bandwidth=BandwidthPolicy(BandwidthConfig(initial_mode="high")))
+            relay = Relay(ob, link, "site1", bandwidth=BandwidthPolicy(BandwidthConfig(initial_mode="high", low_kbps=0.001, high_kbps=0.002)))
             await relay.start()
             t0 = time.monotonic()
             while sum(d["rows"] for d in ob.depth().values()) and time.monotonic() - t0 < 30:
