@@ -25,13 +25,30 @@ HEADER = """# Fogline gateway configuration: every option with its default (gene
 """
 
 
+def _class_source(cls: Any) -> str:
+    """The class statement's lines, read from its file without inspect.getsource: that parses the
+    module with ast, and CPython 3.11 can raise SystemError when two threads build ASTs at once."""
+    try:
+        lines = Path(inspect.getsourcefile(cls) or "").read_text().splitlines()
+    except (OSError, TypeError):
+        return ""
+    for i, line in enumerate(lines):
+        m = re.match(rf"^(\s*)class {cls.__name__}\b", line)
+        if m:
+            ind = len(m.group(1))
+            body = [line]
+            for nxt in lines[i + 1:]:
+                if nxt.strip() and len(nxt) - len(nxt.lstrip()) <= ind:
+                    break
+                body.append(nxt)
+            return "\n".join(body)
+    return ""
+
+
 def field_comments(cls: Any) -> dict[str, str]:
     """Comments of each field in the dataclass source: comment lines just above it (at the field's
     indent) and its trailing comment with continuation lines (indented further)."""
-    try:
-        src = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return {}
+    src = _class_source(cls)
     out: dict[str, str] = {}
     last = None
     lead: list[str] = []

@@ -47,8 +47,10 @@ def test_primary_acks_standby_holds_then_takes_over_and_replays(tmp_path, mosqui
         a.flush()
         b.flush()
         assert stored_seqs(a.gw.data_dir, node) == [1, 2, 3, 4, 5]
+        # gwb's copy of the message may still be on its way (the ack came from gwa): wait for it
+        assert wait_for(lambda: b.gw.cluster.counters["not_primary"] >= 1, 60), b.gw.cluster.counters
+        b.flush()
         assert not (b.gw.data_dir / "ingest.sqlite").exists() or stored_seqs(b.gw.data_dir, node) == []
-        assert b.gw.cluster.counters["not_primary"] >= 1
         # the lease: only the primary relays this node's summaries (a window starting now), never both
         assert wait_for(lambda: a.gw.may_relay(node, time.time()), 60)
         for _ in range(20):

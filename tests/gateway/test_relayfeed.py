@@ -28,7 +28,7 @@ USERS = CLOUD_USERS
 def cloud_section(port: int, pki, **kw) -> dict:
     d = {"enabled": True, "host": "127.0.0.1", "port": port, "ca_file": str(pki.ca), "username": "gw1",
          "password": USERS["gw1"], "summary_windows_s": [], "reconnect_min_s": 0.1, "reconnect_max_s": 0.5,
-         "bandwidth": {"initial_mode": "high", "linger_s": 0.02}}
+         "bandwidth": {"initial_mode": "high", "linger_s": 0.02, "low_kbps": 0.001, "high_kbps": 0.002}}
     d.update(kw)
     return d
 

@@ -38,13 +38,14 @@ class Cloud:
 
     def toml(self, summary_s: float, forward_readings: bool) -> str:
         """The gateways' [cloud] section: TLS with the test CA (via the proxy if any), one summary window,
-        fast reconnects, high bandwidth mode from the start, a short breaker backoff."""
+        fast reconnects, high bandwidth mode throughout (a loaded machine's measured rate must not make the
+        relay withhold lanes: the bandwidth policy has its own tests), a short breaker backoff."""
         port = self.netem.port if self.netem is not None else self.broker.port
         fwd = "forward_readings = true\n" if forward_readings else ""
         return (f'\n[cloud]\nenabled = true\nhost = "127.0.0.1"\nport = {port}\n'
                 f'ca_file = "{self.pki.ca}"\nusername = "{self.gw_user}"\npassword = "{self.gw_password}"\n'
                 f'reconnect_min_s = 0.2\nreconnect_max_s = 1.0\nsummary_windows_s = [{summary_s}]\n{fwd}\n'
-                f'[cloud.bandwidth]\ninitial_mode = "high"\n\n[cloud.breaker]\nbackoff_max_s = 2.0\n')
+                f'[cloud.bandwidth]\ninitial_mode = "high"\nlow_kbps = 0.001\nhigh_kbps = 0.002\n\n[cloud.breaker]\nbackoff_max_s = 2.0\n')
 
     def reconcile(self, dbs: dict[str, Path], forward_readings: bool,
                   summary_s: float | None = None) -> dict[str, Any]:
