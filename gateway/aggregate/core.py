@@ -18,12 +18,14 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from operator import itemgetter
 from typing import Callable, Iterable, Sequence
 
 from fogline.gateway.aggregate.late import LateWindows, _NodeState
 from fogline.gateway.aggregate.windowstats import INF, Window, _Acc, acc_of, lateness_for
 
 __all__ = ["Aggregator", "Window", "acc_of", "lateness_for"]
+_LENGTH = itemgetter(1)  # of a (metric, length) key
 
 
 class Aggregator(LateWindows):
@@ -167,14 +169,20 @@ class Aggregator(LateWindows):
     def _advance(self, node: str, st: _NodeState, watermark: float, wall: float) -> None:
         if watermark >= st.min_end:
             # shortest first: firing a short window feeds the longer ones before they are checked
-            for key in sorted(st.open, key=lambda k: k[1]):
-                wins = st.open[key]
-                done = [s for s, a in wins.items() if a.end <= watermark]
-                for s in sorted(done):
-                    self._fire(node, key, st, wins.pop(s), watermark)
+            opened = st.open
+            for key in sorted(opened, key=_LENGTH):
+                wins = opened[key]
+                if len(wins) == 1:  # the common case: one open window per series and length
+                    a = next(iter(wins.values()))
+                    if a.end <= watermark:
+                        wins.clear()
+                        self._fire(node, key, st, a, watermark)
+                else:
+                    for s in sorted([s for s, a in wins.items() if a.end <= watermark]):
+                        self._fire(node, key, st, wins.pop(s), watermark)
                 if not wins:
-                    del st.open[key]
-            st.min_end = min((a.end for w in st.open.values() for a in w.values()), default=INF)
+                    del opened[key]
+            st.min_end = min([a.end for w in opened.values() for a in w.values()], default=INF)
         if watermark >= st.min_evict:
             h = st.evict_heap
             while h and h[0][0] <= watermark:
@@ -210,7 +218,10 @@ class Aggregator(LateWindows):
         if ln in acc.merged_into:
             return
         pstart = math.floor(acc.start / ln) * ln
-        p = self._open_for(node, st, pkey, pstart, acc.unit, wm, due_ok=True)
+        wins = st.open.get(pkey)
+        p = wins.get(pstart) if wins else None
+        if p is None:
+            p = self._open_for(node, st, pkey, pstart, acc.unit, wm, due_ok=True)
         if p is not None:
             p.merge(acc)
             return
@@ -232,8 +243,8 @@ class Aggregator(LateWindows):
         correction = acc.sent > 0
         acc.sent = acc.count
         std = math.sqrt(acc.m2 / acc.count) if acc.count > 1 else 0.0
-        w = Window(node, metric, acc.start, acc.end, acc.count, acc.min, acc.max, acc.mean, acc.last, std,
-                   acc.unit, correction)
+        w = Window.make(node, metric, acc.start, acc.end, acc.count, acc.min, acc.max, acc.mean, acc.last, std,
+                        acc.unit, correction)
         self.windows_emitted += 1
         if correction:
             self.corrections += 1

@@ -9,6 +9,7 @@ from typing import Iterable, Sequence
 from fogline.shared import summary as wire
 
 INF = math.inf
+_new = object.__new__
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,15 @@ class Window:
     stddev: float          # population standard deviation (0.0 for a single reading)
     unit: str | None = None
     correction: bool = False  # an earlier revision of this window was delivered
+
+    @classmethod
+    def make(cls, node: str, metric: str, start: float, end: float, count: int, min: float, max: float,
+             mean: float, last: float, stddev: float, unit: str | None, correction: bool) -> "Window":
+        """Window(...) without the frozen __init__'s setattr per field (a window fires every few readings)."""
+        w = _new(cls)
+        w.__dict__.update(node=node, metric=metric, start=start, end=end, count=count, min=min, max=max, mean=mean,
+                          last=last, stddev=stddev, unit=unit, correction=correction)
+        return w
 
     @property
     def length(self) -> float:
