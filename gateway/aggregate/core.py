@@ -106,32 +106,40 @@ class Aggregator(LateWindows):
             for metric, unit, v, t in zip(metrics, units, values, times):
                 add(node, metric, unit, v, t, wall)
             return
-        # A run of readings of one metric in the same open short window needs only that window's update
-        # (add() skips the merged lengths for them): the window is looked up once per run, not per reading.
-        # Its own readings cannot fire it (the watermark stays below them), only the next window's can.
+        # A reading whose short window is open needs only that window's update (add() skips the merged
+        # lengths for it, and its own reading cannot fire it: the watermark stays below it), so each
+        # metric's open window is looked up once per pack, not per reading; add() takes the others.
         base = self.base
         floor = math.floor
+        ws = self.watermark_s
         st = self.nodes.get(node)
-        acc: _Acc | None = None
-        run_metric: str | None = None
-        run_start = 0.0
+        if st is not None:
+            st.last_wall = wall
+        cache: dict[str, tuple[float, _Acc]] = {}  # metric -> (start, its open short window)
         for metric, unit, v, t in zip(metrics, units, values, times):
-            if acc is not None and metric == run_metric and floor(t / base) * base == run_start:
+            if st is not None:
+                start = floor(t / base) * base
+                c = cache.get(metric)
+                if c is not None and c[0] == start:
+                    acc = c[1]
+                else:
+                    wins = st.open.get((metric, base))
+                    acc = wins.get(start) if wins else None
+                    if acc is None or acc.merged_into:  # re-opened from the store: longer windows take it directly
+                        add(node, metric, unit, v, t, wall)
+                        cache.clear()  # add() may have fired windows
+                        continue
+                    cache[metric] = (start, acc)
                 acc.add(float(v), t)
-                if t > st.newest_t:  # type: ignore[union-attr]
-                    st.newest_t = t  # type: ignore[union-attr]
-                    wm = t - self.watermark_s
-                    if wm >= st.min_end or wm >= st.min_evict:  # type: ignore[union-attr]
-                        self._advance(node, st, wm, wall)  # type: ignore[arg-type]
+                if t > st.newest_t:
+                    st.newest_t = t
+                    wm = t - ws
+                    if wm >= st.min_end or wm >= st.min_evict:
+                        self._advance(node, st, wm, wall)
+                        cache.clear()
                 continue
             add(node, metric, unit, v, t, wall)
             st = self.nodes[node]
-            start = floor(t / base) * base
-            wins = st.open.get((metric, base))
-            acc = wins.get(start) if wins else None
-            if acc is not None and acc.merged_into:
-                acc = None  # re-opened from the store: its longer windows take readings directly
-            run_metric, run_start = metric, start
 
     def _open_for(self, node: str, st: _NodeState, key: tuple[str, float], start: float, unit: str | None,
                   wm: float, due_ok: bool = False) -> _Acc | None:

@@ -19,12 +19,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
+LENGTHS = [10.0, 60.0, 900.0]
+
+
 def one_run(nodes: int, packs: int, pack: int, metrics: int) -> tuple[float, int]:
     """(CPU us per reading, windows delivered) of one fresh Aggregator over the whole load."""
     from fogline.gateway.aggregate.core import Aggregator
 
     out: list = []
-    agg = Aggregator([10.0, 60.0, 900.0], 5.0, out.append, 30.0)
+    agg = Aggregator(LENGTHS, 5.0, out.append, 30.0)
     names = [f"m{k}" for k in range(metrics)]
     t0 = 1e9
     data = []
