@@ -92,7 +92,10 @@ class DeviceRegistry:
         dev.online = True  # a state message's {"online": false} (last will) is applied after this
         dev.messages += 1
         dev.readings += readings
-        self._radio(node, dev, rssi, battery, mac)
+        if rssi is None and battery is None and mac is None:
+            self.dirty.add(node)  # an uplink (no radio details): what _radio would do, without the call
+        else:
+            self._radio(node, dev, rssi, battery, mac)
         return dev
 
     def annotate(self, node: str, rssi: float | None = None, battery: float | None = None,

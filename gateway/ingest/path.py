@@ -95,10 +95,10 @@ class IngestPath(AckSender):
         series = self._series if self._series is not None else self._load_series()
         known = series.get(msg.node)
         pk = pack_columns(msg.readings)
+        if pk is not None and known is not None and known.issuperset(pk.metrics):
+            return  # the common case: every series of the pack is known
         ing = self.config.ingest
         if pk is not None:
-            if known is not None and known.issuperset(pk.metrics):
-                return  # the common case: every series of the pack is known
             if known is None:
                 known = series[msg.node] = set()
             fresh = [mt for mt in dict.fromkeys(pk.metrics) if mt not in known]

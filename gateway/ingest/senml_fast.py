@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from itertools import chain, repeat
+from operator import add, itemgetter
 from typing import Any
 
 from fogline.shared import senml
@@ -21,9 +22,12 @@ _MISSING = object()
 _INT_ONLY = {int}
 _NUMBERS = frozenset((int, float))
 _VT = frozenset((senml.V, senml.T))
-_DICT_ONLY = {dict}
+_DICT_INT = {dict, int}
 _NAMES_OK: set[str] = set()  # base names already checked (bounded below)
 _NAMES_MAX = 4096
+_SHAPES: dict[tuple[tuple[Any, ...], ...], "Plan | None"] = {}  # record label tuples -> groups (None: general path)
+_SHAPES_MAX = 1024
+_GET_V = itemgetter(_V)
 
 Columns = tuple[list[str], list["str | None"], list[Any], list[Any]]
 
@@ -45,53 +49,54 @@ def resolve_columns(pack: Any) -> Columns | None:
     """(names, units, values, times) in seq order (stable by time), or None: use fogline.shared.senml.resolve."""
     if type(pack) is not list or not pack or len(pack) > senml.MAX_RECORDS:
         return None
-    if len(pack) == 1:
-        return _single(pack[0])
-    if set(map(type, pack)) != _DICT_ONLY or set(map(type, chain.from_iterable(pack))) != _INT_ONLY:
-        return None  # a record that is not a map, or a label that is not an int (bool/float/text keys)
-    if not all(map(_FAST_KEYS.issuperset, pack)):
-        return None
-    # column passes in C where possible: values and offsets of every record, then the few records that
-    # set a base field (the start of each name group) in Python
-    values = [r.get(_V, _MISSING) for r in pack]
-    offs = [r.get(_T, 0) for r in pack]
-    if not _NUMBERS.issuperset(map(type, values)) or not _NUMBERS.issuperset(map(type, offs)):
-        return None  # a missing, text or bool value (or offset): the general path decides
     n = len(pack)
-    starts = [i for i, r in enumerate(pack) if not _VT.issuperset(r)]
-    if not starts or starts[0] != 0:
-        return None  # the first record must set the base name
-    names: list[str] = []
-    units: list[str | None] = []
-    times: list[Any] = []
+    if n == 1:
+        return _single(pack[0])
+    try:  # one pass: every record a map, every label a real int (2.0 and True equal labels as dict keys)
+        if set(map(type, chain(pack, chain.from_iterable(pack)))) != _DICT_INT:
+            return None
+    except TypeError:  # a record that is not iterable
+        return None
+    key = tuple(map(tuple, pack))  # the labels of each record: a firmware's packs repeat a few shapes
+    plan = _SHAPES.get(key, _MISSING)
+    if plan is _MISSING:
+        plan = _plan(key)
+    if plan is None:
+        return None
+    values = list(map(_GET_V, pack))  # every record has v (the plan says so)
+    offs = list(map(dict.get, pack, repeat(_T), repeat(0)))
+    if not _NUMBERS.issuperset(map(type, chain(values, offs))):
+        return None  # a text or bool value (or offset): the general path decides
     bn: Any = ""
     bt: Any = 0
     bu: Any = None
-    starts.append(n)
-    for k in range(len(starts) - 1):
-        i, j = starts[k], starts[k + 1]
-        g = pack[i].get
-        x = g(_BN, _MISSING)
-        if x is not _MISSING:
-            if type(x) is not str or not _name_ok(x):
+    names: list[str] = []
+    units: list[str | None] = []
+    times: list[Any] = []
+    for i, j, has_bn, has_bt, has_bu in plan:
+        r = pack[i]
+        if has_bn:
+            bn = r[_BN]
+            if type(bn) is not str or not _name_ok(bn):
                 return None
-            bn = x
-        x = g(_BT, _MISSING)
-        if x is not _MISSING:
-            if type(x) is not int and type(x) is not float:
+        if has_bt:
+            bt = r[_BT]
+            if type(bt) is not int and type(bt) is not float:
                 return None
-            bt = x
-        x = g(_BU, _MISSING)
-        if x is not _MISSING:
-            if type(x) is not str:
+        if has_bu:
+            bu = r[_BU]
+            if type(bu) is not str:
                 return None
-            bu = x
-        if not bn:
-            return None
-        names += repeat(bn, j - i)
-        units += repeat(bu or None, j - i)
-        times += [bt + t for t in offs[i:j]]
-    values = [0 + v for v in values]  # as resolve: bv (0) + v
+        if j - i == n:  # one group: no slices
+            names = [bn] * n
+            units = [bu or None] * n
+            times = list(map(add, repeat(bt, n), offs))
+        else:
+            names += repeat(bn, j - i)
+            units += repeat(bu or None, j - i)
+            times += map(add, repeat(bt, j - i), offs[i:j])
+    if 0.0 in values:  # as resolve: bv (0) + v, which only changes -0.0 (to 0.0)
+        values = list(map(add, repeat(0, n), values))
     if not (math.isfinite(sum(values)) and math.isfinite(sum(times))):
         return None  # a NaN or infinity somewhere (or a sum that overflows): the general path decides
     if times != sorted(times):
@@ -101,6 +106,24 @@ def resolve_columns(pack: Any) -> Columns | None:
         values = [values[i] for i in order]
         times = [times[i] for i in order]
     return names, units, values, times
+
+
+Plan = tuple[tuple[int, int, bool, bool, bool], ...]  # groups: (first, end, sets bn, sets bt, sets bu)
+
+
+def _plan(key: tuple[tuple[Any, ...], ...]) -> Plan | None:
+    """The groups of a pack shape (labels of each record), or None if it is not the fast shape; cached."""
+    plan: Plan | None = None
+    # only real int labels, each record with v, the first setting the base name (a later group may set bt/bu only)
+    if (set(map(type, chain.from_iterable(key))) == _INT_ONLY and _FAST_KEYS.issuperset(chain.from_iterable(key))
+            and all(_V in r for r in key) and _BN in key[0]):
+        starts = [i for i, r in enumerate(key) if not _VT.issuperset(r)]
+        ends = starts[1:] + [len(key)]
+        plan = tuple((i, j, _BN in key[i], _BT in key[i], _BU in key[i]) for i, j in zip(starts, ends))
+    if len(_SHAPES) >= _SHAPES_MAX:  # bounded: a sender inventing shapes must not grow it
+        _SHAPES.clear()
+    _SHAPES[key] = plan
+    return plan
 
 
 def _single(rec: Any) -> Columns | None:

@@ -161,18 +161,40 @@ def _clean_pack(node: str, lane: str, first: int, cols: Columns, pol: Policy, no
     names, units, values, times = cols
     if not now - pol.max_age_s <= float(min(times)) <= float(max(times)) <= now + pol.max_future_s:
         return None
-    prefix = node + "/"
-    plen = len(prefix)
-    metric: dict[str, str] = {}
-    for name in set(names):
-        if not name.startswith(prefix) or len(name) == plen:
-            return None
-        metric[name] = name[plen:]
-    if not pol.units.issuperset(set(units) - {None}):
+    name = names[0]
+    if names.count(name) == len(names):  # one group (the firmware's pack of one sensor): one name to check
+        m = _METRICS.get((node, name))
+        if m is None:
+            m = _metric_of(node, name)
+            if m is None:
+                return None
+        metrics = [m] * len(names)
+    else:
+        metric: dict[str, str] = {}
+        for name in set(names):
+            m = _METRICS.get((node, name)) or _metric_of(node, name)
+            if m is None:
+                return None
+            metric[name] = m
+        metrics = list(map(metric.__getitem__, names))
+    if not pol.units.issuperset(filter(None, set(units))):  # units are None or non-empty text
         return None
     # one metric object per name: consumers tell groups apart by identity
-    return PackReadings(node, lane, first, list(map(metric.__getitem__, names)), units, list(map(float, values)),
-                        list(map(float, times)))
+    return PackReadings(node, lane, first, metrics, units, list(map(float, values)), list(map(float, times)))
+
+
+_METRICS: dict[tuple[str, str], str] = {}  # (node, record name) -> metric, for names under node + "/" (bounded)
+
+
+def _metric_of(node: str, name: str) -> str | None:
+    """The metric of record name under node + "/" (cached), or None if it is not under it."""
+    prefix = node + "/"
+    if not name.startswith(prefix) or len(name) == len(prefix):
+        return None
+    if len(_METRICS) >= 65536:  # a node inventing names must not grow it
+        _METRICS.clear()
+    m = _METRICS[(node, name)] = name[len(prefix):]
+    return m
 
 
 def decode_uplink(node: str, lane: str, payload: bytes, pol: Policy, now: float) -> Message:
@@ -184,9 +206,11 @@ def decode_uplink(node: str, lane: str, payload: bytes, pol: Policy, now: float)
     auth = obj[2] if len(obj) >= 3 else None
     if auth is not None and not isinstance(auth, bytes):
         raise Rejected("structure", "authenticator must be bytes")
-    ep = obj[3] if len(obj) == 4 else 0
-    if not epoch.valid(ep) or (len(obj) == 4 and not ep):
-        raise Rejected("structure", f"epoch must be an integer in 1..{epoch.MAX}, got {brief(ep, 40)}")
+    ep = 0
+    if len(obj) == 4:  # a legacy node's [first_seq, pack] has epoch 0
+        ep = obj[3]
+        if not epoch.valid(ep) or not ep:
+            raise Rejected("structure", f"epoch must be an integer in 1..{epoch.MAX}, got {brief(ep, 40)}")
     if isinstance(first, bool) or not isinstance(first, int) or not 1 <= first <= MAX_SEQ:
         raise Rejected("seq", f"first_seq must be an integer >= 1, got {brief(first, 80)}")
     if not isinstance(pack, list):

@@ -129,3 +129,30 @@ def test_decode_uplink_fast_and_general_paths_agree(pack, where, label, bad, per
     finally:
         validate.resolve_columns = real
     assert fast == general
+
+
+@settings(max_examples=600, deadline=None)
+@given(pack=_valid_pack, where=st.integers(0, 10), label=st.sampled_from(sorted(_label_values)), bad=_any)
+def test_a_cached_pack_shape_never_accepts_what_shared_senml_refuses(pack, where, label, bad):
+    # the shape (labels of each record) is cached by its first pack: a later pack of the same shape with a bad
+    # value in any label is still resolved as shared senml does, or left to it
+    assert _check(pack) and _check(pack)  # the second call runs from the cached shape
+    i = where % len(pack)
+    if label in pack[i]:
+        _check([{**r, label: bad} if k == i else r for k, r in enumerate(pack)])
+
+
+def test_a_cached_shape_does_not_take_labels_or_records_that_only_compare_equal():
+    good = [{senml.BN: "n1/t", senml.BT: 10, senml.V: 1.0}, {senml.V: 2.0, senml.T: 1}]
+    assert resolve_columns(good) is not None  # caches the shape ((bn, bt, v), (v, t))
+    for pack in ([{senml.BN: "n1/t", senml.BT: 10, float(senml.V): 1.0}, {senml.V: 2.0, senml.T: 1}],
+                 [{senml.BN: "n1/t", senml.BT: 10, senml.V: 1.0}, {senml.V: 2.0, float(senml.T): 1}],
+                 [{senml.BN: "n1/t", senml.BT: 10, senml.V: 1.0}, [senml.V, senml.T]],
+                 [{senml.BN: "n1/t", senml.BT: 10, senml.V: 1.0}, {senml.V: True, senml.T: 1}],
+                 [{senml.BN: "n1/t", senml.BT: True, senml.V: 1.0}, {senml.V: 2.0, senml.T: 1}],
+                 [{senml.BN: "n1/bad name", senml.BT: 10, senml.V: 1.0}, {senml.V: 2.0, senml.T: 1}],
+                 [{senml.BN: "n1/t", senml.BT: 10, senml.V: 1.0}, {senml.V: math.inf, senml.T: 1}],
+                 [{senml.BN: "n1/t", senml.BT: 10, senml.V: 1.0}, {senml.V: "2", senml.T: 1}],
+                 [{senml.BN: "n1/t", senml.BT: 10, senml.V: 1.0}, 7]):
+        assert resolve_columns(pack) is None, pack
+    assert _check([{senml.BN: "n1/t", senml.BT: 10, senml.V: -0.0}, {senml.V: 0, senml.T: 1}])
