@@ -292,11 +292,13 @@ def drain_gateway(port: int, nodes: int, msgs: int, pack: int, tmp: Path, worker
             first[0] = min(rx for _, _, rx in items)
         inner(items)
     gw._on_mqtt = on_mqtt  # type: ignore[method-assign]
+    before = _threads_cpu_s()
     cpu0 = time.process_time()
     t0 = time.time()
     call(gw.start())
     done.wait(300)
     cpu = time.process_time() - cpu0
+    threads = {k: round(v - before.get(k, 0.0), 3) for k, v in _threads_cpu_s(th.native_id).items()}
     child_cpu = _proc_cpu_s(gw.mqtt.proc.pid) if worker else 0.0
     call(gw.stop())
     loop.call_soon_threadsafe(loop.stop)
@@ -310,8 +312,24 @@ def drain_gateway(port: int, nodes: int, msgs: int, pack: int, tmp: Path, worker
     return {"pack": pack, "messages": nodes * msgs, "readings_sent": total, "loss": total - distinct,
             "seconds": el, "readings_per_s": total / el, "msg_per_s": nodes * msgs / el, "gateway_cpu_s": cpu,
             "child_cpu_s": child_cpu, "commits": gw.metrics.total("commits"),
-            "acks_sent": gw.metrics.total("acks_sent"), "windows": wins[0],
+            "acks_sent": gw.metrics.total("acks_sent"), "windows": wins[0], "threads_cpu_s": threads,
             "all_acked": bool(end[0])}
+
+
+def _threads_cpu_s(loop_tid: int | None = None) -> dict[str, float]:
+    """CPU seconds of this process's threads so far, by role: asyncio loop, store, paho, MQTT reader, other."""
+    out: dict[str, float] = {}
+    for t in threading.enumerate():
+        name = t.name
+        role = ("loop" if t.native_id == loop_tid else "store" if name.startswith("fogline-store")
+                else "paho" if name.startswith("paho") else "mqtt_reader" if name.startswith("fogline-mqtt")
+                else "main" if t is threading.main_thread() else "other")
+        try:
+            f = Path(f"/proc/self/task/{t.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[role] = out.get(role, 0.0) + (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    return out
 
 
 def _proc_cpu_s(pid: int) -> float:
@@ -428,6 +446,11 @@ def main() -> int:
     print(f"CPU us per reading, packs of 10: in-process {cpu_us(packs)}, worker {cpu_us_all(packs_w)} "
           f"(gateway {cpu_us(packs_w)} + MQTT child); raw with the gateway's paho client: "
           f"singles {best['raw_b']['msg_per_s']:.0f} msg/s, packs {best['raw10_b']['msg_per_s'] * 10:.0f} readings/s")
+    def by_thread(case: dict) -> str:  # why in-process is slower: one GIL for every thread (busy = CPU s / wall s)
+        th = case["threads_cpu_s"]
+        return (", ".join(f"{k} {v * 1e6 / case['readings_sent']:.1f}" for k, v in sorted(th.items()) if v)
+                + f" us per reading; threads busy {sum(th.values()) / case['seconds']:.2f} of the wall time")
+    print(f"by thread, packs of 10: in-process: {by_thread(packs)}; worker (gateway process): {by_thread(packs_w)}")
     extra: dict[str, object] = {}
     if wide:
         w_ratio = wide["single"]["msg_per_s"] / wide["raw"]["msg_per_s"]
@@ -470,6 +493,8 @@ def main() -> int:
                                "raw_msg_per_s": round(top["raw"]["msg_per_s"]),
                                "gateway_single_readings_per_s": round(top["single"]["readings_per_s"]),
                                "worker_single_readings_per_s": round(top["single_w"]["readings_per_s"])},
+                      "pack10_threads_cpu_s": packs["threads_cpu_s"],
+                      "worker_pack10_threads_cpu_s": packs_w["threads_cpu_s"],
                       "stat": "median",
                       "loss": loss, "all_acked": all(r["all_acked"] for r in (single, packs, live, single_w, packs_w))
                       and all(v["all_acked"] for v in extra.values()),  # type: ignore[index]
