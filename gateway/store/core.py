@@ -87,11 +87,22 @@ class Store(AckCursorsMixin, GapsMixin, DeadLettersMixin, DevicesMixin):
             self.sids[(nid, metric)] = sid
         for nid, lane, contig, floor in c.execute("SELECT nid, lane, contig, floor FROM lanes"):
             self.lanes[(nid, lane)] = LaneState(contig, floor)
-        # stored seqs above each cursor (a crash can leave none: cursor and rows share a transaction)
-        for nid, lane, seq in c.execute(
-                "SELECT r.nid, r.lane, r.seq FROM readings r LEFT JOIN lanes l ON l.nid=r.nid AND l.lane=r.lane "
-                "WHERE r.seq > IFNULL(l.contig, 0)"):
-            self.lanes.setdefault((nid, lane), LaneState()).above.add(seq)
+        # Stored seqs above each cursor (a crash can leave none: cursor and rows share a transaction).
+        # Lane by lane, a primary-key range scan of the rows above its cursor: a join over all readings
+        # read every stored row at each start (0.6 s per 1M). The lanes are walked by seeks on the key,
+        # so a lane with readings but no cursor row still gets its seqs, above 0, as before.
+        key = c.execute("SELECT nid, lane FROM readings ORDER BY nid, lane LIMIT 1").fetchone()
+        while key is not None:
+            st = self.lanes.get(key)
+            seqs = c.execute("SELECT seq FROM readings WHERE nid=? AND lane=? AND seq > ?",
+                             (*key, st.contig if st is not None else 0)).fetchall()
+            if seqs:
+                self.lanes.setdefault(key, LaneState()).above.update(s for (s,) in seqs)
+            # (nid, lane) > key as a row value seeks on nid only and reads the lane's rows: two seeks instead
+            key = (c.execute("SELECT nid, lane FROM readings WHERE nid=? AND lane>? ORDER BY lane LIMIT 1",
+                             key).fetchone()
+                   or c.execute("SELECT nid, lane FROM readings WHERE nid>? ORDER BY nid, lane LIMIT 1",
+                                key[:1]).fetchone())
         # seqs of refused records above a cursor: dead-lettered once, covered for the ack
         c.execute("DELETE FROM dead_seqs WHERE seq <= IFNULL((SELECT contig FROM lanes l "
                   "WHERE l.nid=dead_seqs.nid AND l.lane=dead_seqs.lane), 0)")

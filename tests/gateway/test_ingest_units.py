@@ -155,6 +155,28 @@ def test_store_contiguous_ack_holes_resends_and_restart(tmp_path):
     s.close()
 
 
+def _lane_states(s):
+    return {(s.names[nid], li): (st.contig, st.floor, sorted(st.above)) for (nid, li), st in s.lanes.items()}
+
+
+def test_a_reopened_store_has_the_same_cursors_and_seqs_above_them(tmp_path):
+    db = tmp_path / "s.sqlite"
+    s = Store(db)
+    s.commit_batch([_msg("a", 1, 5), _msg("a", 8, 3), _msg("a", 20, 1), _msg("b", 1, 10), _msg("c", 3, 2),
+                    _msg("a", 1, 3, lane="alert"), _msg("a", 5, 1, lane="alert"), _msg("e", 5, 2)])
+    s.commit_batch([_msg("b", 13, 2), _msg("d", 1, 4)])
+    # a lane with readings but no cursor row (contig 0): its seqs still count as above the cursor
+    s.con.execute("DELETE FROM lanes WHERE nid=?", (s.nids["e"],))
+    before, acks = _lane_states(s), s.ack_states()
+    assert before[("a", 0)] == (5, 0, [8, 9, 10, 20]) and before[("c", 0)] == (0, 0, [3, 4])
+    assert before[("e", 0)] == (0, 0, [5, 6]) and acks["a"] == {"up": 5, "alert": 3}
+    s.close()
+    s = Store(db)
+    assert _lane_states(s) == before and s.ack_states() == acks
+    assert s.commit_batch([_msg("a", 6, 2), _msg("e", 1, 4)]).acks == {"a": {"up": 10, "alert": 3}, "e": {"up": 6}}
+    s.close()
+
+
 def test_store_failed_commit_changes_nothing(tmp_path):
     s = Store(tmp_path / "s.sqlite")
     s.commit_batch([_msg("a", 1, 3)])

@@ -8,7 +8,11 @@ minimum of --repeat runs, each on a fresh store (the minimum is the run least di
 comparing two versions of the code), split by thread CPU into validate + admit (loop thread), commit_batch
 (store thread) and what follows a commit (loop thread: counters, hot tier, windows, hooks). Last line: one JSON object.
 
+--load-rows N instead times a gateway restart: Store() opening a store of N readings (--nodes lanes, holes above
+some cursors), against the full scan of `readings` that Store._load did before it read only the rows above each cursor.
+
 Usage: python tools/bench/ingest_path.py [--nodes 20] [--msgs 500] [--pack 10] [--batch 200] [--repeat 5]
+       python tools/bench/ingest_path.py --load-rows 1000000 [--nodes 20] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -68,6 +72,44 @@ async def _one_run(payloads: list[tuple[str, bytes]], batch: int, data: Path) ->
     return cpu, got[0], parts
 
 
+def _load_bench(rows: int, nodes: int, repeat: int) -> int:
+    """Seconds to open a Store of `rows` readings (wall, best of `repeat`) vs the old full scan of readings."""
+    from fogline.gateway.store.base import connect
+    from fogline.gateway.store.core import Store
+
+    per = rows // nodes
+    with tempfile.TemporaryDirectory(prefix="fogline-load-") as td:
+        db = Path(td) / "ingest.sqlite"
+        con = connect(db, "OFF")  # building the store is not what is timed
+        con.executemany("INSERT INTO nodes(nid, name) VALUES (?, ?)", [(n, f"n{n}") for n in range(1, nodes + 1)])
+        con.executemany("INSERT INTO series(sid, nid, metric) VALUES (?, ?, 'm')", [(n, n) for n in range(1, nodes + 1)])
+        con.execute("BEGIN")
+        for n in range(1, nodes + 1):
+            con.executemany("INSERT INTO readings VALUES (?, 0, ?, ?, ?, 20.5, ?)",
+                            ((n, s, n, 1e9 + s, 1e9 + s) for s in range(1, per + 1) if not (n % 3 == 0 and s == per - 50)))
+        # every third lane has a hole 50 seqs below its newest reading: 50 stored seqs above its cursor
+        con.executemany("INSERT INTO lanes(nid, lane, contig) VALUES (?, 0, ?)",
+                        [(n, per - 51 if n % 3 == 0 else per) for n in range(1, nodes + 1)])
+        con.execute("COMMIT")
+        con.close()
+        new, old = [], []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            st = Store(db)
+            new.append(time.perf_counter() - t)
+            above = sum(len(x.above) for x in st.lanes.values())
+            t = time.perf_counter()
+            st.con.execute("SELECT r.nid, r.lane, r.seq FROM readings r LEFT JOIN lanes l ON l.nid=r.nid "
+                           "AND l.lane=r.lane WHERE r.seq > IFNULL(l.contig, 0)").fetchall()
+            old.append(time.perf_counter() - t)
+            st.close()
+    print(f"Store() load of {per * nodes} readings, {nodes} lanes, {above} seqs above the cursors: "
+          f"{min(new):.4f} s (best of {repeat}); the full readings scan of the load before: {min(old):.3f} s")
+    print(json.dumps({"readings": per * nodes, "lanes": nodes, "above": above, "load_s": round(min(new), 4),
+                      "full_scan_s": round(min(old), 4)}))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nodes", type=int, default=20)
@@ -75,7 +117,10 @@ def main() -> int:
     ap.add_argument("--pack", type=int, default=10)
     ap.add_argument("--batch", type=int, default=200, help="messages per group commit")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--load-rows", type=int, default=0, help="time Store() opening a store of this many readings")
     a = ap.parse_args()
+    if a.load_rows:
+        return _load_bench(a.load_rows, a.nodes, a.repeat)
     from gateway_ingest import build_payloads
 
     payloads = build_payloads(a.nodes, a.msgs, a.pack, time.time() - a.msgs * a.pack - 60)
