@@ -73,6 +73,7 @@ class LaneState:
 
 
 WAL_CHECKPOINT_PAGES = 10000  # [store] wal_checkpoint_pages default (SQLite's own is 1000)
+STORE_CACHE_KIB = 16384  # page cache of the ingest connection (SQLite's default is 2000 KiB)
 
 
 def connect(path: Path, synchronous: str = "FULL", readonly: bool = False,
@@ -91,22 +92,26 @@ def connect(path: Path, synchronous: str = "FULL", readonly: bool = False,
     # pages copied those same pages back to the database after almost every commit. A longer WAL copies
     # each hot page once per checkpoint (500 nodes: -22 % insert CPU, tools/bench/store_layout.py).
     con.execute(f"PRAGMA wal_autocheckpoint={int(checkpoint_pages)}")
+    # The pages a commit of many nodes touches (a readings leaf per lane, an index leaf per series, their
+    # parents) outgrew SQLite's 2 MiB cache: 500 nodes re-read ~290 pages from the WAL/OS per commit.
+    con.execute(f"PRAGMA cache_size=-{STORE_CACHE_KIB}")
     con.executescript(SCHEMA)
     return con
 
 
 class _Pending:
-    """Rows of the batch being built, looked up by (nid, lane, seq) only on the rare duplicate path."""
+    """Rows of the batch being built (per lane), looked up by (nid, lane, seq) only on the rare duplicate path."""
 
-    def __init__(self, rows: list[tuple[int, int, int, int, float, float, float]]):
-        self.rows = rows
+    def __init__(self, lanes: dict[tuple[int, int], list[tuple[int, int, int, int, float, float, float]]]):
+        self.lanes = lanes
         self.index: dict[tuple[int, int, int], tuple[int, float, float]] = {}
-        self.upto = 0
+        self.upto: dict[tuple[int, int], int] = {}
 
     def get(self, key: tuple[int, int, int]) -> tuple[int, float, float] | None:
-        rows, idx = self.rows, self.index
-        for i in range(self.upto, len(rows)):
+        lane = key[0], key[1]
+        rows, idx = self.lanes.get(lane, ()), self.index
+        for i in range(self.upto.get(lane, 0), len(rows)):
             r = rows[i]
             idx[(r[0], r[1], r[2])] = (r[3], r[4], r[5])
-        self.upto = len(rows)
+        self.upto[lane] = len(rows)
         return idx.get(key)

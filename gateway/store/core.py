@@ -13,8 +13,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from itertools import repeat
-from operator import itemgetter
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -29,8 +28,6 @@ from fogline.gateway.store.gaps import GapsMixin
 from fogline.gateway.store.acks import AckCursorsMixin
 from fogline.gateway.ingest.readings import pack_columns
 from fogline.gateway.ingest.validate import Message, Reading
-
-_by_node = itemgetter(0, 1)
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +150,9 @@ class Store(AckCursorsMixin, GapsMixin, DeadLettersMixin, DevicesMixin):
         t0 = time.perf_counter()
         con = self.con
         work: dict[tuple[int, int], LaneState] = {}
-        rows: list[tuple[int, int, int, int, float, float, float]] = []
-        pend = _Pending(rows)
+        # the batch's rows per lane, in arrival order: inserted lane after lane (see the executemany)
+        lane_rows: dict[tuple[int, int], list[tuple[int, int, int, int, float, float, float]]] = {}
+        pend = _Pending(lane_rows)
         results: list[MsgResult] = []
         gaps: list[tuple[str, str, int, int, str]] = []
         touched: set[str] = set()
@@ -196,6 +194,8 @@ class Store(AckCursorsMixin, GapsMixin, DeadLettersMixin, DevicesMixin):
                     continue
                 new = res.new
                 pk = pack_columns(new)
+                if new and (rows := lane_rows.get(key)) is None:
+                    rows = lane_rows[key] = []
                 if not new:
                     pass
                 elif pk is not None and pk.first == st.contig + 1 and not st.above:
@@ -243,12 +243,12 @@ class Store(AckCursorsMixin, GapsMixin, DeadLettersMixin, DevicesMixin):
                         gaps.append((m.node, m.lane, lo, m.first_seq - 1, "resend-above-gap"))
                 elif st.above and st.gap_since is None:
                     st.gap_since = now
-            if rows:
-                # node by node (stable: seqs stay in order): each node's rows land on few B-tree pages,
-                # so a commit writes far fewer pages when many nodes send (500 nodes: 7.7 -> 3.9 us a row)
-                rows.sort(key=_by_node)
+            if lane_rows:
+                # node by node, each lane's seqs in order: each node's rows land on few B-tree pages, so a
+                # commit writes far fewer pages when many nodes send (500 nodes: 7.7 -> 3.9 us a row). Kept
+                # per lane as they come, not sorted after (the sort cost 0.18 us a row).
                 con.executemany("INSERT OR IGNORE INTO readings(nid, lane, seq, sid, t, v, rx) VALUES (?,?,?,?,?,?,?)",
-                                rows)
+                                chain.from_iterable(lane_rows[k] for k in sorted(lane_rows)))
             if late:  # the relay feed's cursor may be past them already: it must still hand them over
                 note_late(self, late)
             if work:

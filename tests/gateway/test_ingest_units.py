@@ -177,6 +177,18 @@ def test_a_reopened_store_has_the_same_cursors_and_seqs_above_them(tmp_path):
     s.close()
 
 
+def test_resends_within_one_batch_are_deduplicated_per_lane(tmp_path):
+    s = Store(tmp_path / "s.sqlite")
+    r = s.commit_batch([_msg("a", 1, 5), _msg("b", 1, 3), _msg("a", 3, 5), _msg("b", 2, 3, v=-1.0),
+                        _msg("a", 1, 3, lane="alert"), _msg("a", 2, 3, lane="alert")])
+    assert [(x.status, [y.seq for y in x.new]) for x in r.results] == [
+        ("stored", [1, 2, 3, 4, 5]), ("stored", [1, 2, 3]), ("partial", [6, 7]), ("partial", [4]),
+        ("stored", [1, 2, 3]), ("partial", [4])]
+    assert r.results[3].detail.startswith("2 reading(s) differ") and r.acks == {"a": {"up": 7, "alert": 4},
+                                                                                 "b": {"up": 4}}
+    assert s.con.execute("SELECT v FROM readings WHERE nid=? AND seq=2", (s.nids["b"],)).fetchone() == (2.0,)
+
+
 def test_store_failed_commit_changes_nothing(tmp_path):
     s = Store(tmp_path / "s.sqlite")
     s.commit_batch([_msg("a", 1, 3)])

@@ -82,11 +82,13 @@ def _load_bench(rows: int, nodes: int, repeat: int) -> int:
         db = Path(td) / "ingest.sqlite"
         con = connect(db, "OFF")  # building the store is not what is timed
         con.executemany("INSERT INTO nodes(nid, name) VALUES (?, ?)", [(n, f"n{n}") for n in range(1, nodes + 1)])
-        con.executemany("INSERT INTO series(sid, nid, metric) VALUES (?, ?, 'm')", [(n, n) for n in range(1, nodes + 1)])
+        con.executemany("INSERT INTO series(sid, nid, metric) VALUES (?, ?, 'm')",
+                        [(n, n) for n in range(1, nodes + 1)])
         con.execute("BEGIN")
         for n in range(1, nodes + 1):
             con.executemany("INSERT INTO readings VALUES (?, 0, ?, ?, ?, 20.5, ?)",
-                            ((n, s, n, 1e9 + s, 1e9 + s) for s in range(1, per + 1) if not (n % 3 == 0 and s == per - 50)))
+                            ((n, s, n, 1e9 + s, 1e9 + s) for s in range(1, per + 1)
+                             if not (n % 3 == 0 and s == per - 50)))
         # every third lane has a hole 50 seqs below its newest reading: 50 stored seqs above its cursor
         con.executemany("INSERT INTO lanes(nid, lane, contig) VALUES (?, 0, ?)",
                         [(n, per - 51 if n % 3 == 0 else per) for n in range(1, nodes + 1)])
