@@ -20,7 +20,7 @@ from fogline.gateway.ops import provision_certs
 from fogline.shared import auth
 from tests.gateway.ingest_helpers import GatewayThread, db_rows, gw_config, wait_for
 from fogline.tools import hostemu
-from harness.broker import Mosquitto, free_port
+from harness.broker import Mosquitto, free_ports
 from harness.counternode import CounterNode
 
 KEY = bytes(range(32, 48))
@@ -36,7 +36,7 @@ def test_tls_node_ignores_forged_acks_and_drains_to_the_gateway(tmp_path):
     certs = provision_certs.ensure(tmp_path / "certs", "s1", ["node1"], rotate_nodes=[], rotate_ca=False,
                                    broker_host="localhost", days=30)
     d = tmp_path / "certs"
-    plain, tls = free_port(), free_port()
+    plain, tls = free_ports(2)
     broker = Mosquitto(tmp_path / "mq", port=plain, extra_conf="\n".join([
         f"user {getpass.getuser()}",  # read the test's cert files (mosquitto drops root to its own user)
         f"listener {plain} 127.0.0.1", "allow_anonymous true",

@@ -17,6 +17,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports(n: int) -> list[int]:
+    """n distinct TCP ports on 127.0.0.1, free right now (all held bound at once, so none repeats)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def mosquitto_binary() -> str:
     """Path of mosquitto (FOGLINE_MOSQUITTO overrides the search), or RuntimeError saying how to install it."""
     forced = os.environ.get("FOGLINE_MOSQUITTO")

@@ -30,7 +30,7 @@ from fogline.gateway import config as config_mod
 from fogline.gateway.ops import provision_broker as pb
 from tests.gateway.ingest_helpers import GatewayThread, db_rows, stored_seqs, wait_for
 from fogline.tools import hostemu
-from harness.broker import free_port, mosquitto_binary
+from harness.broker import free_ports, mosquitto_binary
 from harness.sitekit import VNode
 
 REPO = hostemu.REPO
@@ -167,7 +167,7 @@ class Client:
 @pytest.fixture
 def installed(tmp_path):
     """Provision (CLI), install with the README's lines, start mosquitto; yields what the tests need."""
-    lan, gwp, tls = free_port(), free_port(), free_port()
+    lan, gwp, tls = free_ports(3)
     out = tmp_path / "provision"
     assert cli.main(["provision", "--site", SITE, "nA", "nB", "--out", str(out), "--broker-port", str(lan),
                      "--gateway-port", str(gwp), "--certs", "--tls-port", str(tls)]) == 0
