@@ -291,7 +291,7 @@ class Gateway(IngestPath):
     def _call(self, cb: Hook, *args: Any) -> None:
         try:
             r = cb(*args)
-            if inspect.isawaitable(r):
+            if r is not None and inspect.isawaitable(r):  # a plain hook returns None: skip the ABC check
                 self._spawn(r)
         except Exception:
             self.metrics.inc("hook_errors")

@@ -116,9 +116,24 @@ class Aggregator(LateWindows):
         if st is not None:
             st.last_wall = wall
         cache: dict[str, tuple[float, _Acc]] = {}  # metric -> (start, its open short window)
+        # The window being updated keeps its statistics in locals (the same operations as _Acc.add, in the
+        # same order) and gets them back when the next reading is another window's, or before anything
+        # else (add(), _advance()) could look at it.
+        cur: _Acc | None = None
+        cur_metric: str | None = None
+        cur_start = 0.0
+        n, mean, m2, lo, hi, last, last_t = 0, 0.0, 0.0, INF, -INF, 0.0, -INF
         for metric, unit, v, t in zip(metrics, units, values, times):
-            if st is not None:
-                start = floor(t / base) * base
+            if st is None:
+                add(node, metric, unit, v, t, wall)
+                st = self.nodes[node]
+                continue
+            start = floor(t / base) * base
+            if cur is None or start != cur_start or metric != cur_metric:
+                if cur is not None:
+                    cur.count, cur.mean, cur.m2, cur.min, cur.max, cur.last, cur.last_t = \
+                        n, mean, m2, lo, hi, last, last_t
+                    cur = None
                 c = cache.get(metric)
                 if c is not None and c[0] == start:
                     acc = c[1]
@@ -130,16 +145,31 @@ class Aggregator(LateWindows):
                         cache.clear()  # add() may have fired windows
                         continue
                     cache[metric] = (start, acc)
-                acc.add(float(v), t)
-                if t > st.newest_t:
-                    st.newest_t = t
-                    wm = t - ws
-                    if wm >= st.min_end or wm >= st.min_evict:
-                        self._advance(node, st, wm, wall)
-                        cache.clear()
-                continue
-            add(node, metric, unit, v, t, wall)
-            st = self.nodes[node]
+                cur, cur_metric, cur_start = acc, metric, start
+                n, mean, m2, lo, hi, last, last_t = acc.count, acc.mean, acc.m2, acc.min, acc.max, acc.last, acc.last_t
+            v = float(v)
+            n += 1
+            d = v - mean
+            mean += d / n
+            m2 += d * (v - mean)
+            if v < lo:
+                lo = v
+            if v > hi:
+                hi = v
+            if t >= last_t:  # 'last' is by reading time, not arrival order
+                last_t = t
+                last = v
+            if t > st.newest_t:
+                st.newest_t = t
+                wm = t - ws
+                if wm >= st.min_end or wm >= st.min_evict:
+                    cur.count, cur.mean, cur.m2, cur.min, cur.max, cur.last, cur.last_t = \
+                        n, mean, m2, lo, hi, last, last_t
+                    cur = None
+                    self._advance(node, st, wm, wall)
+                    cache.clear()
+        if cur is not None:
+            cur.count, cur.mean, cur.m2, cur.min, cur.max, cur.last, cur.last_t = n, mean, m2, lo, hi, last, last_t
 
     def _open_for(self, node: str, st: _NodeState, key: tuple[str, float], start: float, unit: str | None,
                   wm: float, due_ok: bool = False) -> _Acc | None:
