@@ -131,8 +131,7 @@ class Aggregator(LateWindows):
             start = floor(t / base) * base
             if cur is None or start != cur_start or metric != cur_metric:
                 if cur is not None:
-                    cur.count, cur.mean, cur.m2, cur.min, cur.max, cur.last, cur.last_t = \
-                        n, mean, m2, lo, hi, last, last_t
+                    cur.set_stats(n, mean, m2, lo, hi, last, last_t)
                     cur = None
                 c = cache.get(metric)
                 if c is not None and c[0] == start:
@@ -146,7 +145,7 @@ class Aggregator(LateWindows):
                         continue
                     cache[metric] = (start, acc)
                 cur, cur_metric, cur_start = acc, metric, start
-                n, mean, m2, lo, hi, last, last_t = acc.count, acc.mean, acc.m2, acc.min, acc.max, acc.last, acc.last_t
+                n, mean, m2, lo, hi, last, last_t = acc.stats()
             v = float(v)
             n += 1
             d = v - mean
@@ -163,13 +162,12 @@ class Aggregator(LateWindows):
                 st.newest_t = t
                 wm = t - ws
                 if wm >= st.min_end or wm >= st.min_evict:
-                    cur.count, cur.mean, cur.m2, cur.min, cur.max, cur.last, cur.last_t = \
-                        n, mean, m2, lo, hi, last, last_t
+                    cur.set_stats(n, mean, m2, lo, hi, last, last_t)
                     cur = None
                     self._advance(node, st, wm, wall)
                     cache.clear()
         if cur is not None:
-            cur.count, cur.mean, cur.m2, cur.min, cur.max, cur.last, cur.last_t = n, mean, m2, lo, hi, last, last_t
+            cur.set_stats(n, mean, m2, lo, hi, last, last_t)
 
     def _open_for(self, node: str, st: _NodeState, key: tuple[str, float], start: float, unit: str | None,
                   wm: float, due_ok: bool = False) -> _Acc | None:

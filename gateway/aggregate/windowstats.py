@@ -69,6 +69,16 @@ class _Acc:
     keep_until: float = 0.0  # wall clock: a re-opened window stays in memory at least until then
     merged_into: tuple = ()  # longer lengths already holding these readings (re-opened from the store)
 
+    def stats(self) -> tuple[int, float, float, float, float, float, float]:
+        """(count, mean, m2, min, max, last, last_t): what add() updates, for a caller's loop to update in locals."""
+        return self.count, self.mean, self.m2, self.min, self.max, self.last, self.last_t
+
+    def set_stats(self, count: int, mean: float, m2: float, lo: float, hi: float, last: float,
+                  last_t: float) -> None:
+        """Take back the statistics stats() handed out."""
+        self.count, self.mean, self.m2 = count, mean, m2
+        self.min, self.max, self.last, self.last_t = lo, hi, last, last_t
+
     def merge(self, o: "_Acc") -> None:
         """Fold a shorter window's statistics in (Chan et al. parallel mean/variance)."""
         if o.count == 0:
