@@ -159,6 +159,14 @@ def _senml_reason(msg: str) -> str:
 def _clean_pack(node: str, lane: str, first: int, cols: Columns, pol: Policy, now: float) -> PackReadings | None:
     """Readings (as columns) of a resolved pack whose every record passes (None: some do not, check one by one)."""
     names, units, values, times = cols
+    if len(names) == 1:  # a single reading (or an alert): the same checks without the column passes
+        t = float(times[0])
+        m = _METRICS.get((node, names[0])) or _metric_of(node, names[0])
+        if not now - pol.max_age_s <= t <= now + pol.max_future_s or m is None:
+            return None
+        if units[0] is not None and units[0] not in pol.units:
+            return None
+        return PackReadings(node, lane, first, [m], units, [float(values[0])], [t])
     if not now - pol.max_age_s <= float(min(times)) <= float(max(times)) <= now + pol.max_future_s:
         return None
     name = names[0]

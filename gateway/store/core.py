@@ -201,10 +201,15 @@ class Store(AckCursorsMixin, GapsMixin, DeadLettersMixin, DevicesMixin):
                 elif pk is not None and pk.first == st.contig + 1 and not st.above:
                     # a pack still held as columns, in order: rows built column-wise in C
                     n, first, metrics = len(pk), pk.first, pk.metrics
-                    sid_of = {mt: self.sids.get((nid, mt)) or self._sid(nid, mt, pk.units[metrics.index(mt)])
-                              for mt in dict.fromkeys(metrics)}
-                    rows.extend(zip(repeat(nid, n), repeat(li, n), range(first, first + n),
-                                    map(sid_of.__getitem__, metrics), pk.times, pk.values, repeat(now, n)))
+                    if n == 1:  # a single reading: one tuple, not the column machinery
+                        mt = metrics[0]
+                        rows.append((nid, li, first, self.sids.get((nid, mt)) or self._sid(nid, mt, pk.units[0]),
+                                     pk.times[0], pk.values[0], now))
+                    else:
+                        sid_of = {mt: self.sids.get((nid, mt)) or self._sid(nid, mt, pk.units[metrics.index(mt)])
+                                  for mt in dict.fromkeys(metrics)}
+                        rows.extend(zip(repeat(nid, n), repeat(li, n), range(first, first + n),
+                                        map(sid_of.__getitem__, metrics), pk.times, pk.values, repeat(now, n)))
                     st.contig = first + n - 1
                 elif new[0].seq == st.contig + 1 and not st.above and new[-1].seq == new[0].seq + len(new) - 1:
                     # in order, no holes: the common case, no per-seq set work
